@@ -1,0 +1,49 @@
+rule docs:
+    output:
+        docs="results/docs.parquet",
+        eval="results/eval.parquet",
+        rejected="results/docs_rejected.parquet",
+        stats="results/stats/docs.json",
+    params:
+        **groups("seed", "docs"),
+        # The corpus lies outside the DAG: its fingerprint makes an edited source rerun the stage.
+        source=source_fingerprint(config["docs"]),
+    log:
+        "logs/docs.log",
+    shell:
+        "python scripts/docs.py --params params.yaml --out-docs {output.docs} --out-eval {output.eval}"
+        " --out-rejected {output.rejected} --out-stats {output.stats} --log {log}"
+
+
+rule configs:
+    input:
+        docs="results/docs.parquet",
+        personas="prompts/personas.yaml",
+        prompt="prompts/configs_llm.yaml",
+    output:
+        configs="results/configs.parquet",
+        stats="results/stats/configs.json",
+    params:
+        **groups("seed", "embedder", "llm", "configs", "queries"),
+    log:
+        "logs/configs.log",
+    shell:
+        "python scripts/configs.py --params params.yaml --docs {input.docs} --personas {input.personas}"
+        " --prompt {input.prompt} --out {output.configs} --out-stats {output.stats} --log {log}"
+
+
+rule queries:
+    input:
+        docs="results/docs.parquet",
+        configs="results/configs.parquet",
+        prompt="prompts/queries_few_shot.yaml",
+    output:
+        queries="results/queries.parquet",
+        stats="results/stats/queries.json",
+    params:
+        **groups("seed", "llm", "queries"),
+    log:
+        "logs/queries.log",
+    shell:
+        "python scripts/queries.py --params params.yaml --docs {input.docs} --configs {input.configs}"
+        " --prompt {input.prompt} --out {output.queries} --out-stats {output.stats} --log {log}"

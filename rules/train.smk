@@ -1,0 +1,40 @@
+STAGE_STATS = [
+    f"results/stats/{stage}.json"
+    for stage in ("docs", "configs", "queries", "filtered", "balanced", "negatives", "model")
+]
+
+
+rule model:
+    input:
+        negatives="results/negatives.parquet",
+    output:
+        model=directory("results/model"),
+        curve=report("results/plots/training_loss.csv", category="Training"),
+        stats="results/stats/model.json",
+    params:
+        **groups("seed", "embedder", "train"),
+    log:
+        "logs/model.log",
+    shell:
+        "python scripts/train.py --params params.yaml --negatives {input.negatives} --out {output.model}"
+        " --out-curve {output.curve} --out-stats {output.stats} --log {log}"
+
+
+rule metrics:
+    input:
+        model="results/model",
+        docs="results/docs.parquet",
+        eval="results/eval.parquet",
+        balanced="results/balanced.parquet",
+        stats=STAGE_STATS,
+    output:
+        metrics="results/metrics.json",
+        plot=report("results/plots/ndcg.csv", category="Evaluation"),
+    params:
+        **groups("embedder", "evaluate"),
+    log:
+        "logs/metrics.log",
+    shell:
+        "python scripts/evaluate.py --params params.yaml --model {input.model} --docs {input.docs}"
+        " --eval {input.eval} --balanced {input.balanced} --stats {input.stats} --out {output.metrics}"
+        " --out-plot {output.plot} --log {log}"

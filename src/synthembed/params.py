@@ -1,0 +1,44 @@
+"""Loading and validating params.yaml, the one configuration of both engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+
+
+def validate_params(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
+    """Validate params against the schema and return them unchanged.
+
+    Raises ValueError naming the source and the offending key path, e.g.
+    ``params.yaml: filter.min_cosine: 3 is greater than the maximum of 1``.
+    """
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.path) or "<top>"
+        raise ValueError(f"{source}: {where}: {first.message}")
+    return params
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read a params file and validate it."""
+    path = Path(path)
+    return validate_params(yaml.safe_load(path.read_text()), source=str(path))
+
+
+def source_fingerprint(docs_cfg: dict[str, Any]) -> list[list[Any]]:
+    """(path, size, mtime_ns) of every file of the corpus source, or [] for the built-in stdlib source.
+
+    The corpus lies outside the DAG, so Snakemake sees an edited source through this param.
+    """
+    if docs_cfg["source"] == "stdlib" or not docs_cfg["path"]:
+        return []
+    root = Path(docs_cfg["path"])
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.exists()]

@@ -1,0 +1,86 @@
+"""Fine-tuning the embedder with InfoNCE (MultipleNegativesRankingLoss): LoRA or full."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from synthembed.models import load_embedder, resolve_device
+
+logger = logging.getLogger(__name__)
+
+
+def training_columns(pairs: pl.DataFrame, query_prompt: str) -> dict[str, list[str]]:
+    """(anchor, positive, negative_1..n) columns; the query instruction goes on anchors only.
+
+    >>> training_columns(pl.DataFrame({"query": ["q"], "positive": ["p"], "negatives": [["n1", "n2"]]}), "Q: ")
+    {'anchor': ['Q: q'], 'positive': ['p'], 'negative_1': ['n1'], 'negative_2': ['n2']}
+    """
+    columns = {"anchor": [query_prompt + q for q in pairs["query"]], "positive": pairs["positive"].to_list()}
+    width = pairs["negatives"].list.len().min() or 0
+    for i in range(width):
+        columns[f"negative_{i + 1}"] = pairs["negatives"].list.get(i).to_list()
+    return columns
+
+
+def attach_lora(model, cfg: dict[str, Any]):
+    """Wrap the transformer of a SentenceTransformer in a peft LoRA model; returns the peft model."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=cfg["r"], lora_alpha=cfg["alpha"],
+                      lora_dropout=cfg["dropout"], target_modules=cfg["target_modules"])
+    peft_model = get_peft_model(model[0].model, lora)
+    model[0].model = peft_model
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    logger.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
+    return peft_model
+
+
+def train_embedder(pairs: pl.DataFrame, embedder_cfg: dict[str, Any], cfg: dict[str, Any], seed: int,
+                   device: str, out_dir: Path, work_dir: Path) -> list[dict[str, float]]:
+    """Train on ``pairs`` (query, positive, negatives) and save a model SentenceTransformer(out_dir) loads.
+
+    With LoRA the adapter is saved to ``out_dir/adapter`` and merged into the saved weights.
+    Returns the training log: one {step, epoch, loss, learning_rate} per step.
+    """
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+
+    device = resolve_device(device)
+    model = load_embedder(embedder_cfg, device, for_training=True)
+    peft_model = attach_lora(model, cfg["lora"]) if cfg["method"] == "lora" else None
+    dataset = Dataset.from_dict(training_columns(pairs, embedder_cfg["query_prompt"]))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=cfg["epochs"],
+        max_steps=cfg["max_steps"],
+        per_device_train_batch_size=cfg["batch_size"],
+        learning_rate=cfg["learning_rate"],
+        warmup_ratio=cfg["warmup_ratio"],
+        seed=seed,
+        data_seed=seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=device == "cpu",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,  # a repeated text in a batch would be a false negative
+        disable_tqdm=False,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(model)
+    )
+    trainer.train()
+    if peft_model is not None:
+        peft_model.save_pretrained(str(out_dir / "adapter"))
+        model[0].model = peft_model.merge_and_unload()
+    model.save_pretrained(str(out_dir))
+    return [
+        {k: float(entry[k]) for k in ("step", "epoch", "loss", "learning_rate") if k in entry}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
