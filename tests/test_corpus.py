@@ -1,0 +1,177 @@
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from synthembed.corpus import (
+    CorpusError,
+    clean_documents,
+    corpus_stats,
+    first_sentence,
+    read_corpus,
+    read_stdlib,
+    sample_documents,
+)
+
+MODULE = textwrap.dedent('''
+    """A module."""
+
+    def add(a, b):
+        """Return the sum of a and b.
+
+        Works for numbers.
+        """
+        total = a + b
+        return total
+
+    def _private(x):
+        """Hidden helper function here."""
+        return x
+
+    def only_doc():
+        """Nothing but a docstring."""
+
+    class Stack:
+        """A stack."""
+
+        def push(self, item):
+            """Put an item on top of the stack."""
+            self.items.append(item)
+
+        @property
+        def size(self):
+            """Number of items in it."""
+            return len(self.items)
+
+        @size.setter
+        def size(self, value):
+            """Setter docstring is never used."""
+            raise AttributeError(value)
+''')
+
+
+@pytest.fixture
+def fake_stdlib(tmp_path: Path) -> Path:
+    (tmp_path / "mathish.py").write_text(MODULE)
+    (tmp_path / "_internal.py").write_text(MODULE)
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "test_x.py").write_text(MODULE)
+    return tmp_path
+
+
+def test_stdlib_documents_have_docstrings_removed_and_sentences_as_queries(fake_stdlib):
+    corpus = read_stdlib(fake_stdlib)
+    assert [d["doc_id"] for d in corpus.docs] == ["mathish.add", "mathish.Stack.push", "mathish.Stack.size"]
+    add = corpus.docs[0]
+    assert add["text"] == "def add(a, b):\n    total = a + b\n    return total"
+    assert add["source"] == "stdlib:mathish.py:4"
+    size = corpus.docs[2]
+    assert size["text"] == "@property\ndef size(self):\n    return len(self.items)"
+    queries = {j["doc_id"]: j["query"] for j in corpus.judgments}
+    assert queries == {
+        "mathish.add": "Return the sum of a and b.",
+        "mathish.Stack.push": "Put an item on top of the stack.",
+        "mathish.Stack.size": "Number of items in it.",
+    }
+    for doc in corpus.docs:
+        assert queries[doc["doc_id"]] not in doc["text"]
+
+
+def test_real_stdlib_is_large_and_clean():
+    corpus = read_stdlib()
+    assert len(corpus.docs) > 2000
+    ids = [d["doc_id"] for d in corpus.docs]
+    assert len(ids) == len(set(ids))
+    assert not any(".test." in i or i.startswith("test.") for i in ids)
+
+
+def test_first_sentence_joins_wrapped_lines():
+    assert first_sentence("Open a file\n    and return a stream.  Raise OSError.") == "Open a file and return a stream."
+
+
+def write_jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", ['{"_id": "a", "text": "alpha"}', "{not json"])
+    with pytest.raises(CorpusError, match=r"c\.jsonl:2: invalid JSON"):
+        read_corpus("jsonl", str(path))
+
+
+def test_wrong_types_are_rejected_with_reasons_when_skipping(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", [
+        '{"_id": "a", "text": "' + "long enough text " * 5 + '"}',
+        '{"_id": "b", "text": 5}',
+        '{"text": "no id"}',
+        "[1, 2]",
+        '{"_id": "a", "text": "duplicate id with other text, also long enough"}',
+        '{"_id": "c", "text": "short"}',
+    ])
+    corpus = read_corpus("jsonl", str(path), on_bad_row="skip")
+    corpus = clean_documents(corpus, min_chars=20, on_bad_row="skip", lang="en", domain=None)
+    assert [d["doc_id"] for d in corpus.docs] == ["a"]
+    reasons = {r["location"].rsplit(":", 1)[-1]: r["reason"] for r in corpus.rejected}
+    assert reasons == {
+        "2": "field 'text' must be a string, got int",
+        "3": "missing id (one of _id, doc_id, id)",
+        "4": "expected an object, got list",
+        "5": "duplicate doc_id 'a'",
+        "6": "text shorter than 20 characters",
+    }
+    stats = corpus_stats(6, corpus)
+    assert stats["read"] == stats["kept"] + sum(stats["rejected"].values())
+
+
+def test_non_utf8_line_is_an_error_with_its_line(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"_id": "a", "text": "fine text"}\n{"_id": "b", "text": "\xff\xfe"}\n')
+    with pytest.raises(CorpusError, match=r"c\.jsonl:2: not UTF-8"):
+        read_corpus("jsonl", str(path))
+
+
+def test_csv_parquet_and_text_folder_sources(tmp_path):
+    import polars as pl
+
+    (tmp_path / "c.csv").write_text("id,title,text\n1,One,first document text\n2,Two,second document text\n")
+    pl.DataFrame({"doc_id": ["x"], "text": ["parquet document"]}).write_parquet(tmp_path / "c.parquet")
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.md").write_text("# Heading A\nbody of a")
+    (folder / "sub" / "b.txt").write_text("plain b")
+    assert [(d["doc_id"], d["title"]) for d in read_corpus("csv", str(tmp_path / "c.csv")).docs] == [
+        ("1", "One"), ("2", "Two")]
+    assert [d["text"] for d in read_corpus("parquet", str(tmp_path / "c.parquet")).docs] == ["parquet document"]
+    assert [(d["doc_id"], d["title"]) for d in read_corpus("textdir", str(folder)).docs] == [
+        ("a.md", "Heading A"), ("sub/b.txt", "b")]
+
+
+def test_beir_folder_gives_eval_judgments(tmp_path):
+    write_jsonl(tmp_path / "corpus.jsonl", [json.dumps({"_id": f"d{i}", "title": "", "text": f"doc {i}"})
+                                             for i in range(3)])
+    write_jsonl(tmp_path / "queries.jsonl", ['{"_id": "q1", "text": "which doc"}'])
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq1\td0\t0\n")
+    corpus = read_corpus("beir", str(tmp_path))
+    assert len(corpus.docs) == 3
+    assert corpus.judgments == [{"eval_set": f"{tmp_path.name}-dev", "query_id": "q1", "query": "which doc",
+                                 "doc_id": "d2", "score": 1}]
+
+
+def test_sampling_is_seeded_and_keeps_judgments_of_sampled_docs(fake_stdlib):
+    corpus = read_stdlib(fake_stdlib)
+    first = sample_documents(corpus, 2, seed=3)
+    again = sample_documents(corpus, 2, seed=3)
+    assert first.docs == again.docs and len(first.docs) == 2
+    assert {j["doc_id"] for j in first.judgments} == {d["doc_id"] for d in first.docs}
+
+
+def test_real_beir_dev_sets_load():
+    scifact = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact-dev"
+    if not scifact.exists():
+        pytest.skip("shared development data not present")
+    corpus = read_corpus("beir", str(scifact))
+    assert len(corpus.docs) == 5183
+    assert len({j["query_id"] for j in corpus.judgments}) == 809
