@@ -69,7 +69,7 @@ def test_mined_negatives_never_include_the_positive_and_dropped_pairs_are_counte
     for row in mined.iter_rows(named=True):
         assert row["positive"] not in row["negatives"]
         assert len(row["negatives"]) == 2 and set(row["negatives"]) <= set(corpus)
-    # A guard that rejects every candidate scoring above 1% of the positive's score leaves none.
-    impossible = cfg | {"relative_margin": 0.99}
+    # Cosines lie in [-1, 1]: a guard of s(q, d+) - 2 rejects every candidate.
+    impossible = cfg | {"relative_margin": None, "absolute_margin": 2.0}
     mined, dropped = mine_negatives(pairs, corpus, minilm, impossible, "", 8)
     assert (mined.height, dropped) == (0, 2)
