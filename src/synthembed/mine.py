@@ -53,7 +53,8 @@ def mine_negatives(pairs: pl.DataFrame, corpus: list[str], model, cfg: dict[str,
         verbose=True,
     )
     negative_columns = [f"negative_{i}" for i in range(1, n + 1)]
-    frame = pl.DataFrame(mined.to_dict()).select(
+    schema = dict.fromkeys(["query", "positive", *negative_columns], pl.String)
+    frame = pl.DataFrame(mined.to_dict(), schema=schema).select(
         pl.col("query"), pl.col("positive"), pl.concat_list(negative_columns).alias("negatives")
     )
     keyed = pairs.select("query", "positive", "doc_id").unique(subset=["query", "positive"], keep="first")
