@@ -13,17 +13,13 @@ configfile: "params.yaml"
 validate(config, str(SCHEMA_PATH))
 
 
-def groups(*names):
-    """The params groups a rule depends on: a change to any of them reruns it."""
-    return {name: config[name] for name in names}
-
-
+include: "rules/common.smk"
 include: "rules/generate.smk"
 include: "rules/curate.smk"
 include: "rules/train.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/metrics.json",
-    default_target: True

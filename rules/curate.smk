@@ -7,10 +7,12 @@ rule filtered:
         rejected="results/rejected.parquet",
         scores=report("results/plots/filter_scores.csv", category="Curation"),
         stats="results/stats/filtered.json",
-    params:
-        **groups("embedder", "filter"),
     log:
         "logs/filtered.log",
+    conda:
+        "../envs/synthembed.yaml"
+    params:
+        **groups("embedder", "filter"),
     shell:
         "python scripts/filter.py --params params.yaml --queries {input.queries} --docs {input.docs}"
         " --out {output.filtered} --out-rejected {output.rejected} --out-scores {output.scores}"
@@ -23,10 +25,12 @@ rule balanced:
     output:
         balanced="results/balanced.parquet",
         stats="results/stats/balanced.json",
-    params:
-        **groups("seed", "balance"),
     log:
         "logs/balanced.log",
+    conda:
+        "../envs/synthembed.yaml"
+    params:
+        **groups("seed", "balance"),
     shell:
         "python scripts/balance.py --params params.yaml --filtered {input.filtered} --out {output.balanced}"
         " --out-stats {output.stats} --log {log}"
@@ -39,10 +43,12 @@ rule negatives:
     output:
         negatives="results/negatives.parquet",
         stats="results/stats/negatives.json",
-    params:
-        **groups("embedder", "negatives"),
     log:
         "logs/negatives.log",
+    conda:
+        "../envs/synthembed.yaml"
+    params:
+        **groups("embedder", "negatives"),
     shell:
         "python scripts/negatives.py --params params.yaml --balanced {input.balanced} --docs {input.docs}"
         " --out {output.negatives} --out-stats {output.stats} --log {log}"

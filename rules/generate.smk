@@ -4,12 +4,14 @@ rule docs:
         eval="results/eval.parquet",
         rejected="results/docs_rejected.parquet",
         stats="results/stats/docs.json",
+    log:
+        "logs/docs.log",
+    conda:
+        "../envs/synthembed.yaml"
     params:
         **groups("seed", "docs"),
         # The corpus lies outside the DAG: its fingerprint makes an edited source rerun the stage.
         source=source_fingerprint(config["docs"]),
-    log:
-        "logs/docs.log",
     shell:
         "python scripts/docs.py --params params.yaml --out-docs {output.docs} --out-eval {output.eval}"
         " --out-rejected {output.rejected} --out-stats {output.stats} --log {log}"
@@ -23,10 +25,12 @@ rule configs:
     output:
         configs="results/configs.parquet",
         stats="results/stats/configs.json",
-    params:
-        **groups("seed", "embedder", "llm", "configs", "queries"),
     log:
         "logs/configs.log",
+    conda:
+        "../envs/synthembed.yaml"
+    params:
+        **groups("seed", "embedder", "llm", "configs", "queries"),
     shell:
         "python scripts/configs.py --params params.yaml --docs {input.docs} --personas {input.personas}"
         " --prompt {input.prompt} --out {output.configs} --out-stats {output.stats} --log {log}"
@@ -40,10 +44,12 @@ rule queries:
     output:
         queries="results/queries.parquet",
         stats="results/stats/queries.json",
-    params:
-        **groups("seed", "llm", "queries"),
     log:
         "logs/queries.log",
+    conda:
+        "../envs/synthembed.yaml"
+    params:
+        **groups("seed", "llm", "queries"),
     shell:
         "python scripts/queries.py --params params.yaml --docs {input.docs} --configs {input.configs}"
         " --prompt {input.prompt} --out {output.queries} --out-stats {output.stats} --log {log}"

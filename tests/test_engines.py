@@ -1,0 +1,212 @@
+"""Both engines: the Snakefile and dvc.yaml describe one DAG; a whole tiny run; what reruns after a change."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import ROOT, TINY, make_project, run, update_params
+
+STAGES = ["docs", "configs", "queries", "filtered", "balanced", "negatives", "model", "metrics"]
+DOWNSTREAM_OF_FILTER = ["filtered", "balanced", "negatives", "model", "metrics"]
+CODE_PREFIXES = ("scripts/", "src/")
+# The corpus lives outside the DAG: Snakemake sees it through a fingerprint param, DVC has no such param.
+SNAKEMAKE_ONLY_PARAMS = {"docs": {"source"}}
+
+
+def snakemake_stages(project: Path) -> dict[str, dict]:
+    """Each rule's command line, inputs, outputs and params groups, read through Snakemake's API."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=project / "Snakefile",
+                                workdir=project)._workflow
+        return {
+            rule.name: {
+                "cmd": " ".join(rule.shellcmd.format(input=rule.input, output=rule.output, log=rule.log).split()),
+                "inputs": sorted(rule.input),
+                "outputs": sorted(rule.output),
+                "params": sorted(set(rule.params.keys()) - SNAKEMAKE_ONLY_PARAMS.get(rule.name, set())),
+            }
+            for rule in workflow.rules
+            if rule.shellcmd
+        }
+
+
+def dvc_stages(dvc_yaml: dict) -> dict[str, dict]:
+    stages = {}
+    for name, stage in dvc_yaml["stages"].items():
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get("metrics", [])]
+        stages[name] = {
+            "cmd": " ".join(stage["cmd"].split()),
+            "inputs": sorted(d for d in stage["deps"] if not d.startswith(CODE_PREFIXES)),
+            "outputs": sorted(outs),
+            "params": sorted(stage["params"]),
+            "code": [d for d in stage["deps"] if d.startswith(CODE_PREFIXES)],
+        }
+    return stages
+
+
+def differences(snake: dict[str, dict], dvc: dict[str, dict]) -> list[str]:
+    """Every way the two descriptions disagree, as readable lines; empty when they agree."""
+    found = []
+    if list(snake) != list(dvc):
+        found.append(f"stages: snakemake {list(snake)} vs dvc {list(dvc)}")
+    for name in snake.keys() & dvc.keys():
+        for field in ("cmd", "inputs", "outputs", "params"):
+            if snake[name][field] != dvc[name][field]:
+                found.append(f"{name}.{field}: snakemake {snake[name][field]} vs dvc {dvc[name][field]}")
+        script = re.search(r"scripts/\w+\.py", dvc[name]["cmd"]).group(0)
+        if script not in dvc[name]["code"]:
+            found.append(f"{name}: dvc deps lack its script {script}")
+    return found
+
+
+def test_snakefile_and_dvc_yaml_describe_the_same_stages():
+    snake = snakemake_stages(ROOT)
+    dvc = dvc_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
+    assert list(snake) == STAGES
+    assert differences(snake, dvc) == []
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda y: y["stages"]["filtered"]["params"].remove("filter"),
+    lambda y: y["stages"]["balanced"]["deps"].append("results/docs.parquet"),
+    lambda y: y["stages"]["negatives"]["outs"].pop(),
+    lambda y: y["stages"]["model"].update(cmd=y["stages"]["model"]["cmd"] + " --extra"),
+    lambda y: y["stages"].pop("metrics"),
+])
+def test_drift_is_detected(mutate):
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    mutate(dvc_yaml)
+    assert differences(snakemake_stages(ROOT), dvc_stages(dvc_yaml)) != []
+
+
+def test_profile_and_lint():
+    """`snakemake --lint` is clean and the default profile is picked up (dry run of the whole DAG)."""
+    result = run(["snakemake", "--lint"], ROOT)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+    dry = run(["snakemake", "-n", "--forceall"], ROOT).stdout
+    assert all(f"rule {stage}:" in dry for stage in STAGES)
+
+
+# --- the whole DAG on a tiny configuration, then the rerun behaviour of both engines ---------------------
+
+def planned_jobs(project: Path) -> list[str]:
+    """Rules `snakemake -n` would run, in the profile's rerun semantics."""
+    out = run(["snakemake", "-n"], project).stdout
+    if "Nothing to be done" in out:
+        return []
+    table = out.split("Job stats:")[1].split("total")[0]
+    return [line.split()[0] for line in table.splitlines()[3:] if line.strip() and line.split()[0] != "all"]
+
+
+def dvc_ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def cached_calls(cache_dir: Path) -> int:
+    return sqlite3.connect(cache_dir / "llm.sqlite").execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, llm_cache_dir) -> Path:
+    path = make_project(tmp_path_factory.mktemp("project"), TINY, llm_cache_dir)
+    run(["snakemake", "--cores", "2"], path)
+    return path
+
+
+@pytest.mark.slow
+def test_full_snakemake_run_writes_every_artifact(project):
+    results = project / "results"
+    docs = pl.read_parquet(results / "docs.parquet")
+    assert docs.columns == ["doc_id", "title", "text", "lang", "domain", "source"] and docs.height == 80
+    eval_rows = pl.read_parquet(results / "eval.parquet")
+    assert eval_rows.columns == ["eval_set", "query_id", "query", "doc_id", "score"]
+    assert set(eval_rows["eval_set"]) == {"stdlib"}
+    configs = pl.read_parquet(results / "configs.parquet")
+    assert configs.height == 20
+    assert {"persona", "persona_candidates", "question_type", "difficulty", "language", "length_words",
+            "config_source", "task_type"} <= set(configs.columns)
+    queries = pl.read_parquet(results / "queries.parquet")
+    assert {"query", "raw_output", "prompt_hash", "model"} <= set(queries.columns) and queries.height == 20
+    # Evaluation queries (docstring first sentences) never reach generation.
+    assert not set(queries["query"]) & set(eval_rows["query"])
+    filtered = pl.read_parquet(results / "filtered.parquet")
+    rejected = pl.read_parquet(results / "rejected.parquet")
+    assert filtered.height + rejected.height == 20
+    assert rejected["reason"].null_count() == 0
+    balanced = pl.read_parquet(results / "balanced.parquet")
+    assert set(balanced["split"]) <= {"train", "dev"}
+    negatives = pl.read_parquet(results / "negatives.parquet")
+    assert negatives.columns == ["doc_id", "query", "positive", "negatives"]
+    assert (results / "model" / "model.safetensors").exists()
+    assert (results / "model" / "adapter" / "adapter_config.json").exists()
+    metrics = json.loads((results / "metrics.json").read_text())
+    for eval_set in ("stdlib", "synthetic_dev"):
+        for model in ("base", "tuned"):
+            values = metrics["eval"][eval_set][model]
+            assert set(values) == {"ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"}
+            assert all(math.isfinite(v) and 0 <= v <= 1 for v in values.values())
+    counts = metrics["counts"]
+    assert counts["filtered"]["read"] == counts["filtered"]["kept"] + sum(counts["filtered"]["rejected"].values())
+    assert counts["queries"]["llm_calls"] + counts["queries"]["cache_hits"] == 20
+
+
+@pytest.mark.slow
+def test_filter_change_reruns_only_downstream_in_snakemake_without_llm_calls(project, llm_cache_dir):
+    assert planned_jobs(project) == []
+    calls = cached_calls(llm_cache_dir)
+    update_params(project, {"filter": {"min_cosine": 0.12}})
+    assert planned_jobs(project) == DOWNSTREAM_OF_FILTER
+    out = run(["snakemake", "--cores", "2"], project).stderr
+    assert sorted(set(re.findall(r"rule (\w+):", out)) - {"all"}) == sorted(DOWNSTREAM_OF_FILTER)
+    assert cached_calls(llm_cache_dir) == calls
+    assert planned_jobs(project) == []
+
+
+@pytest.mark.slow
+def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(project, llm_cache_dir):
+    calls = cached_calls(llm_cache_dir)
+    first = run(["dvc", "repro"], project).stdout
+    assert dvc_ran(first) == STAGES  # no dvc.lock yet
+    queries_stats = json.loads((project / "results" / "stats" / "queries.json").read_text())
+    assert (queries_stats["llm_calls"], queries_stats["cache_hits"]) == (0, 20)
+    assert cached_calls(llm_cache_dir) == calls
+    run(["git", "add", "dvc.lock", "params.yaml"], project)
+    run(["git", "commit", "-qm", "first run"], project)
+    update_params(project, {"filter": {"min_cosine": 0.14}})
+    assert dvc_ran(run(["dvc", "repro"], project).stdout) == DOWNSTREAM_OF_FILTER
+    assert cached_calls(llm_cache_dir) == calls
+
+
+@pytest.mark.slow
+def test_after_dvc_checkout_snakemake_has_nothing_to_do(project):
+    # Back to the committed params and artifacts; DVC rewrites the files and their timestamps.
+    run(["git", "checkout", "params.yaml", "dvc.lock"], project)
+    run(["dvc", "checkout", "--force"], project)
+    assert run(["dvc", "status"], project).stdout.strip().endswith("up to date.")
+    assert planned_jobs(project) == []
+    # A fresh clone has no Snakemake records at all: still nothing to do.
+    run(["rm", "-rf", ".snakemake"], project)
+    assert planned_jobs(project) == []
+
+
+@pytest.mark.slow
+def test_metrics_diff_compares_branches(project):
+    run(["git", "checkout", "-q", "-b", "stricter-filter"], project)
+    update_params(project, {"filter": {"min_cosine": 0.3}})
+    run(["dvc", "repro"], project)
+    run(["git", "commit", "-qam", "stricter filter"], project)
+    diff = json.loads(run(["dvc", "metrics", "diff", "main", "--json"], project).stdout)
+    values = diff["results/metrics.json"]
+    assert "eval.stdlib.tuned.ndcg@10" in values
+    assert set(values["eval.stdlib.tuned.ndcg@10"]) >= {"old", "new"}
+    assert values["counts.filtered.kept"]["old"] >= values["counts.filtered.kept"]["new"]
