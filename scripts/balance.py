@@ -20,6 +20,13 @@ for column, shares in cfg["quotas"].items():
     frame, quota_tables[column] = apply_quota(frame, column, shares, cfg["max_pairs"], params["seed"])
 frame = split_by_document(frame.sort("doc_id", "query"), cfg["dev_fraction"], params["seed"])
 write_parquet(frame, args.out)
-write_json({"read": read, "kept": frame.height, "rejected": {"over_quota": read - frame.height},
-            "quotas": quota_tables,
-            "split": dict(frame["split"].value_counts().sort("split").iter_rows())}, args.out_stats)
+write_json(
+    {
+        "read": read,
+        "kept": frame.height,
+        "rejected": {"over_quota": read - frame.height},
+        "quotas": quota_tables,
+        "split": dict(frame["split"].value_counts().sort("split").iter_rows()),
+    },
+    args.out_stats,
+)

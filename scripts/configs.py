@@ -1,4 +1,5 @@
-"""configs: per document a persona (top-k retrieved, one chosen), question type, difficulty, language, length."""
+"""configs: per document a persona (top-k retrieved, one chosen), question type, difficulty, language,
+length."""
 
 import polars as pl
 
@@ -21,11 +22,16 @@ docs = pl.read_parquet(args.docs)
 docs = docs.sample(n=min(cfg["n_docs"], docs.height), seed=seed).sort("doc_id")
 personas = load_personas(args.personas)
 embedder = load_embedder(params["embedder"], params["runtime"]["device"])
-doc_vectors = embedder.encode([passage(t, x) for t, x in docs.select("title", "text").iter_rows()],
-                              normalize_embeddings=True, batch_size=params["embedder"]["batch_size"],
-                              show_progress_bar=True, convert_to_numpy=True).astype("float32")
-persona_vectors = embedder.encode([persona_text(p) for p in personas], normalize_embeddings=True,
-                                  convert_to_numpy=True).astype("float32")
+doc_vectors = embedder.encode(
+    [passage(t, x) for t, x in docs.select("title", "text").iter_rows()],
+    normalize_embeddings=True,
+    batch_size=params["embedder"]["batch_size"],
+    show_progress_bar=True,
+    convert_to_numpy=True,
+).astype("float32")
+persona_vectors = embedder.encode(
+    [persona_text(p) for p in personas], normalize_embeddings=True, convert_to_numpy=True
+).astype("float32")
 nearest = top_k_indices(doc_vectors, persona_vectors, cfg["persona_candidates"])
 candidates = [[personas[j] for j in row] for row in nearest]
 rows = sampled_configs(docs["doc_id"].to_list(), candidates, cfg, seed)
@@ -37,8 +43,9 @@ if cfg["policy"] == "llm":
 
     llm = open_llm(params["llm"], params["runtime"])
     texts = [passage(t, x) for t, x in docs.select("title", "text").iter_rows()]
-    failures = choose_with_llm(rows, candidates, texts, llm, load_prompt(args.prompt), cfg,
-                               params["queries"]["doc_chars"], seed)
+    failures = choose_with_llm(
+        rows, candidates, texts, llm, load_prompt(args.prompt), cfg, params["queries"]["doc_chars"], seed
+    )
     stats |= llm.stats.as_dict() | {"answer_failures": failures}
 
 frame = pl.DataFrame(rows)

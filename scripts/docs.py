@@ -14,12 +14,15 @@ cfg = params["docs"]
 
 corpus = read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"])
 read = len(corpus.docs) + len(corpus.rejected)
-corpus = clean_documents(corpus, min_chars=cfg["min_chars"], on_bad_row=cfg["on_bad_row"], lang=cfg["lang"],
-                         domain=cfg["domain"])
+corpus = clean_documents(
+    corpus, min_chars=cfg["min_chars"], on_bad_row=cfg["on_bad_row"], lang=cfg["lang"], domain=cfg["domain"]
+)
 kept_before_sampling = len(corpus.docs)
 corpus = sample_documents(corpus, cfg["max_docs"], params["seed"])
 docs, judgments, rejected = corpus_frames(corpus)
 write_parquet(docs, args.out_docs)
 write_parquet(judgments, args.out_eval)
 write_parquet(rejected, args.out_rejected)
-write_json(corpus_stats(read, corpus) | {"not_sampled": kept_before_sampling - len(corpus.docs)}, args.out_stats)
+write_json(
+    corpus_stats(read, corpus) | {"not_sampled": kept_before_sampling - len(corpus.docs)}, args.out_stats
+)

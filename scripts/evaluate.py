@@ -1,4 +1,5 @@
-"""metrics: base vs tuned retrieval metrics on the synthetic dev split and every real eval set, plus counts."""
+"""metrics: base vs tuned retrieval metrics on the synthetic dev split and every real eval set, plus
+stage counts."""
 
 from pathlib import Path
 
@@ -22,17 +23,30 @@ args, params = start_stage(parser)
 emb, batch_size = params["embedder"], params["evaluate"]["batch_size"]
 
 docs = pl.read_parquet(args.docs)
-corpus = dict(zip(docs["doc_id"], (passage(t, x) for t, x in docs.select("title", "text").iter_rows()), strict=True))
+corpus = dict(
+    zip(docs["doc_id"], (passage(t, x) for t, x in docs.select("title", "text").iter_rows()), strict=True)
+)
 dev = pl.read_parquet(args.balanced).filter(pl.col("split") == "dev")
-synthetic = dev.select(pl.lit("synthetic_dev").alias("eval_set"), pl.col("doc_id").alias("query_id"),
-                       "query", "doc_id", pl.lit(1, dtype=pl.Int64).alias("score"))
+synthetic = dev.select(
+    pl.lit("synthetic_dev").alias("eval_set"),
+    pl.col("doc_id").alias("query_id"),
+    "query",
+    "doc_id",
+    pl.lit(1, dtype=pl.Int64).alias("score"),
+)
 sets = eval_sets(pl.concat([pl.read_parquet(args.eval), synthetic]))
 device = params["runtime"]["device"]
 base = evaluate_model(load_embedder(emb, device), corpus, sets, emb["query_prompt"], batch_size)
-tuned = evaluate_model(load_embedder(emb, device, path=args.model), corpus, sets, emb["query_prompt"], batch_size)
+tuned = evaluate_model(
+    load_embedder(emb, device, path=args.model), corpus, sets, emb["query_prompt"], batch_size
+)
 results = compare(base, tuned)
 counts = {Path(p).stem: read_json(p) for p in args.stats}
 write_json({"eval": results, "counts": counts}, args.out)
-rows = [{"eval_set": s, "model": m, "ndcg@10": results[s][m]["ndcg@10"]} for s in results for m in ("base", "tuned")]
+rows = [
+    {"eval_set": s, "model": m, "ndcg@10": results[s][m]["ndcg@10"]}
+    for s in results
+    for m in ("base", "tuned")
+]
 with atomic_path(args.out_plot) as tmp:
     pl.DataFrame(rows).write_csv(tmp)

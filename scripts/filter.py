@@ -22,22 +22,36 @@ cfg, emb = params["filter"], params["embedder"]
 
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
 pairs = pl.read_parquet(args.queries).join(docs, on="doc_id", how="left", maintain_order="left")
-pairs = pairs.with_columns(pl.struct("title", "text").map_elements(
-    lambda d: passage(d["title"], d["text"]), return_dtype=pl.String).alias("positive")).drop("title", "text")
+pairs = pairs.with_columns(
+    pl.struct("title", "text")
+    .map_elements(lambda d: passage(d["title"], d["text"]), return_dtype=pl.String)
+    .alias("positive")
+).drop("title", "text")
 queries = pairs["query"].to_list()
 scorable = [i for i, q in enumerate(queries) if format_reason(q, cfg["min_words"], cfg["max_words"]) is None]
 scores: list[float | None] = [None] * len(queries)
 if scorable:
     model = load_embedder(emb, params["runtime"]["device"])
-    q = model.encode_query([emb["query_prompt"] + queries[i] for i in scorable], batch_size=emb["batch_size"],
-                           normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=True)
-    d = model.encode_document([pairs["positive"][i] for i in scorable], batch_size=emb["batch_size"],
-                              normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=True)
+    q = model.encode_query(
+        [emb["query_prompt"] + queries[i] for i in scorable],
+        batch_size=emb["batch_size"],
+        normalize_embeddings=True,
+        convert_to_tensor=True,
+        show_progress_bar=True,
+    )
+    d = model.encode_document(
+        [pairs["positive"][i] for i in scorable],
+        batch_size=emb["batch_size"],
+        normalize_embeddings=True,
+        convert_to_tensor=True,
+        show_progress_bar=True,
+    )
     for i, score in zip(scorable, (q.float() * d.float()).sum(dim=1).tolist(), strict=True):
         scores[i] = score
 decisions = filter_decisions(queries, scores, cfg)
-scored = pairs.with_columns(pl.Series("cosine", scores, dtype=pl.Float64),
-                            pl.Series("reason", decisions, dtype=pl.String))
+scored = pairs.with_columns(
+    pl.Series("cosine", scores, dtype=pl.Float64), pl.Series("reason", decisions, dtype=pl.String)
+)
 kept = scored.filter(pl.col("reason").is_null()).drop("reason")
 rejected = scored.filter(pl.col("reason").is_not_null())
 write_parquet(kept, args.out)
@@ -45,5 +59,11 @@ write_parquet(rejected, args.out_rejected)
 with atomic_path(args.out_scores) as tmp:
     decision = pl.col("reason").fill_null("kept").alias("decision")
     scored.select("cosine", decision).drop_nulls("cosine").write_csv(tmp)
-write_json({"read": pairs.height, "kept": kept.height,
-            "rejected": dict(Counter(r for r in decisions if r is not None))}, args.out_stats)
+write_json(
+    {
+        "read": pairs.height,
+        "kept": kept.height,
+        "rejected": dict(Counter(r for r in decisions if r is not None)),
+    },
+    args.out_stats,
+)

@@ -1,4 +1,5 @@
-"""negatives: hard negatives for the training pairs, mined from the whole corpus with a false-negative guard."""
+"""negatives: hard negatives for the training pairs, mined from the whole corpus with a false-negative
+guard."""
 
 import polars as pl
 
@@ -15,10 +16,15 @@ parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
 emb = params["embedder"]
 
-train = pl.read_parquet(args.balanced).filter(pl.col("split") == "train").select("doc_id", "query", "positive")
+train = (
+    pl.read_parquet(args.balanced).filter(pl.col("split") == "train").select("doc_id", "query", "positive")
+)
 corpus = [passage(t, x) for t, x in pl.read_parquet(args.docs).select("title", "text").iter_rows()]
 model = load_embedder(emb, params["runtime"]["device"])
-mined, dropped = mine_negatives(train, corpus, model, params["negatives"], emb["query_prompt"], emb["batch_size"])
+mined, dropped = mine_negatives(
+    train, corpus, model, params["negatives"], emb["query_prompt"], emb["batch_size"]
+)
 write_parquet(mined, args.out)
-write_json({"read": train.height, "kept": mined.height, "rejected": {"no_valid_negative": dropped}},
-           args.out_stats)
+write_json(
+    {"read": train.height, "kept": mined.height, "rejected": {"no_valid_negative": dropped}}, args.out_stats
+)

@@ -22,8 +22,10 @@ docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
 rows = configs.join(docs, on="doc_id", how="left", maintain_order="left")
 prompt = load_prompt(args.prompt)
 llm = open_llm(params["llm"], params["runtime"])
-messages = [query_messages(prompt, row, passage(row["title"], row["text"]), params["queries"]["doc_chars"])
-            for row in rows.iter_rows(named=True)]
+messages = [
+    query_messages(prompt, row, passage(row["title"], row["text"]), params["queries"]["doc_chars"])
+    for row in rows.iter_rows(named=True)
+]
 raw = llm.generate(messages, seed=params["seed"], desc="queries")
 frame = configs.with_columns(
     pl.Series("query", [clean_query(r) for r in raw], dtype=pl.String),

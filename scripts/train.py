@@ -20,13 +20,28 @@ args, params = start_stage(parser)
 pairs = pl.read_parquet(args.negatives)
 started = time.monotonic()
 with atomic_path(args.out, directory=True) as model_dir, tempfile.TemporaryDirectory() as work_dir:
-    history = train_embedder(pairs, params["embedder"], params["train"], params["seed"],
-                             params["runtime"]["device"], model_dir, Path(work_dir))
+    history = train_embedder(
+        pairs,
+        params["embedder"],
+        params["train"],
+        params["seed"],
+        params["runtime"]["device"],
+        model_dir,
+        Path(work_dir),
+    )
 seconds = time.monotonic() - started
-curve = pl.DataFrame(history, schema={"step": pl.Float64, "epoch": pl.Float64, "loss": pl.Float64,
-                                      "learning_rate": pl.Float64}).with_columns(pl.col("step").cast(pl.Int64))
+curve = pl.DataFrame(
+    history, schema={"step": pl.Float64, "epoch": pl.Float64, "loss": pl.Float64, "learning_rate": pl.Float64}
+).with_columns(pl.col("step").cast(pl.Int64))
 with atomic_path(args.out_curve) as tmp:
     curve.write_csv(tmp)
-write_json({"pairs": pairs.height, "steps": curve.height, "seconds": round(seconds, 1),
-            "method": params["train"]["method"], "final_loss": curve["loss"][-1] if curve.height else None},
-           args.out_stats)
+write_json(
+    {
+        "pairs": pairs.height,
+        "steps": curve.height,
+        "seconds": round(seconds, 1),
+        "method": params["train"]["method"],
+        "final_loss": curve["loss"][-1] if curve.height else None,
+    },
+    args.out_stats,
+)

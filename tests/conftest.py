@@ -14,7 +14,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["Snakefile", "dvc.yaml", "params.yaml", "rules", "scripts", "src", "prompts", "profiles"]
+PROJECT_FILES = ["Snakefile", "dvc.yaml", "params.yaml", "rules", "envs", "scripts", "src", "prompts", "profiles"]
 # Small enough for CI, large enough that every stage has rows: 20 generated queries, 2 training steps.
 TINY = {
     "docs": {"max_docs": 80},
@@ -29,7 +29,9 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run a command; fail the test with its output when it fails."""
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        pytest.fail(
+            f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 
@@ -67,7 +69,9 @@ def minilm():
     """The embedded all-MiniLM-L6-v2, loaded once."""
     from synthembed.models import load_embedder
 
-    return load_embedder({"model": "embedded:all-minilm-l6-v2", "max_seq_length": 128, "encode_dtype": "float32"})
+    return load_embedder(
+        {"model": "embedded:all-minilm-l6-v2", "max_seq_length": 128, "encode_dtype": "float32"}
+    )
 
 
 @pytest.fixture(scope="session")

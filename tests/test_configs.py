@@ -16,7 +16,13 @@ from synthembed.prompts import load_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = {
-    "question_types": {"keywords": 0.2, "acquire_knowledge": 0.3, "summary": 0.2, "yes_or_no": 0.1, "background": 0.2},
+    "question_types": {
+        "keywords": 0.2,
+        "acquire_knowledge": 0.3,
+        "summary": 0.2,
+        "yes_or_no": 0.1,
+        "background": 0.2,
+    },
     "difficulties": {"high_school": 0.3, "university": 0.5, "phd": 0.2},
     "languages": {"en": 0.75, "de": 0.25},
     "length_words": [4, 6],
@@ -56,13 +62,16 @@ def test_sampled_configs_are_seeded_and_choose_among_candidates():
         assert row["config_source"] == "sampled" and row["task_type"] == "retrieval"
 
 
-@pytest.mark.parametrize(("answer", "error"), [
-    ("no json here", "no JSON object"),
-    ('{"Character": "p", "Question_Type": "summary"', "no JSON object"),
-    ('{"Character": "stranger", "Question_Type": "summary", "Difficulty": "phd"}', "schema"),
-    ('{"Character": "p", "Question_Type": "summary"}', "schema"),
-    ("{'Character': 'p'}", "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ("no json here", "no JSON object"),
+        ('{"Character": "p", "Question_Type": "summary"', "no JSON object"),
+        ('{"Character": "stranger", "Question_Type": "summary", "Difficulty": "phd"}', "schema"),
+        ('{"Character": "p", "Question_Type": "summary"}', "schema"),
+        ("{'Character': 'p'}", "invalid JSON"),
+    ],
+)
 def test_bad_answers_are_rejected(answer, error):
     with pytest.raises(ValueError, match=error):
         parse_config_answer(answer, answer_schema(["p"], ["summary"], ["phd"]))
@@ -85,12 +94,16 @@ class ScriptedLLM:
 def test_llm_policy_retries_then_falls_back_and_says_so():
     rows = sampled_configs(["a", "b", "c"], candidates(3), CFG, seed=1)
     good = '{"Character": "%s", "Question_Type": "summary", "Difficulty": "phd"}'
-    llm = ScriptedLLM([
-        [good % "p0-3", "garbage", '{"Character": "p2-1", "Question_Type": "nope", "Difficulty": "phd"}'],
-        [good % "p1-0", "still garbage"],
-    ])
+    llm = ScriptedLLM(
+        [
+            [good % "p0-3", "garbage", '{"Character": "p2-1", "Question_Type": "nope", "Difficulty": "phd"}'],
+            [good % "p1-0", "still garbage"],
+        ]
+    )
     prompt = load_prompt(ROOT / "prompts" / "configs_llm.yaml")
-    failures = choose_with_llm(rows, candidates(3), ["doc a", "doc b", "doc c"], llm, prompt, CFG, 500, seed=9)
+    failures = choose_with_llm(
+        rows, candidates(3), ["doc a", "doc b", "doc c"], llm, prompt, CFG, 500, seed=9
+    )
     assert [r["config_source"] for r in rows] == ["llm", "llm", "fallback"]
     assert rows[0]["persona"] == "p0-3" and rows[0]["question_type"] == "summary"
     assert rows[1]["persona"] == "p1-0"

@@ -87,7 +87,10 @@ def test_real_stdlib_is_large_and_clean():
 
 
 def test_first_sentence_joins_wrapped_lines():
-    assert first_sentence("Open a file\n    and return a stream.  Raise OSError.") == "Open a file and return a stream."
+    assert (
+        first_sentence("Open a file\n    and return a stream.  Raise OSError.")
+        == "Open a file and return a stream."
+    )
 
 
 def write_jsonl(path: Path, lines: list[str]) -> Path:
@@ -102,14 +105,17 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
 
 
 def test_wrong_types_are_rejected_with_reasons_when_skipping(tmp_path):
-    path = write_jsonl(tmp_path / "c.jsonl", [
-        '{"_id": "a", "text": "' + "long enough text " * 5 + '"}',
-        '{"_id": "b", "text": 5}',
-        '{"text": "no id"}',
-        "[1, 2]",
-        '{"_id": "a", "text": "duplicate id with other text, also long enough"}',
-        '{"_id": "c", "text": "short"}',
-    ])
+    path = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            '{"_id": "a", "text": "' + "long enough text " * 5 + '"}',
+            '{"_id": "b", "text": 5}',
+            '{"text": "no id"}',
+            "[1, 2]",
+            '{"_id": "a", "text": "duplicate id with other text, also long enough"}',
+            '{"_id": "c", "text": "short"}',
+        ],
+    )
     corpus = read_corpus("jsonl", str(path), on_bad_row="skip")
     corpus = clean_documents(corpus, min_chars=20, on_bad_row="skip", lang="en", domain=None)
     assert [d["doc_id"] for d in corpus.docs] == ["a"]
@@ -142,22 +148,37 @@ def test_csv_parquet_and_text_folder_sources(tmp_path):
     (folder / "a.md").write_text("# Heading A\nbody of a")
     (folder / "sub" / "b.txt").write_text("plain b")
     assert [(d["doc_id"], d["title"]) for d in read_corpus("csv", str(tmp_path / "c.csv")).docs] == [
-        ("1", "One"), ("2", "Two")]
-    assert [d["text"] for d in read_corpus("parquet", str(tmp_path / "c.parquet")).docs] == ["parquet document"]
+        ("1", "One"),
+        ("2", "Two"),
+    ]
+    assert [d["text"] for d in read_corpus("parquet", str(tmp_path / "c.parquet")).docs] == [
+        "parquet document"
+    ]
     assert [(d["doc_id"], d["title"]) for d in read_corpus("textdir", str(folder)).docs] == [
-        ("a.md", "Heading A"), ("sub/b.txt", "b")]
+        ("a.md", "Heading A"),
+        ("sub/b.txt", "b"),
+    ]
 
 
 def test_beir_folder_gives_eval_judgments(tmp_path):
-    write_jsonl(tmp_path / "corpus.jsonl", [json.dumps({"_id": f"d{i}", "title": "", "text": f"doc {i}"})
-                                             for i in range(3)])
+    write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [json.dumps({"_id": f"d{i}", "title": "", "text": f"doc {i}"}) for i in range(3)],
+    )
     write_jsonl(tmp_path / "queries.jsonl", ['{"_id": "q1", "text": "which doc"}'])
     (tmp_path / "qrels").mkdir()
     (tmp_path / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq1\td0\t0\n")
     corpus = read_corpus("beir", str(tmp_path))
     assert len(corpus.docs) == 3
-    assert corpus.judgments == [{"eval_set": f"{tmp_path.name}-dev", "query_id": "q1", "query": "which doc",
-                                 "doc_id": "d2", "score": 1}]
+    assert corpus.judgments == [
+        {
+            "eval_set": f"{tmp_path.name}-dev",
+            "query_id": "q1",
+            "query": "which doc",
+            "doc_id": "d2",
+            "score": 1,
+        }
+    ]
 
 
 def test_sampling_is_seeded_and_keeps_judgments_of_sampled_docs(fake_stdlib):

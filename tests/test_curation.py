@@ -7,13 +7,16 @@ from synthembed.mine import mine_negatives
 from synthembed.queries import clean_query
 
 
-@pytest.mark.parametrize(("raw", "query"), [
-    ("how to parse json", "how to parse json"),
-    ('Query: "parse json in python"\nThis query asks...', "parse json in python"),
-    ("\n  - sort a list\n- other", "sort a list"),
-    ("2) keywords: heap push pop", "heap push pop"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "query"),
+    [
+        ("how to parse json", "how to parse json"),
+        ('Query: "parse json in python"\nThis query asks...', "parse json in python"),
+        ("\n  - sort a list\n- other", "sort a list"),
+        ("2) keywords: heap push pop", "heap push pop"),
+        ("", ""),
+    ],
+)
 def test_clean_query(raw, query):
     assert clean_query(raw) == query
 
@@ -23,7 +26,14 @@ def test_filter_checks_run_in_order_and_give_reasons():
     queries = ["", "one", "a b c d e f", "good query", "Good query!", "weak query", "other good query"]
     scores = [None, None, None, 0.9, 0.95, 0.2, 0.7]
     assert filter_decisions(queries, scores, cfg) == [
-        "empty", "too_short", "too_long", None, "duplicate", "low_cosine", None]
+        "empty",
+        "too_short",
+        "too_long",
+        None,
+        "duplicate",
+        "low_cosine",
+        None,
+    ]
 
 
 def test_duplicate_of_a_rejected_query_is_kept():
@@ -34,13 +44,18 @@ def test_duplicate_of_a_rejected_query_is_kept():
 def test_quota_caps_groups_at_their_share():
     frame = pl.DataFrame({"doc_id": [str(i) for i in range(10)], "kind": ["a"] * 8 + ["b"] * 2})
     kept, table = apply_quota(frame, "kind", {"a": 0.5, "b": 0.5}, max_total=100, seed=0)
-    assert table == {"a": {"target": 5, "available": 8, "kept": 5}, "b": {"target": 5, "available": 2, "kept": 2}}
+    assert table == {
+        "a": {"target": 5, "available": 8, "kept": 5},
+        "b": {"target": 5, "available": 2, "kept": 2},
+    }
     assert kept["kind"].value_counts().sort("kind").rows() == [("a", 5), ("b", 2)]
     assert quota_targets({"a": 1, "b": 1, "c": 1}, 10) == {"a": 4, "b": 3, "c": 3}
 
 
 def test_split_keeps_each_document_on_one_side():
-    frame = pl.DataFrame({"doc_id": [f"d{i // 2}" for i in range(100)], "query": [str(i) for i in range(100)]})
+    frame = pl.DataFrame(
+        {"doc_id": [f"d{i // 2}" for i in range(100)], "query": [str(i) for i in range(100)]}
+    )
     split = split_by_document(frame, 0.2, seed=1)
     sides = split.group_by("doc_id").agg(pl.col("split").n_unique().alias("n"))
     assert sides["n"].max() == 1
@@ -57,13 +72,21 @@ def test_mined_negatives_never_include_the_positive_and_dropped_pairs_are_counte
         "def mean(xs): return sum(xs) / len(xs)",
         "def median(xs): return sorted(xs)[len(xs) // 2]",
     ]
-    pairs = pl.DataFrame({
-        "doc_id": ["r", "m"],
-        "query": ["load a json file", "average of a list of numbers"],
-        "positive": [corpus[0], corpus[4]],
-    })
-    cfg = {"num_negatives": 2, "range_min": 0, "range_max": 5, "relative_margin": 0.05, "absolute_margin": None,
-           "sampling_strategy": "top"}
+    pairs = pl.DataFrame(
+        {
+            "doc_id": ["r", "m"],
+            "query": ["load a json file", "average of a list of numbers"],
+            "positive": [corpus[0], corpus[4]],
+        }
+    )
+    cfg = {
+        "num_negatives": 2,
+        "range_min": 0,
+        "range_max": 5,
+        "relative_margin": 0.05,
+        "absolute_margin": None,
+        "sampling_strategy": "top",
+    }
     mined, dropped = mine_negatives(pairs, corpus, minilm, cfg, "", 8)
     assert dropped + mined.height == 2
     for row in mined.iter_rows(named=True):

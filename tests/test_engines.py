@@ -26,11 +26,14 @@ def snakemake_stages(project: Path) -> dict[str, dict]:
     from snakemake.settings.types import OutputSettings, ResourceSettings
 
     with SnakemakeApi(OutputSettings()) as api:
-        workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=project / "Snakefile",
-                                workdir=project)._workflow
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(), snakefile=project / "Snakefile", workdir=project
+        )._workflow
         return {
             rule.name: {
-                "cmd": " ".join(rule.shellcmd.format(input=rule.input, output=rule.output, log=rule.log).split()),
+                "cmd": " ".join(
+                    rule.shellcmd.format(input=rule.input, output=rule.output, log=rule.log).split()
+                ),
                 "inputs": sorted(rule.input),
                 "outputs": sorted(rule.output),
                 "params": sorted(set(rule.params.keys()) - SNAKEMAKE_ONLY_PARAMS.get(rule.name, set())),
@@ -43,7 +46,10 @@ def snakemake_stages(project: Path) -> dict[str, dict]:
 def dvc_stages(dvc_yaml: dict) -> dict[str, dict]:
     stages = {}
     for name, stage in dvc_yaml["stages"].items():
-        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get("metrics", [])]
+        outs = [
+            next(iter(o)) if isinstance(o, dict) else o
+            for o in stage.get("outs", []) + stage.get("metrics", [])
+        ]
         stages[name] = {
             "cmd": " ".join(stage["cmd"].split()),
             "inputs": sorted(d for d in stage["deps"] if not d.startswith(CODE_PREFIXES)),
@@ -76,13 +82,16 @@ def test_snakefile_and_dvc_yaml_describe_the_same_stages():
     assert differences(snake, dvc) == []
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda y: y["stages"]["filtered"]["params"].remove("filter"),
-    lambda y: y["stages"]["balanced"]["deps"].append("results/docs.parquet"),
-    lambda y: y["stages"]["negatives"]["outs"].pop(),
-    lambda y: y["stages"]["model"].update(cmd=y["stages"]["model"]["cmd"] + " --extra"),
-    lambda y: y["stages"].pop("metrics"),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda y: y["stages"]["filtered"]["params"].remove("filter"),
+        lambda y: y["stages"]["balanced"]["deps"].append("results/docs.parquet"),
+        lambda y: y["stages"]["negatives"]["outs"].pop(),
+        lambda y: y["stages"]["model"].update(cmd=y["stages"]["model"]["cmd"] + " --extra"),
+        lambda y: y["stages"].pop("metrics"),
+    ],
+)
 def test_drift_is_detected(mutate):
     dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     mutate(dvc_yaml)
@@ -98,6 +107,7 @@ def test_profile_and_lint():
 
 
 # --- the whole DAG on a tiny configuration, then the rerun behaviour of both engines ---------------------
+
 
 def planned_jobs(project: Path) -> list[str]:
     """Rules `snakemake -n` would run, in the profile's rerun semantics."""
@@ -133,8 +143,16 @@ def test_full_snakemake_run_writes_every_artifact(project):
     assert set(eval_rows["eval_set"]) == {"stdlib"}
     configs = pl.read_parquet(results / "configs.parquet")
     assert configs.height == 20
-    assert {"persona", "persona_candidates", "question_type", "difficulty", "language", "length_words",
-            "config_source", "task_type"} <= set(configs.columns)
+    assert {
+        "persona",
+        "persona_candidates",
+        "question_type",
+        "difficulty",
+        "language",
+        "length_words",
+        "config_source",
+        "task_type",
+    } <= set(configs.columns)
     queries = pl.read_parquet(results / "queries.parquet")
     assert {"query", "raw_output", "prompt_hash", "model"} <= set(queries.columns) and queries.height == 20
     # Evaluation queries (docstring first sentences) never reach generation.
@@ -156,7 +174,9 @@ def test_full_snakemake_run_writes_every_artifact(project):
             assert set(values) == {"ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"}
             assert all(math.isfinite(v) and 0 <= v <= 1 for v in values.values())
     counts = metrics["counts"]
-    assert counts["filtered"]["read"] == counts["filtered"]["kept"] + sum(counts["filtered"]["rejected"].values())
+    assert counts["filtered"]["read"] == counts["filtered"]["kept"] + sum(
+        counts["filtered"]["rejected"].values()
+    )
     assert counts["queries"]["llm_calls"] + counts["queries"]["cache_hits"] == 20
 
 

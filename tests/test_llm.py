@@ -1,14 +1,16 @@
 import sqlite3
 
+import pytest
+
 from synthembed.llm import CachedLLM, LLMCache, call_key
 
 
 class CountingGenerator:
     backend = "counting"
     model_name = "echo"
-    sampling = {"temperature": 0.0}
 
     def __init__(self):
+        self.sampling = {"temperature": 0.0}
         self.prompts_seen = 0
 
     def generate(self, batch, seed):
@@ -58,10 +60,8 @@ class DyingGenerator(CountingGenerator):
 def test_interrupted_run_resumes_without_repeating_finished_batches(tmp_path):
     path = tmp_path / "c.sqlite"
     dying = CachedLLM(DyingGenerator(), LLMCache(path), batch_size=4)
-    try:
+    with pytest.raises(KeyboardInterrupt):
         dying.generate(prompts(12), seed=1)
-    except KeyboardInterrupt:
-        pass
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 8
     resumed = CachedLLM(CountingGenerator(), LLMCache(path), batch_size=4)
     resumed.generate(prompts(12), seed=1)

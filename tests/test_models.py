@@ -8,23 +8,42 @@ from sentence_transformers import SentenceTransformer
 from synthembed.evaluate import compare, evaluate_model
 from synthembed.train import train_embedder
 
-EMBEDDER = {"model": "embedded:all-minilm-l6-v2", "max_seq_length": 64, "encode_dtype": "float32",
-            "query_prompt": ""}
-TRAIN = {"epochs": 1, "max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "warmup_ratio": 0.0,
-         "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]}}
-PAIRS = pl.DataFrame({
-    "query": [f"how do I use function number {i}" for i in range(8)],
-    "positive": [f"def function_{i}(x): return x * {i}" for i in range(8)],
-    "negatives": [[f"def other_{i}(y): return y + {i}"] for i in range(8)],
-})
+EMBEDDER = {
+    "model": "embedded:all-minilm-l6-v2",
+    "max_seq_length": 64,
+    "encode_dtype": "float32",
+    "query_prompt": "",
+}
+TRAIN = {
+    "epochs": 1,
+    "max_steps": 2,
+    "batch_size": 4,
+    "learning_rate": 1e-3,
+    "warmup_ratio": 0.0,
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]},
+}
+PAIRS = pl.DataFrame(
+    {
+        "query": [f"how do I use function number {i}" for i in range(8)],
+        "positive": [f"def function_{i}(x): return x * {i}" for i in range(8)],
+        "negatives": [[f"def other_{i}(y): return y + {i}"] for i in range(8)],
+    }
+)
 PROBE = ["how to multiply a number", "def triple(x): return 3 * x"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_training_saves_a_loadable_model_that_changed(tmp_path, method, minilm):
-    history = train_embedder(PAIRS, EMBEDDER, TRAIN | {"method": method}, seed=1, device="cpu",
-                             out_dir=tmp_path / "model", work_dir=tmp_path / "work")
+    history = train_embedder(
+        PAIRS,
+        EMBEDDER,
+        TRAIN | {"method": method},
+        seed=1,
+        device="cpu",
+        out_dir=tmp_path / "model",
+        work_dir=tmp_path / "work",
+    )
     assert [h["step"] for h in history] == [1, 2]
     assert all(np.isfinite(h["loss"]) for h in history)
     assert (tmp_path / "model" / "adapter" / "adapter_model.safetensors").exists() == (method == "lora")
@@ -37,8 +56,16 @@ def test_training_saves_a_loadable_model_that_changed(tmp_path, method, minilm):
 
 @pytest.mark.slow
 def test_evaluation_scores_exact_matches_perfectly_and_computes_deltas(minilm):
-    corpus = {f"d{i}": text for i, text in enumerate(
-        ["the cat sat on the mat", "stock prices fell sharply today", "protein folding simulation results"])}
+    corpus = {
+        f"d{i}": text
+        for i, text in enumerate(
+            [
+                "the cat sat on the mat",
+                "stock prices fell sharply today",
+                "protein folding simulation results",
+            ]
+        )
+    }
     queries = {"q0": "the cat sat on the mat", "q1": "stock prices fell sharply today"}
     sets = {"exact": (queries, {"q0": {"d0"}, "q1": {"d1"}})}
     scores = evaluate_model(minilm, corpus, sets, query_prompt="", batch_size=8)
@@ -52,12 +79,19 @@ def test_evaluation_scores_exact_matches_perfectly_and_computes_deltas(minilm):
 def test_embedded_generator_writes_deterministic_completions(llm_cache_dir):
     from synthembed.llm import TransformersGenerator
 
-    cfg = {"model": "embedded:smollm2-135m-instruct", "max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0,
-           "repetition_penalty": 1.3}
+    cfg = {
+        "model": "embedded:smollm2-135m-instruct",
+        "max_new_tokens": 8,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "repetition_penalty": 1.3,
+    }
     generator = TransformersGenerator(cfg, llm_cache_dir, device="cpu")
     assert generator.tokenizer.padding_side == "left"
-    batch = [[{"role": "user", "content": "Name a fruit."}], [{"role": "user", "content": "Write a search query "
-                                                                                       "about Python sorting."}]]
+    batch = [
+        [{"role": "user", "content": "Name a fruit."}],
+        [{"role": "user", "content": "Write a search query about Python sorting."}],
+    ]
     first = generator.generate(batch, seed=0)
     assert len(first) == 2 and all(isinstance(t, str) and t for t in first)
     assert generator.generate(batch, seed=0) == first

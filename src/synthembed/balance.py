@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import polars as pl
 
@@ -23,8 +21,9 @@ def quota_targets(shares: dict[str, float], total: int) -> dict[str, int]:
     return dict(zip(labels, counts.tolist(), strict=True))
 
 
-def apply_quota(frame: pl.DataFrame, column: str, shares: dict[str, float], max_total: int,
-                seed: int) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
+def apply_quota(
+    frame: pl.DataFrame, column: str, shares: dict[str, float], max_total: int, seed: int
+) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
     """Cap every group of ``column`` at its share of ``min(rows, max_total)``; rows of labels without a
     share are dropped. Returns the kept rows and, per label, target and achieved counts."""
     targets = quota_targets(shares, min(frame.height, max_total))

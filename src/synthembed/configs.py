@@ -58,8 +58,9 @@ def stratified_labels(shares: dict[str, float], n: int, rng: np.random.Generator
     return [drawn[i] for i in rng.permutation(n)]
 
 
-def sampled_configs(doc_ids: list[str], candidates: list[list[dict[str, str]]], cfg: dict[str, Any],
-                    seed: int) -> list[dict[str, Any]]:
+def sampled_configs(
+    doc_ids: list[str], candidates: list[list[dict[str, str]]], cfg: dict[str, Any], seed: int
+) -> list[dict[str, Any]]:
     """Seeded stratified draws: question type, difficulty and language follow the params' shares;
     the persona is drawn among each document's candidates and the length from the params' range."""
     rng = np.random.default_rng(seed)
@@ -72,22 +73,26 @@ def sampled_configs(doc_ids: list[str], candidates: list[list[dict[str, str]]], 
     rows = []
     for i, doc_id in enumerate(doc_ids):
         persona = candidates[i][rng.integers(len(candidates[i]))]
-        rows.append({
-            "doc_id": doc_id,
-            "task_type": "retrieval",
-            "persona_candidates": [c["name"] for c in candidates[i]],
-            "persona": persona["name"],
-            "persona_description": persona["description"],
-            "question_type": question_types[i],
-            "difficulty": difficulties[i],
-            "language": languages[i],
-            "length_words": int(lengths[i]),
-            "config_source": "sampled",
-        })
+        rows.append(
+            {
+                "doc_id": doc_id,
+                "task_type": "retrieval",
+                "persona_candidates": [c["name"] for c in candidates[i]],
+                "persona": persona["name"],
+                "persona_description": persona["description"],
+                "question_type": question_types[i],
+                "difficulty": difficulties[i],
+                "language": languages[i],
+                "length_words": int(lengths[i]),
+                "config_source": "sampled",
+            }
+        )
     return rows
 
 
-def answer_schema(candidates: list[str], question_types: list[str], difficulties: list[str]) -> dict[str, Any]:
+def answer_schema(
+    candidates: list[str], question_types: list[str], difficulties: list[str]
+) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["Character", "Question_Type", "Difficulty"],
@@ -103,7 +108,8 @@ def parse_config_answer(text: str, schema: dict[str, Any]) -> dict[str, str]:
     """The first JSON object in a model answer, validated against ``schema``; ValueError otherwise.
 
     >>> schema = answer_schema(["nurse"], ["summary"], ["phd"])
-    >>> parse_config_answer('Sure: {"Character": "nurse", "Question_Type": "summary", "Difficulty": "phd"}', schema)
+    >>> answer = '{"Character": "nurse", "Question_Type": "summary", "Difficulty": "phd"}'
+    >>> parse_config_answer("Sure: " + answer, schema)
     {'Character': 'nurse', 'Question_Type': 'summary', 'Difficulty': 'phd'}
     """
     match = JSON_OBJECT.search(text)
@@ -120,7 +126,9 @@ def parse_config_answer(text: str, schema: dict[str, Any]) -> dict[str, str]:
     return {k: answer[k] for k in ("Character", "Question_Type", "Difficulty")}
 
 
-def apply_answer(row: dict[str, Any], answer: dict[str, str], personas: dict[str, dict[str, str]]) -> dict[str, Any]:
+def apply_answer(
+    row: dict[str, Any], answer: dict[str, str], personas: dict[str, dict[str, str]]
+) -> dict[str, Any]:
     """A configuration row with the model's choices in place of the drawn ones."""
     return row | {
         "persona": answer["Character"],
@@ -131,8 +139,16 @@ def apply_answer(row: dict[str, Any], answer: dict[str, str], personas: dict[str
     }
 
 
-def choose_with_llm(rows: list[dict[str, Any]], candidates: list[list[dict[str, str]]], texts: list[str], llm,
-                    prompt: dict[str, Any], cfg: dict[str, Any], doc_chars: int, seed: int) -> dict[str, int]:
+def choose_with_llm(
+    rows: list[dict[str, Any]],
+    candidates: list[list[dict[str, str]]],
+    texts: list[str],
+    llm,
+    prompt: dict[str, Any],
+    cfg: dict[str, Any],
+    doc_chars: int,
+    seed: int,
+) -> dict[str, int]:
     """Let the generator choose each row's persona, question type and difficulty (policy ``llm``).
 
     Answers are parsed strictly (JSON + schema). A failed row is asked again with the next seed,
@@ -146,8 +162,10 @@ def choose_with_llm(rows: list[dict[str, Any]], candidates: list[list[dict[str, 
     failures: dict[str, int] = {}
     pending = list(range(len(rows)))
     for attempt in range(cfg["llm_retries"] + 1):
-        messages = [config_messages(prompt, texts[i], candidates[i], question_types, difficulties, doc_chars)
-                    for i in pending]
+        messages = [
+            config_messages(prompt, texts[i], candidates[i], question_types, difficulties, doc_chars)
+            for i in pending
+        ]
         answers = llm.generate(messages, seed=seed + attempt, desc=f"configs, attempt {attempt + 1}")
         still_pending = []
         for i, answer in zip(pending, answers, strict=True):

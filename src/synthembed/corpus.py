@@ -41,7 +41,16 @@ EVAL_SCHEMA = {
 }
 REJECT_SCHEMA = {"location": pl.String, "doc_id": pl.String, "reason": pl.String}
 # Standard-library parts that are tests, demos or tools rather than documented library code.
-STDLIB_EXCLUDED = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "ensurepip", "site-packages", "dist-packages"}
+STDLIB_EXCLUDED = {
+    "test",
+    "tests",
+    "idlelib",
+    "lib2to3",
+    "turtledemo",
+    "ensurepip",
+    "site-packages",
+    "dist-packages",
+}
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -123,8 +132,12 @@ def python_functions(path: Path, module: str) -> Iterator[tuple[dict[str, Any], 
         if not docstring or len(node.body) < 2 or qualname in seen:
             continue
         seen.add(qualname)
-        doc = {"doc_id": f"{module}.{qualname}", "title": f"{module}.{qualname}",
-               "text": _function_without_docstring(lines, node), "line": node.lineno}
+        doc = {
+            "doc_id": f"{module}.{qualname}",
+            "title": f"{module}.{qualname}",
+            "text": _function_without_docstring(lines, node),
+            "line": node.lineno,
+        }
         yield doc, first_sentence(docstring)
 
 
@@ -149,10 +162,19 @@ def read_stdlib(stdlib_dir: Path | None = None, min_query_words: int = 3) -> Cor
     for path, module in stdlib_modules(stdlib_dir):
         for doc, sentence in python_functions(path, module):
             line = doc.pop("line")
-            corpus.docs.append({**doc, "domain": "code", "source": f"stdlib:{path.relative_to(stdlib_dir)}:{line}"})
+            corpus.docs.append(
+                {**doc, "domain": "code", "source": f"stdlib:{path.relative_to(stdlib_dir)}:{line}"}
+            )
             if len(sentence.split()) >= min_query_words:
-                corpus.judgments.append({"eval_set": "stdlib", "query_id": doc["doc_id"], "query": sentence,
-                                         "doc_id": doc["doc_id"], "score": 1})
+                corpus.judgments.append(
+                    {
+                        "eval_set": "stdlib",
+                        "query_id": doc["doc_id"],
+                        "query": sentence,
+                        "doc_id": doc["doc_id"],
+                        "score": 1,
+                    }
+                )
     return corpus
 
 
@@ -210,7 +232,10 @@ def read_text_folder(folder: Path) -> Iterator[tuple[str, Any]]:
     for path in sorted(p for p in folder.rglob("*") if p.suffix in {".txt", ".md"} and p.is_file()):
         text = path.read_text(encoding="utf-8")
         heading = next((ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("#")), None)
-        yield str(path), {"doc_id": str(path.relative_to(folder)), "title": heading or path.stem, "text": text}
+        yield (
+            str(path),
+            {"doc_id": str(path.relative_to(folder)), "title": heading or path.stem, "text": text},
+        )
 
 
 def read_beir_judgments(folder: Path) -> list[dict[str, Any]]:
@@ -232,8 +257,15 @@ def read_beir_judgments(folder: Path) -> list[dict[str, Any]]:
                 if len(row) != 3 or row[0] not in queries or not row[2].lstrip("-").isdigit():
                     raise CorpusError(f"{qrels}:{number}: bad judgment {row!r}")
                 if int(row[2]) > 0:
-                    judgments.append({"eval_set": f"{folder.name}-{qrels.stem}", "query_id": row[0],
-                                      "query": queries[row[0]], "doc_id": row[1], "score": int(row[2])})
+                    judgments.append(
+                        {
+                            "eval_set": f"{folder.name}-{qrels.stem}",
+                            "query_id": row[0],
+                            "query": queries[row[0]],
+                            "doc_id": row[1],
+                            "score": int(row[2]),
+                        }
+                    )
     return judgments
 
 
@@ -268,7 +300,9 @@ def read_corpus(source: str, path: str | None, on_bad_row: str = "error") -> Cor
     return corpus
 
 
-def clean_documents(corpus: Corpus, *, min_chars: int, on_bad_row: str, lang: str, domain: str | None) -> Corpus:
+def clean_documents(
+    corpus: Corpus, *, min_chars: int, on_bad_row: str, lang: str, domain: str | None
+) -> Corpus:
     """Reject repeated ids (bad input: follows ``on_bad_row``) and texts under ``min_chars`` (always kept as
     rejected rows: short is not malformed); fill lang/domain. Judgments on removed docs are dropped."""
     policy = RowPolicy(on_bad_row, corpus.rejected)
@@ -279,8 +313,13 @@ def clean_documents(corpus: Corpus, *, min_chars: int, on_bad_row: str, lang: st
         if doc["doc_id"] in seen:
             policy.bad(location, f"duplicate doc_id {doc['doc_id']!r}", doc["doc_id"])
         elif len(doc["text"].strip()) < min_chars:
-            corpus.rejected.append({"location": location, "doc_id": doc["doc_id"],
-                                    "reason": f"text shorter than {min_chars} characters"})
+            corpus.rejected.append(
+                {
+                    "location": location,
+                    "doc_id": doc["doc_id"],
+                    "reason": f"text shorter than {min_chars} characters",
+                }
+            )
         else:
             seen.add(doc["doc_id"])
             kept.append({**doc, "lang": lang, "domain": domain or doc.get("domain") or "general"})
@@ -312,6 +351,9 @@ def corpus_stats(read: int, corpus: Corpus) -> dict[str, Any]:
         "read": read,
         "rejected": dict(Counter(r["reason"].split(" (")[0] for r in corpus.rejected)),
         "kept": len(corpus.docs),
-        "eval_queries": dict(Counter(j["eval_set"] for j in {(j["eval_set"], j["query_id"]): j
-                                                            for j in corpus.judgments}.values())),
+        "eval_queries": dict(
+            Counter(
+                j["eval_set"] for j in {(j["eval_set"], j["query_id"]): j for j in corpus.judgments}.values()
+            )
+        ),
     }

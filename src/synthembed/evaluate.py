@@ -23,8 +23,9 @@ def eval_sets(judgments: pl.DataFrame) -> dict[str, tuple[dict[str, str], dict[s
 
     >>> j = pl.DataFrame({"eval_set": ["s", "s"], "query_id": ["q", "q"], "query": ["x", "x"],
     ...                   "doc_id": ["a", "b"], "score": [1, 1]})
-    >>> eval_sets(j)
-    {'s': ({'q': 'x'}, {'q': {'a', 'b'}})}
+    >>> queries, relevant = eval_sets(j)["s"]
+    >>> queries, sorted(relevant["q"])
+    ({'q': 'x'}, ['a', 'b'])
     """
     sets = {}
     for (name,), group in judgments.sort("eval_set").group_by("eval_set", maintain_order=True):
@@ -45,8 +46,13 @@ def metric_delta(base: dict[str, float], tuned: dict[str, float]) -> dict[str, f
     return {k: tuned[k] - base[k] for k in base}
 
 
-def evaluate_model(model, corpus: dict[str, str], sets: dict[str, tuple[dict[str, str], dict[str, set[str]]]],
-                   query_prompt: str, batch_size: int) -> dict[str, dict[str, float]]:
+def evaluate_model(
+    model,
+    corpus: dict[str, str],
+    sets: dict[str, tuple[dict[str, str], dict[str, set[str]]]],
+    query_prompt: str,
+    batch_size: int,
+) -> dict[str, dict[str, float]]:
     """Metrics of one model on every eval set; the corpus is encoded once and shared by all sets."""
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
@@ -57,9 +63,18 @@ def evaluate_model(model, corpus: dict[str, str], sets: dict[str, tuple[dict[str
     results: dict[str, dict[str, float]] = {}
     for name, (queries, relevant) in sets.items():
         evaluator = InformationRetrievalEvaluator(
-            queries, dict(zip(corpus_ids, (corpus[c] for c in corpus_ids), strict=True)), relevant,
-            mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10, 100], map_at_k=[100],
-            batch_size=batch_size, name=name, write_csv=False, query_prompt=query_prompt or None,
+            queries,
+            dict(zip(corpus_ids, (corpus[c] for c in corpus_ids), strict=True)),
+            relevant,
+            mrr_at_k=[10],
+            ndcg_at_k=[10],
+            accuracy_at_k=[1],
+            precision_recall_at_k=[10, 100],
+            map_at_k=[100],
+            batch_size=batch_size,
+            name=name,
+            write_csv=False,
+            query_prompt=query_prompt or None,
             score_functions={"cosine": _cos_sim()},
         )
         scores = evaluator.compute_all_metrics(model, corpus_embeddings=corpus_embeddings)["cosine"]
@@ -79,5 +94,7 @@ def _cos_sim():
 
 def compare(base: dict[str, dict[str, float]], tuned: dict[str, dict[str, float]]) -> dict[str, Any]:
     """{set: {base, tuned, delta}} for the metrics file."""
-    return {name: {"base": base[name], "tuned": tuned[name], "delta": metric_delta(base[name], tuned[name])}
-            for name in base}
+    return {
+        name: {"base": base[name], "tuned": tuned[name], "delta": metric_delta(base[name], tuned[name])}
+        for name in base
+    }

@@ -30,7 +30,7 @@ def call_key(backend: str, model: str, messages: Messages, sampling: dict[str, A
     """The content address of one LLM call.
 
     >>> call_key("transformers", "m", [{"role": "user", "content": "hi"}], {"t": 0}, 1)[:12]
-    '0d5ac4bd5a80'
+    '03d8eeafe51e'
     """
     payload = json.dumps(
         {"backend": backend, "model": model, "messages": messages, "sampling": sampling, "seed": seed},
@@ -47,7 +47,9 @@ class LLMCache:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(str(path), timeout=60, isolation_level=None)
         self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, output TEXT NOT NULL)")
+        self.connection.execute(
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, output TEXT NOT NULL)"
+        )
 
     def get_many(self, keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}

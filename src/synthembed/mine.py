@@ -21,8 +21,9 @@ def passage(title: str | None, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
-def mine_negatives(pairs: pl.DataFrame, corpus: list[str], model, cfg: dict[str, Any], query_prompt: str,
-                   batch_size: int) -> tuple[pl.DataFrame, int]:
+def mine_negatives(
+    pairs: pl.DataFrame, corpus: list[str], model, cfg: dict[str, Any], query_prompt: str, batch_size: int
+) -> tuple[pl.DataFrame, int]:
     """Add ``cfg['num_negatives']`` hard negatives to each (query, positive) pair.
 
     ``pairs`` has columns query, positive and doc_id. Candidates ranked between range_min and range_max
@@ -60,6 +61,10 @@ def mine_negatives(pairs: pl.DataFrame, corpus: list[str], model, cfg: dict[str,
     keyed = pairs.select("query", "positive", "doc_id").unique(subset=["query", "positive"], keep="first")
     result = frame.join(keyed, on=["query", "positive"], how="left", maintain_order="left")
     dropped = pairs.height - result.height
-    logger.info("mined %d pairs with %d negatives each; %d pairs left without enough negatives",
-                result.height, n, dropped)
+    logger.info(
+        "mined %d pairs with %d negatives each; %d pairs left without enough negatives",
+        result.height,
+        n,
+        dropped,
+    )
     return result.select("doc_id", "query", "positive", "negatives"), dropped

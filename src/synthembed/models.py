@@ -85,7 +85,9 @@ def embedder_path(name: str) -> str:
     return str(embedded_path(name)) if name.startswith(EMBEDDED_PREFIX) else name
 
 
-def load_embedder(cfg: dict[str, Any], device: str = "cpu", path: str | None = None, for_training: bool = False):
+def load_embedder(
+    cfg: dict[str, Any], device: str = "cpu", path: str | None = None, for_training: bool = False
+):
     """A SentenceTransformer from the ``embedder`` params group (or ``path``, e.g. a tuned model).
 
     Encoding uses ``encode_dtype`` (bfloat16 is ~3.5x faster on CPUs with avx512_bf16, same nDCG@10);

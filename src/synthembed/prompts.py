@@ -54,12 +54,20 @@ def query_messages(prompt: dict[str, Any], config: dict[str, Any], document: str
     return messages
 
 
-def config_messages(prompt: dict[str, Any], document: str, candidates: list[dict[str, str]],
-                    question_types: list[str], difficulties: list[str], doc_chars: int) -> Messages:
+def config_messages(
+    prompt: dict[str, Any],
+    document: str,
+    candidates: list[dict[str, str]],
+    question_types: list[str],
+    difficulties: list[str],
+    doc_chars: int,
+) -> Messages:
     """The configuration question of the Qwen3-Embedding report for one document."""
     listing = "\n".join(f"- {c['name']}: {c['description']}" for c in candidates)
     content = prompt["template"].format(
-        document=truncate(document, doc_chars), candidates=listing,
-        question_types=", ".join(question_types), difficulties=", ".join(difficulties),
+        document=truncate(document, doc_chars),
+        candidates=listing,
+        question_types=", ".join(question_types),
+        difficulties=", ".join(difficulties),
     )
     return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": content}]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
-LEADING_LABEL = re.compile(r"^\s*(?:[-*\d.)]+\s+)?(?:search\s+)?(?:query|question|keywords?)\s*:\s*", re.IGNORECASE)
-QUOTES = "\"'`“”‘’"
+LEADING_LABEL = re.compile(
+    r"^\s*(?:[-*\d.)]+\s+)?(?:search\s+)?(?:query|question|keywords?)\s*:\s*", re.IGNORECASE
+)
+QUOTES = "\"'`\u201c\u201d\u2018\u2019"  # ASCII and typographic quotes
 
 
 def clean_query(raw: str) -> str:

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 def training_columns(pairs: pl.DataFrame, query_prompt: str) -> dict[str, list[str]]:
     """(anchor, positive, negative_1..n) columns; the query instruction goes on anchors only.
 
-    >>> training_columns(pl.DataFrame({"query": ["q"], "positive": ["p"], "negatives": [["n1", "n2"]]}), "Q: ")
+    >>> pairs = pl.DataFrame({"query": ["q"], "positive": ["p"], "negatives": [["n1", "n2"]]})
+    >>> training_columns(pairs, "Q: ")
     {'anchor': ['Q: q'], 'positive': ['p'], 'negative_1': ['n1'], 'negative_2': ['n2']}
     """
     columns = {"anchor": [query_prompt + q for q in pairs["query"]], "positive": pairs["positive"].to_list()}
@@ -30,8 +31,13 @@ def attach_lora(model, cfg: dict[str, Any]):
     """Wrap the transformer of a SentenceTransformer in a peft LoRA model; returns the peft model."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    lora = LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=cfg["r"], lora_alpha=cfg["alpha"],
-                      lora_dropout=cfg["dropout"], target_modules=cfg["target_modules"])
+    lora = LoraConfig(
+        task_type=TaskType.FEATURE_EXTRACTION,
+        r=cfg["r"],
+        lora_alpha=cfg["alpha"],
+        lora_dropout=cfg["dropout"],
+        target_modules=cfg["target_modules"],
+    )
     peft_model = get_peft_model(model[0].model, lora)
     model[0].model = peft_model
     trainable, total = peft_model.get_nb_trainable_parameters()
@@ -39,8 +45,15 @@ def attach_lora(model, cfg: dict[str, Any]):
     return peft_model
 
 
-def train_embedder(pairs: pl.DataFrame, embedder_cfg: dict[str, Any], cfg: dict[str, Any], seed: int,
-                   device: str, out_dir: Path, work_dir: Path) -> list[dict[str, float]]:
+def train_embedder(
+    pairs: pl.DataFrame,
+    embedder_cfg: dict[str, Any],
+    cfg: dict[str, Any],
+    seed: int,
+    device: str,
+    out_dir: Path,
+    work_dir: Path,
+) -> list[dict[str, float]]:
     """Train on ``pairs`` (query, positive, negatives) and save a model SentenceTransformer(out_dir) loads.
 
     With LoRA the adapter is saved to ``out_dir/adapter`` and merged into the saved weights.
