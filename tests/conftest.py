@@ -12,9 +12,20 @@ import yaml
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["DVC_NO_ANALYTICS"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["Snakefile", "dvc.yaml", "params.yaml", "rules", "envs", "scripts", "src", "prompts", "profiles"]
+PROJECT_FILES = [
+    "Snakefile",
+    "dvc.yaml",
+    "params.yaml",
+    "rules",
+    "envs",
+    "scripts",
+    "src",
+    "prompts",
+    "profiles",
+]
 # Small enough for CI, large enough that every stage has rows: 20 generated queries, 2 training steps.
 TINY = {
     "docs": {"max_docs": 80},
