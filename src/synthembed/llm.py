@@ -101,6 +101,7 @@ class TransformersGenerator:
             "temperature": cfg["temperature"],
             "top_p": cfg["top_p"],
             "repetition_penalty": cfg["repetition_penalty"],
+            "stop": cfg["stop"],
         }
 
     def generate(self, batch: list[Messages], seed: int) -> list[str]:
@@ -118,6 +119,8 @@ class TransformersGenerator:
                 top_p=self.sampling["top_p"] if sample else None,
                 top_k=None,
                 repetition_penalty=self.sampling["repetition_penalty"],
+                stop_strings=self.sampling["stop"] or None,
+                tokenizer=self.tokenizer,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
