@@ -44,7 +44,7 @@ results = compare(base, tuned)
 counts = {Path(p).stem: read_json(p) for p in args.stats}
 write_json({"eval": results, "counts": counts}, args.out)
 rows = [
-    {"eval_set": s, "model": m, "ndcg@10": results[s][m]["ndcg@10"]}
+    {"run": f"{s} {m}", "eval_set": s, "model": m, "ndcg@10": results[s][m]["ndcg@10"]}
     for s in results
     for m in ("base", "tuned")
 ]
