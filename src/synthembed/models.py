@@ -49,6 +49,29 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU multiplies bfloat16 natively (avx512_bf16 or AMX); without it bf16 is emulated and
+    runs ~2.5x slower than float32 (measured with MiniLM on an avx512f-only Xeon).
+
+    >>> cpu_has_bf16("flags : fpu avx2 avx512f"), cpu_has_bf16("flags : avx512f avx512_bf16")
+    (False, True)
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set(cpuinfo.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def encode_dtype(setting: str, device: str) -> torch.dtype:
+    """The dtype to encode in: ``auto`` picks bfloat16 on GPUs and bf16-capable CPUs, float32 elsewhere."""
+    if setting == "auto":
+        setting = "bfloat16" if device == "cuda" or cpu_has_bf16() else "float32"
+    return getattr(torch, setting)
+
+
 def convert_gguf(gguf: Path, target: Path) -> None:
     """Dequantise a GGUF causal LM into a regular transformers folder.
 
@@ -95,8 +118,9 @@ def load_embedder(
     """
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(path or embedder_path(cfg["model"]), device=resolve_device(device))
+    device = resolve_device(device)
+    model = SentenceTransformer(path or embedder_path(cfg["model"]), device=device)
     model.max_seq_length = cfg["max_seq_length"]
-    if not for_training and cfg["encode_dtype"] != "float32":
-        model = model.to(getattr(torch, cfg["encode_dtype"]))
+    if not for_training:
+        model = model.to(encode_dtype(cfg["encode_dtype"], device))
     return model
