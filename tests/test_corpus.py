@@ -124,11 +124,12 @@ def test_wrong_types_are_rejected_with_reasons_when_skipping(tmp_path):
         "2": "field 'text' must be a string, got int",
         "3": "missing id (one of _id, doc_id, id)",
         "4": "expected an object, got list",
-        "5": "duplicate doc_id 'a'",
+        "5": "duplicate doc_id ('a')",
         "6": "text shorter than 20 characters",
     }
     stats = corpus_stats(6, corpus)
     assert stats["read"] == stats["kept"] + sum(stats["rejected"].values())
+    assert stats["rejected"]["duplicate doc_id"] == 1
 
 
 def test_non_utf8_line_is_an_error_with_its_line(tmp_path):

@@ -12,6 +12,8 @@ import jsonschema
 import numpy as np
 import yaml
 
+from synthembed.balance import quota_targets
+
 logger = logging.getLogger(__name__)
 
 JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
@@ -48,13 +50,7 @@ def stratified_labels(shares: dict[str, float], n: int, rng: np.random.Generator
     >>> sorted(stratified_labels({"a": 0.5, "b": 0.3, "c": 0.2}, 10, np.random.default_rng(0)))
     ['a', 'a', 'a', 'a', 'a', 'b', 'b', 'b', 'c', 'c']
     """
-    labels = list(shares)
-    weights = np.array([shares[label] for label in labels], dtype=float)
-    exact = weights / weights.sum() * n
-    counts = np.floor(exact).astype(int)
-    remainder_order = np.argsort(-(exact - counts), kind="stable")
-    counts[remainder_order[: n - counts.sum()]] += 1
-    drawn = [label for label, count in zip(labels, counts, strict=True) for _ in range(count)]
+    drawn = [label for label, count in quota_targets(shares, n).items() for _ in range(count)]
     return [drawn[i] for i in rng.permutation(n)]
 
 

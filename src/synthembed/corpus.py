@@ -311,7 +311,7 @@ def clean_documents(
     for doc in corpus.docs:
         location = doc["source"].split(":", 1)[-1]
         if doc["doc_id"] in seen:
-            policy.bad(location, f"duplicate doc_id {doc['doc_id']!r}", doc["doc_id"])
+            policy.bad(location, f"duplicate doc_id ({doc['doc_id']!r})", doc["doc_id"])
         elif len(doc["text"].strip()) < min_chars:
             corpus.rejected.append(
                 {
@@ -347,13 +347,10 @@ def corpus_frames(corpus: Corpus) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
 
 def corpus_stats(read: int, corpus: Corpus) -> dict[str, Any]:
     """Counts for metrics: read = kept + rejected + not sampled."""
+    queries = {(j["eval_set"], j["query_id"]) for j in corpus.judgments}
     return {
         "read": read,
         "rejected": dict(Counter(r["reason"].split(" (")[0] for r in corpus.rejected)),
         "kept": len(corpus.docs),
-        "eval_queries": dict(
-            Counter(
-                j["eval_set"] for j in {(j["eval_set"], j["query_id"]): j for j in corpus.judgments}.values()
-            )
-        ),
+        "eval_queries": dict(Counter(eval_set for eval_set, _ in queries)),
     }
