@@ -14,12 +14,12 @@ rule model:
         model=directory("results/model"),
         curve=report("results/plots/training_loss.csv", category="Training"),
         stats="results/stats/model.json",
-    params:
-        **groups("seed", "embedder", "train"),
     log:
         "logs/model.log",
     conda:
         "../envs/synthembed.yaml"
+    params:
+        **groups("seed", "embedder", "train"),
     shell:
         "python scripts/train.py --params params.yaml --negatives {input.negatives} --out {output.model}"
         " --out-curve {output.curve} --out-stats {output.stats} --log {log}"
@@ -35,12 +35,12 @@ rule metrics:
     output:
         metrics="results/metrics.json",
         plot=report("results/plots/ndcg.csv", category="Evaluation"),
-    params:
-        **groups("embedder", "evaluate"),
     log:
         "logs/metrics.log",
     conda:
         "../envs/synthembed.yaml"
+    params:
+        **groups("embedder", "evaluate"),
     shell:
         "python scripts/evaluate.py --params params.yaml --model {input.model} --docs {input.docs}"
         " --eval {input.eval} --balanced {input.balanced} --stats {input.stats} --out {output.metrics}"
