@@ -229,7 +229,7 @@ def test_metrics_diff_compares_branches(project):
     update_params(project, {"filter": {"min_cosine": 0.3}})
     run(["dvc", "repro"], project)
     run(["git", "commit", "-qam", "stricter filter"], project)
-    diff = json.loads(run(["dvc", "metrics", "diff", "main", "--json"], project).stdout)
+    diff = json.loads(run(["dvc", "metrics", "diff", "main", "--all", "--json"], project).stdout)
     values = diff["results/metrics.json"]
     assert "eval.stdlib.tuned.ndcg@10" in values
     assert set(values["eval.stdlib.tuned.ndcg@10"]) >= {"old", "new"}
