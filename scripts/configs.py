@@ -6,7 +6,7 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.configs import choose_with_llm, load_personas, persona_text, sampled_configs, top_k_indices
 from synthembed.io import write_json, write_parquet
-from synthembed.mine import passage
+from synthembed.mine import passages
 from synthembed.models import load_embedder
 
 parser = stage_parser(__doc__)
@@ -22,8 +22,9 @@ docs = pl.read_parquet(args.docs)
 docs = docs.sample(n=min(cfg["n_docs"], docs.height), seed=seed).sort("doc_id")
 personas = load_personas(args.personas)
 embedder = load_embedder(params["embedder"], params["runtime"]["device"])
+texts = passages(docs)
 doc_vectors = embedder.encode(
-    [passage(t, x) for t, x in docs.select("title", "text").iter_rows()],
+    texts,
     normalize_embeddings=True,
     batch_size=params["embedder"]["batch_size"],
     show_progress_bar=True,
@@ -42,7 +43,6 @@ if cfg["policy"] == "llm":
     from synthembed.prompts import load_prompt
 
     llm = open_llm(params["llm"], params["runtime"])
-    texts = [passage(t, x) for t, x in docs.select("title", "text").iter_rows()]
     failures = choose_with_llm(
         rows, candidates, texts, llm, load_prompt(args.prompt), cfg, params["queries"]["doc_chars"], seed
     )

@@ -8,7 +8,7 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.evaluate import compare, eval_sets, evaluate_model
 from synthembed.io import atomic_path, read_json, write_json
-from synthembed.mine import passage
+from synthembed.mine import passages
 from synthembed.models import load_embedder
 
 parser = stage_parser(__doc__)
@@ -23,9 +23,7 @@ args, params = start_stage(parser)
 emb, batch_size = params["embedder"], params["evaluate"]["batch_size"]
 
 docs = pl.read_parquet(args.docs)
-corpus = dict(
-    zip(docs["doc_id"], (passage(t, x) for t, x in docs.select("title", "text").iter_rows()), strict=True)
-)
+corpus = dict(zip(docs["doc_id"], passages(docs), strict=True))
 dev = pl.read_parquet(args.balanced).filter(pl.col("split") == "dev")
 synthetic = dev.select(
     pl.lit("synthetic_dev").alias("eval_set"),

@@ -7,7 +7,7 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.filtering import filter_decisions, format_reason
 from synthembed.io import atomic_path, write_json, write_parquet
-from synthembed.mine import passage
+from synthembed.mine import passages
 from synthembed.models import load_embedder
 
 parser = stage_parser(__doc__)
@@ -22,11 +22,7 @@ cfg, emb = params["filter"], params["embedder"]
 
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
 pairs = pl.read_parquet(args.queries).join(docs, on="doc_id", how="left", maintain_order="left")
-pairs = pairs.with_columns(
-    pl.struct("title", "text")
-    .map_elements(lambda d: passage(d["title"], d["text"]), return_dtype=pl.String)
-    .alias("positive")
-).drop("title", "text")
+pairs = pairs.with_columns(pl.Series("positive", passages(pairs), dtype=pl.String)).drop("title", "text")
 queries = pairs["query"].to_list()
 scorable = [i for i, q in enumerate(queries) if format_reason(q, cfg["min_words"], cfg["max_words"]) is None]
 scores: list[float | None] = [None] * len(queries)

@@ -5,7 +5,7 @@ import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
 from synthembed.io import write_json, write_parquet
-from synthembed.mine import mine_negatives, passage
+from synthembed.mine import mine_negatives, passages
 from synthembed.models import load_embedder
 
 parser = stage_parser(__doc__)
@@ -19,7 +19,7 @@ emb = params["embedder"]
 train = (
     pl.read_parquet(args.balanced).filter(pl.col("split") == "train").select("doc_id", "query", "positive")
 )
-corpus = [passage(t, x) for t, x in pl.read_parquet(args.docs).select("title", "text").iter_rows()]
+corpus = passages(pl.read_parquet(args.docs))
 model = load_embedder(emb, params["runtime"]["device"])
 mined, dropped = mine_negatives(
     train, corpus, model, params["negatives"], emb["query_prompt"], emb["batch_size"]

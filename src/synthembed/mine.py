@@ -21,6 +21,15 @@ def passage(title: str | None, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
+def passages(docs: pl.DataFrame) -> list[str]:
+    """``passage`` of every row of a frame with title and text columns, in row order.
+
+    >>> passages(pl.DataFrame({"title": ["t", ""], "text": ["a", "b"]}))
+    ['t\\na', 'b']
+    """
+    return [passage(title, text) for title, text in docs.select("title", "text").iter_rows()]
+
+
 def mine_negatives(
     pairs: pl.DataFrame, corpus: list[str], model, cfg: dict[str, Any], query_prompt: str, batch_size: int
 ) -> tuple[pl.DataFrame, int]:
