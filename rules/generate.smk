@@ -21,6 +21,7 @@ rule configs:
     input:
         docs="results/docs.parquet",
         personas="prompts/personas.yaml",
+        glossary="prompts/glossary.yaml",
         prompt="prompts/configs_llm.yaml",
     output:
         configs="results/configs.parquet",
@@ -33,14 +34,15 @@ rule configs:
         **groups("seed", "embedder", "llm", "configs", "queries"),
     shell:
         "python scripts/configs.py --params params.yaml --docs {input.docs} --personas {input.personas}"
-        " --prompt {input.prompt} --out {output.configs} --out-stats {output.stats} --log {log}"
+        " --glossary {input.glossary} --prompt {input.prompt} --out {output.configs} --out-stats {output.stats} --log {log}"
 
 
 rule queries:
     input:
         docs="results/docs.parquet",
         configs="results/configs.parquet",
-        prompt="prompts/queries_few_shot.yaml",
+        few_shot="prompts/queries_few_shot.yaml",
+        report="prompts/queries_report.yaml",
     output:
         queries="results/queries.parquet",
         stats="results/stats/queries.json",
@@ -52,4 +54,5 @@ rule queries:
         **groups("seed", "llm", "queries"),
     shell:
         "python scripts/queries.py --params params.yaml --docs {input.docs} --configs {input.configs}"
-        " --prompt {input.prompt} --out {output.queries} --out-stats {output.stats} --log {log}"
+        " --few-shot-prompt {input.few_shot} --report-prompt {input.report}"
+        " --out {output.queries} --out-stats {output.stats} --log {log}"

@@ -1,12 +1,12 @@
-"""metrics: base vs tuned retrieval metrics on the synthetic dev split and every real eval set, plus
-stage counts."""
+"""metrics: base vs tuned retrieval metrics on every real eval set and on the synthetic dev split (one
+set per task type), plus every stage's counts."""
 
 from pathlib import Path
 
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
-from synthembed.evaluate import compare, eval_sets, evaluate_model
+from synthembed.evaluate import compare, eval_sets, evaluate_model, synthetic_dev_sets
 from synthembed.io import atomic_path, read_json, write_json
 from synthembed.mine import passages
 from synthembed.models import load_embedder
@@ -24,20 +24,26 @@ emb, batch_size = params["embedder"], params["evaluate"]["batch_size"]
 
 docs = pl.read_parquet(args.docs)
 corpus = dict(zip(docs["doc_id"], passages(docs), strict=True))
-dev = pl.read_parquet(args.balanced).filter(pl.col("split") == "dev")
-synthetic = dev.select(
-    pl.lit("synthetic_dev").alias("eval_set"),
-    pl.col("doc_id").alias("query_id"),
-    "query",
-    "doc_id",
-    pl.lit(1, dtype=pl.Int64).alias("score"),
-)
-sets = eval_sets(pl.concat([pl.read_parquet(args.eval), synthetic]))
+balanced = pl.read_parquet(args.balanced)
+over_docs, over_labels = synthetic_dev_sets(balanced.filter(pl.col("split") == "dev"))
+sets = eval_sets(pl.read_parquet(args.eval)) | over_docs
+# Real eval sets and synthetic retrieval hold search queries; paraphrases and translations are symmetric.
+prompts = {name: emb["query_prompt"] for name in sets if not name.startswith("synthetic_dev_")}
+prompts["synthetic_dev_retrieval"] = emb["query_prompt"]
+classified = balanced.filter(pl.col("task_type") == "classification")
+labels = dict(classified.select("label", "positive").unique(subset="label", keep="first").iter_rows())
 device = params["runtime"]["device"]
-base = evaluate_model(load_embedder(emb, device), corpus, sets, emb["query_prompt"], batch_size)
-tuned = evaluate_model(
-    load_embedder(emb, device, path=args.model), corpus, sets, emb["query_prompt"], batch_size
-)
+
+
+def evaluate(path: str | None) -> dict[str, dict[str, float]]:
+    model = load_embedder(emb, device, path=path)
+    results = evaluate_model(model, corpus, sets, prompts, batch_size)
+    if over_labels:
+        results |= evaluate_model(model, labels, over_labels, {}, batch_size)
+    return results
+
+
+base, tuned = evaluate(None), evaluate(args.model)
 results = compare(base, tuned)
 counts = {Path(p).stem: read_json(p) for p in args.stats}
 write_json({"eval": results, "counts": counts}, args.out)

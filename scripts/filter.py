@@ -1,11 +1,12 @@
-"""filtered: keep pairs whose query is well formed, close to its document and not a duplicate."""
+"""filtered: keep pairs whose generated text parsed, is well formed, close to its document and not a
+duplicate; every other row goes to the rejected file with its reason and score."""
 
 from collections import Counter
 
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
-from synthembed.filtering import filter_decisions, format_reason
+from synthembed.filtering import anchor_and_positive, filter_decisions, format_reason, min_cosine
 from synthembed.io import atomic_path, write_json, write_parquet
 from synthembed.mine import passages
 from synthembed.models import load_embedder
@@ -22,21 +23,33 @@ cfg, emb = params["filter"], params["embedder"]
 
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
 pairs = pl.read_parquet(args.queries).join(docs, on="doc_id", how="left", maintain_order="left")
-pairs = pairs.with_columns(pl.Series("positive", passages(pairs), dtype=pl.String)).drop("title", "text")
-queries = pairs["query"].to_list()
-scorable = [i for i, q in enumerate(queries) if format_reason(q, cfg["min_words"], cfg["max_words"]) is None]
-scores: list[float | None] = [None] * len(queries)
+documents = passages(pairs)
+texts, task_types = pairs["query"].to_list(), pairs["task_type"].to_list()
+anchors, positives = zip(
+    *(anchor_and_positive(t, q or "", d) for t, q, d in zip(task_types, texts, documents, strict=True)),
+    strict=True,
+)
+pairs = pairs.with_columns(
+    pl.Series("anchor", anchors, dtype=pl.String), pl.Series("positive", positives, dtype=pl.String)
+).drop("title", "text")
+scorable = [
+    i
+    for i, (q, e) in enumerate(zip(texts, pairs["parse_error"], strict=True))
+    if e is None and q is not None and format_reason(q, cfg["min_words"], cfg["max_words"]) is None
+]
+scores: list[float | None] = [None] * len(texts)
 if scorable:
     model = load_embedder(emb, params["runtime"]["device"])
+    # Retrieval queries carry the query instruction; the other tasks are symmetric texts.
     q = model.encode_query(
-        [emb["query_prompt"] + queries[i] for i in scorable],
+        [(emb["query_prompt"] if task_types[i] == "retrieval" else "") + texts[i] for i in scorable],
         batch_size=emb["batch_size"],
         normalize_embeddings=True,
         convert_to_tensor=True,
         show_progress_bar=True,
     )
     d = model.encode_document(
-        [pairs["positive"][i] for i in scorable],
+        [documents[i] for i in scorable],
         batch_size=emb["batch_size"],
         normalize_embeddings=True,
         convert_to_tensor=True,
@@ -44,7 +57,8 @@ if scorable:
     )
     for i, score in zip(scorable, (q.float() * d.float()).sum(dim=1).tolist(), strict=True):
         scores[i] = score
-decisions = filter_decisions(queries, scores, cfg)
+thresholds = [min_cosine(cfg, t) for t in task_types]
+decisions = filter_decisions(texts, list(anchors), pairs["parse_error"].to_list(), scores, thresholds, cfg)
 scored = pairs.with_columns(
     pl.Series("cosine", scores, dtype=pl.Float64), pl.Series("reason", decisions, dtype=pl.String)
 )
@@ -54,12 +68,13 @@ write_parquet(kept, args.out)
 write_parquet(rejected, args.out_rejected)
 with atomic_path(args.out_scores) as tmp:
     decision = pl.col("reason").fill_null("kept").alias("decision")
-    scored.select("cosine", decision).drop_nulls("cosine").write_csv(tmp)
+    scored.select("task_type", "cosine", decision).drop_nulls("cosine").write_csv(tmp)
 write_json(
     {
         "read": pairs.height,
         "kept": kept.height,
         "rejected": dict(Counter(r for r in decisions if r is not None)),
+        "kept_by_task_type": dict(kept.group_by("task_type").len().sort("task_type").iter_rows()),
     },
     args.out_stats,
 )

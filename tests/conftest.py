@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import socket
 import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -89,3 +96,63 @@ def minilm():
 def llm_cache_dir(tmp_path_factory) -> Path:
     """One LLM cache (and converted generator) shared by the tests that run the generator."""
     return tmp_path_factory.mktemp("llm-cache")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def katan_server(*options: str, model: str = "echo", startup_s: float = 60.0):
+    """A real OpenAI-compatible server (llm-katan) on loopback; yields its base URL.
+
+    ``-b echo`` answers with the request's last user message and can inject failures (error rate,
+    rate limits, timeouts); a model folder with ``-b transformers`` serves a real model.
+    """
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "llm-katan"), "--model", model, "--name", "served"]
+    command += [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--stats-file",
+        "",
+        "--disable-dashboard",
+        *options,
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + startup_s
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=1)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(
+                            f"llm-katan did not start:\n{log.read().decode()[-2000:]}"
+                        ) from None
+                    time.sleep(0.2)
+            yield f"{url}/v1"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def served_requests(base_url: str) -> int:
+    """Requests the llm-katan server behind ``base_url`` has answered so far (refusals not counted)."""
+    metrics = urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=5).read().decode()
+    match = re.search(r"^llm_katan_requests_total\{[^}]*\} (\d+)", metrics, re.MULTILINE)
+    return int(match.group(1))
+
+
+def openai_llm_params(base_url: str, **changes) -> dict:
+    """The llm params group of the default params.yaml, pointed at an OpenAI-compatible server."""
+    llm = yaml.safe_load((ROOT / "params.yaml").read_text())["llm"]
+    return llm | {"backend": "openai", "model": "served", "base_url": base_url} | changes

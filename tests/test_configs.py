@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 
 from synthembed.configs import (
+    achieved_shares,
     answer_schema,
     choose_with_llm,
+    control_targets,
+    glossary_matches,
+    load_glossary,
     load_personas,
     parse_config_answer,
     sampled_configs,
@@ -16,6 +20,7 @@ from synthembed.prompts import load_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = {
+    "task_types": {"retrieval": 0.45, "sts": 0.25, "classification": 0.20, "bitext": 0.10},
     "question_types": {
         "keywords": 0.2,
         "acquire_knowledge": 0.3,
@@ -25,20 +30,57 @@ CFG = {
     },
     "difficulties": {"high_school": 0.3, "university": 0.5, "phd": 0.2},
     "languages": {"en": 0.75, "de": 0.25},
+    "bitext_languages": {"fr": 0.5, "es": 0.5},
     "length_words": [4, 6],
+    "glossary_terms": 2,
     "llm_retries": 1,
 }
+GLOSSARY = {"code": ["socket", "timeout", "thread"]}
 
 
 def candidates(n: int) -> list[list[dict[str, str]]]:
-    return [[{"name": f"p{i}-{j}", "description": f"persona {j}"} for j in range(5)] for i in range(n)]
+    return [
+        [{"name": f"p{i}-{j}", "description": f"persona {j}", "style": f"style {j}"} for j in range(5)]
+        for i in range(n)
+    ]
 
 
-def test_persona_library_has_fifty_described_personas_across_domains():
+def documents(n: int) -> list[dict[str, str]]:
+    texts = ["open a socket with a timeout", "spawn a thread", "plain text"]
+    return [
+        {"doc_id": f"d{i:04d}", "domain": "code" if i % 2 else "notes", "lang": "en", "text": texts[i % 3]}
+        for i in range(n)
+    ]
+
+
+def test_persona_library_has_fifty_described_personas_with_styles_across_domains():
     personas = load_personas(ROOT / "prompts" / "personas.yaml")
     assert len(personas) >= 50
-    assert all(p["description"].strip() and p["domain"] for p in personas)
+    assert all(p["description"].strip() and p["domain"] and p["style"] for p in personas)
     assert len({p["domain"] for p in personas}) >= 8
+    assert len({p["style"] for p in personas}) >= 15
+
+
+def test_persona_without_style_is_rejected_naming_file_and_entry(tmp_path):
+    path = tmp_path / "personas.yaml"
+    path.write_text(
+        "personas:\n"
+        "  - {name: a, domain: d, description: x, style: s}\n"
+        "  - {name: b, domain: d, description: y}\n"
+    )
+    with pytest.raises(ValueError, match=r"personas.yaml: persona 2 lacks style"):
+        load_personas(path)
+
+
+def test_glossary_terms_are_whole_words_of_the_document_in_glossary_order(tmp_path):
+    assert glossary_matches("Set the TIMEOUT of a socket", GLOSSARY["code"], 5) == ["socket", "timeout"]
+    assert glossary_matches("Set the TIMEOUT of a socket", GLOSSARY["code"], 1) == ["socket"]
+    assert glossary_matches("sockets and threading", GLOSSARY["code"], 5) == []
+    bad = tmp_path / "glossary.yaml"
+    bad.write_text("code: socket\n")
+    with pytest.raises(ValueError, match=r"glossary\.yaml: a glossary maps each domain to a list of terms"):
+        load_glossary(bad)
+    assert load_glossary(ROOT / "prompts" / "glossary.yaml")["code"]
 
 
 @pytest.mark.parametrize("n", [7, 100, 1001])
@@ -50,16 +92,55 @@ def test_stratified_counts_are_within_one_of_target(n):
     assert len(labels) == n
 
 
-def test_sampled_configs_are_seeded_and_choose_among_candidates():
-    ids = [f"d{i}" for i in range(40)]
-    rows = sampled_configs(ids, candidates(40), CFG, seed=5)
-    assert rows == sampled_configs(ids, candidates(40), CFG, seed=5)
-    assert rows != sampled_configs(ids, candidates(40), CFG, seed=6)
-    assert Counter(r["language"] for r in rows) == {"en": 30, "de": 10}
+def test_sampled_configs_are_seeded_and_set_each_control_where_its_prompt_uses_it():
+    rows = sampled_configs(documents(40), candidates(40), CFG, GLOSSARY, seed=5)
+    assert rows == sampled_configs(documents(40), candidates(40), CFG, GLOSSARY, seed=5)
+    assert rows != sampled_configs(documents(40), candidates(40), CFG, GLOSSARY, seed=6)
+    assert Counter(r["task_type"] for r in rows) == {
+        "retrieval": 18,
+        "sts": 10,
+        "classification": 8,
+        "bitext": 4,
+    }
     for row in rows:
-        assert row["persona"] in row["persona_candidates"]
-        assert 4 <= row["length_words"] <= 6
-        assert row["config_source"] == "sampled" and row["task_type"] == "retrieval"
+        assert row["persona"] == row["persona_candidates"][row["persona_rank"] - 1]
+        assert row["style"] == f"style {row['persona_rank'] - 1}"
+        assert (
+            (row["question_type"] is not None)
+            == (row["difficulty"] is not None)
+            == (row["task_type"] == "retrieval")
+        )
+        has_length = row["task_type"] in ("retrieval", "sts")
+        assert (row["length_words"] is not None) == has_length and (
+            not has_length or 4 <= row["length_words"] <= 6
+        )
+        allowed = CFG["bitext_languages"] if row["task_type"] == "bitext" else CFG["languages"]
+        assert row["language"] in allowed
+        assert row["cross_lingual"] == (row["language"] != "en") and row["doc_language"] == "en"
+        if row["domain"] == "code":
+            text = documents(40)[int(row["doc_id"][1:])]["text"]
+            assert row["domain_terms"] == [t for t in GLOSSARY["code"] if t in text.split()][:2]
+        else:
+            assert row["domain_terms"] == []
+        assert row["config_source"] == "sampled"
+
+
+def test_thousand_documents_meet_every_share_within_three_points():
+    cfg = CFG | {"languages": {"en": 0.7, "de": 0.1, "fr": 0.1, "zh": 0.1}}
+    rows = sampled_configs(documents(1000), candidates(1000), cfg, GLOSSARY, seed=13)
+    table = achieved_shares(rows, control_targets(cfg, 5))
+    assert set(table) == {
+        "task_type",
+        "question_type",
+        "difficulty",
+        "language",
+        "bitext_language",
+        "persona_rank",
+    }
+    for control, labels in table.items():
+        for label, share in labels.items():
+            assert abs(share["achieved"] - share["target"]) <= 3, (control, label, share)
+    assert table["persona_rank"]["1"]["target"] == 20.0
 
 
 @pytest.mark.parametrize(
@@ -69,7 +150,7 @@ def test_sampled_configs_are_seeded_and_choose_among_candidates():
         ('{"Character": "p", "Question_Type": "summary"', "no JSON object"),
         ('{"Character": "stranger", "Question_Type": "summary", "Difficulty": "phd"}', "schema"),
         ('{"Character": "p", "Question_Type": "summary"}', "schema"),
-        ("{'Character': 'p'}", "invalid JSON"),
+        ("{'Character': 'p'}", "no JSON object"),
     ],
 )
 def test_bad_answers_are_rejected(answer, error):
@@ -84,7 +165,7 @@ class ScriptedLLM:
         self.answers = answers
         self.seeds: list[int] = []
 
-    def generate(self, prompts, seed, desc=""):
+    def generate(self, prompts, seed, desc="", schema=None):
         self.seeds.append(seed)
         answers = self.answers.pop(0)
         assert len(answers) == len(prompts)
@@ -92,7 +173,8 @@ class ScriptedLLM:
 
 
 def test_llm_policy_retries_then_falls_back_and_says_so():
-    rows = sampled_configs(["a", "b", "c"], candidates(3), CFG, seed=1)
+    cfg = CFG | {"task_types": {"retrieval": 1.0}}
+    rows = sampled_configs(documents(3), candidates(3), cfg, GLOSSARY, seed=1)
     good = '{"Character": "%s", "Question_Type": "summary", "Difficulty": "phd"}'
     llm = ScriptedLLM(
         [
@@ -102,10 +184,11 @@ def test_llm_policy_retries_then_falls_back_and_says_so():
     )
     prompt = load_prompt(ROOT / "prompts" / "configs_llm.yaml")
     failures = choose_with_llm(
-        rows, candidates(3), ["doc a", "doc b", "doc c"], llm, prompt, CFG, 500, seed=9
+        rows, candidates(3), ["doc a", "doc b", "doc c"], llm, prompt, cfg, 500, seed=9
     )
     assert [r["config_source"] for r in rows] == ["llm", "llm", "fallback"]
-    assert rows[0]["persona"] == "p0-3" and rows[0]["question_type"] == "summary"
+    assert rows[0]["persona"] == "p0-3" and rows[0]["persona_rank"] == 4 and rows[0]["style"] == "style 3"
+    assert rows[0]["question_type"] == "summary"
     assert rows[1]["persona"] == "p1-0"
     assert llm.seeds == [9, 10]
-    assert failures == {"no JSON object in the answer": 2, "schema": 1}
+    assert failures == {"no JSON object": 2, "schema": 1}

@@ -1,11 +1,14 @@
 import sqlite3
 
 import pytest
+from conftest import katan_server, openai_llm_params, served_requests
 
-from synthembed.llm import CachedLLM, LLMCache, call_key
+from synthembed.llm import CachedLLM, Completion, LLMCache, OpenAIGenerator, call_key
 
 
 class CountingGenerator:
+    """Answers in batches of four and counts the prompts it was asked."""
+
     backend = "counting"
     model_name = "echo"
 
@@ -13,13 +16,22 @@ class CountingGenerator:
         self.sampling = {"temperature": 0.0}
         self.prompts_seen = 0
 
-    def generate(self, batch, seed):
-        self.prompts_seen += len(batch)
-        return [f"answer to {m[-1]['content']}" for m in batch]
+    def answer(self, messages) -> Completion:
+        return Completion(f"answer to {messages[-1]['content']}", tokens_in=10, tokens_out=3)
+
+    def run(self, requests, seed, schema, on_done):
+        for start in range(0, len(requests), 4):
+            batch = requests[start : start + 4]
+            self.prompts_seen += len(batch)
+            on_done([(start + i, self.answer(m)) for i, m in enumerate(batch)])
 
 
 def prompts(n: int):
     return [[{"role": "user", "content": f"q{i}"}] for i in range(n)]
+
+
+def cached_rows(path) -> int:
+    return sqlite3.connect(path).execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
 
 def test_key_depends_on_every_part():
@@ -29,40 +41,118 @@ def test_key_depends_on_every_part():
     assert base != call_key("b", "m", prompts(2)[1], {"t": 0}, 1)
     assert base != call_key("b", "m", prompts(1)[0], {"t": 1}, 1)
     assert base != call_key("b", "m", prompts(1)[0], {"t": 0}, 2)
+    assert base != call_key("b", "m", prompts(1)[0], {"t": 0}, 1, {"type": "object"})
 
 
-def test_second_run_makes_no_call_and_returns_same_answers(tmp_path):
-    first = CachedLLM(CountingGenerator(), LLMCache(tmp_path / "c.sqlite"), batch_size=4)
+def test_second_run_makes_no_call_and_returns_same_answers_and_tokens(tmp_path):
+    first = CachedLLM(CountingGenerator(), LLMCache(tmp_path / "c.sqlite"), {"input": 2.0, "output": 10.0})
     answers = first.generate(prompts(10), seed=1)
     assert answers == [f"answer to q{i}" for i in range(10)]
-    assert first.generator.prompts_seen == 10 and first.stats.calls == 10
-    again = CachedLLM(CountingGenerator(), LLMCache(tmp_path / "c.sqlite"), batch_size=4)
+    assert first.generator.prompts_seen == 10
+    stats = first.stats_dict()
+    assert (stats["llm_calls"], stats["tokens_in"], stats["tokens_out"]) == (10, 100, 30)
+    assert stats["cost"] == pytest.approx((100 * 2.0 + 30 * 10.0) / 1e6)
+    again = CachedLLM(CountingGenerator(), LLMCache(tmp_path / "c.sqlite"), {"input": 2.0, "output": 10.0})
     assert again.generate(prompts(10), seed=1) == answers
-    assert again.generator.prompts_seen == 0 and again.stats.cache_hits == 10
+    stats = again.stats_dict()
+    assert again.generator.prompts_seen == 0 and stats["cache_hits"] == 10
+    assert (stats["tokens_in"], stats["cost"]) == (0, 0.0)
+    assert (stats["tokens_in_total"], stats["tokens_out_total"], stats["cost_total"]) == (100, 30, 0.0005)
 
 
 def test_duplicate_prompts_are_generated_once(tmp_path):
-    llm = CachedLLM(CountingGenerator(), LLMCache(tmp_path / "c.sqlite"), batch_size=4)
+    llm = CachedLLM(CountingGenerator(), LLMCache(tmp_path / "c.sqlite"))
     answers = llm.generate(prompts(3) + prompts(3), seed=1)
     assert answers[:3] == answers[3:]
     assert llm.generator.prompts_seen == 3
 
 
 class DyingGenerator(CountingGenerator):
-    """Fails on its third batch, like a stage killed halfway."""
+    """Dies on its third batch, like a stage killed halfway."""
 
-    def generate(self, batch, seed):
-        if self.prompts_seen >= 8:
-            raise KeyboardInterrupt
-        return super().generate(batch, seed)
+    def run(self, requests, seed, schema, on_done):
+        def dying(done):
+            if self.prompts_seen > 8:
+                raise KeyboardInterrupt
+            on_done(done)
+
+        super().run(requests, seed, schema, dying)
 
 
 def test_interrupted_run_resumes_without_repeating_finished_batches(tmp_path):
     path = tmp_path / "c.sqlite"
-    dying = CachedLLM(DyingGenerator(), LLMCache(path), batch_size=4)
+    dying = CachedLLM(DyingGenerator(), LLMCache(path))
     with pytest.raises(KeyboardInterrupt):
         dying.generate(prompts(12), seed=1)
-    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 8
-    resumed = CachedLLM(CountingGenerator(), LLMCache(path), batch_size=4)
+    assert cached_rows(path) == 8
+    resumed = CachedLLM(CountingGenerator(), LLMCache(path))
     resumed.generate(prompts(12), seed=1)
     assert resumed.generator.prompts_seen == 4
+
+
+def test_cache_written_before_token_accounting_still_opens(tmp_path):
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE calls (key TEXT PRIMARY KEY, output TEXT NOT NULL)")
+    old.execute("INSERT INTO calls VALUES ('k', 'old answer')")
+    old.commit()
+    assert LLMCache(path).get_many(["k"]) == {"k": Completion("old answer", 0, 0)}
+
+
+def openai_llm(base_url, cache_path, **changes) -> CachedLLM:
+    return CachedLLM(OpenAIGenerator(openai_llm_params(base_url, **changes)), LLMCache(cache_path))
+
+
+def test_openai_backend_answers_concurrently_counts_tokens_and_caches(tmp_path):
+    with katan_server("-b", "echo", "--latency-ms", "50", "--max-concurrent", "4") as url:
+        llm = openai_llm(url, tmp_path / "c.sqlite", concurrency=4)
+        answers = llm.generate(prompts(12), seed=1)
+        assert [a.splitlines()[-1] for a in answers] == [f"User: q{i}" for i in range(12)]
+        stats = llm.stats_dict()
+        assert stats["llm_calls"] == 12 and stats["failures"] == {} and stats["retries"] == {}
+        assert stats["tokens_in"] == 12 and stats["tokens_out"] > 12 * 5  # echo counts words
+        again = openai_llm(url, tmp_path / "c.sqlite", concurrency=4)
+        assert again.generate(prompts(12), seed=1) == answers
+        assert served_requests(url) == 12
+
+
+def test_openai_backend_retries_server_errors_until_answered(tmp_path):
+    with katan_server("-b", "echo", "--error-rate", "0.4") as url:
+        llm = openai_llm(url, tmp_path / "c.sqlite", concurrency=4, max_retries=12)
+        answers = llm.generate(prompts(16), seed=1)
+        assert all(a is not None for a in answers)
+        retries = llm.stats_dict()["retries"]
+        assert set(retries) == {"http_500"} and retries["http_500"] > 0
+        assert served_requests(url) == 16  # each prompt answered once: no retry after a success
+
+
+def test_openai_backend_reports_rate_limits_and_caches_only_answers(tmp_path):
+    with katan_server("-b", "echo", "--rate-limit-after", "5") as url:
+        llm = openai_llm(url, tmp_path / "c.sqlite", concurrency=1, max_retries=1)
+        answers = llm.generate(prompts(8), seed=1)
+        stats = llm.stats_dict()
+        assert sum(a is not None for a in answers) == 5
+        assert stats["failures"] == {"http_429": 3} and stats["retries"] == {"http_429": 3}
+        assert cached_rows(tmp_path / "c.sqlite") == 5
+
+
+def test_openai_backend_gives_up_on_timeouts(tmp_path):
+    with katan_server("-b", "echo", "--latency-ms", "3000", "--max-concurrent", "4") as url:
+        llm = openai_llm(url, tmp_path / "c.sqlite", concurrency=2, max_retries=1, timeout_s=0.3)
+        assert llm.generate(prompts(2), seed=1) == [None, None]
+        assert llm.stats_dict()["failures"] == {"timeout": 2}
+
+
+def test_openai_key_comes_only_from_the_named_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("SYNTHEMBED_TEST_KEY", raising=False)
+    with pytest.raises(ValueError, match="SYNTHEMBED_TEST_KEY, which is not set"):
+        OpenAIGenerator(openai_llm_params("http://127.0.0.1:1/v1", api_key_env="SYNTHEMBED_TEST_KEY"))
+    options = ("-b", "echo", "--validate-keys", "--api-keys", "openai=s3cret")
+    with katan_server(*options) as url:
+        monkeypatch.setenv("SYNTHEMBED_TEST_KEY", "wrong")
+        refused = openai_llm(url, tmp_path / "c.sqlite", api_key_env="SYNTHEMBED_TEST_KEY")
+        assert refused.generate(prompts(1), seed=1) == [None]
+        assert refused.stats_dict()["failures"] == {"http_401": 1} and refused.stats_dict()["retries"] == {}
+        monkeypatch.setenv("SYNTHEMBED_TEST_KEY", "s3cret")
+        accepted = openai_llm(url, tmp_path / "c.sqlite", api_key_env="SYNTHEMBED_TEST_KEY")
+        assert accepted.generate(prompts(1), seed=1)[0].endswith("User: q0")

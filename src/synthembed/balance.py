@@ -25,9 +25,12 @@ def apply_quota(
     frame: pl.DataFrame, column: str, shares: dict[str, float], max_total: int, seed: int
 ) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
     """Cap every group of ``column`` at its share of ``min(rows, max_total)``; rows of labels without a
-    share are dropped. Returns the kept rows and, per label, target and achieved counts."""
+    share are dropped, rows without a value (a control their task does not use) pass untouched.
+    Returns the kept rows and, per label, target, available and kept counts."""
+    untouched = frame.filter(pl.col(column).is_null())
+    frame = frame.filter(pl.col(column).is_not_null())
     targets = quota_targets(shares, min(frame.height, max_total))
-    parts, table = [], {}
+    parts, table = [untouched], {}
     for label, target in targets.items():
         group = frame.filter(pl.col(column) == label)
         kept = group.sample(n=min(target, group.height), seed=seed) if group.height else group

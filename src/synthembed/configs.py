@@ -2,30 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 import yaml
 
+from synthembed.answers import parse_json_answer
 from synthembed.balance import quota_targets
 
 logger = logging.getLogger(__name__)
 
-JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
+PERSONA_KEYS = ("name", "domain", "description", "style")
 
 
 def load_personas(path: str | Path) -> list[dict[str, str]]:
-    """The persona library: a list of {name, domain, description}; names must be unique."""
+    """The persona library: a list of {name, domain, description, style}; names must be unique."""
     personas = yaml.safe_load(Path(path).read_text())["personas"]
+    for number, persona in enumerate(personas, start=1):
+        missing = [k for k in PERSONA_KEYS if not persona.get(k)]
+        if missing:
+            raise ValueError(f"{path}: persona {number} lacks {', '.join(missing)}")
     names = [p["name"] for p in personas]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: persona names must be unique")
     return personas
+
+
+def load_glossary(path: str | Path) -> dict[str, list[str]]:
+    """Domain terms per document domain: a mapping of domain -> list of terms (may be empty)."""
+    glossary = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(glossary, dict) or not all(
+        isinstance(terms, list) and all(isinstance(t, str) and t for t in terms)
+        for terms in glossary.values()
+    ):
+        raise ValueError(f"{path}: a glossary maps each domain to a list of terms")
+    return glossary
 
 
 def persona_text(persona: dict[str, str]) -> str:
@@ -54,32 +68,83 @@ def stratified_labels(shares: dict[str, float], n: int, rng: np.random.Generator
     return [drawn[i] for i in rng.permutation(n)]
 
 
+def glossary_matches(text: str, terms: list[str], limit: int) -> list[str]:
+    """Up to ``limit`` glossary terms that occur in ``text`` as whole words (case-insensitive), in
+    glossary order.
+
+    >>> glossary_matches("Open a Socket with a timeout", ["thread", "socket", "timeout"], 5)
+    ['socket', 'timeout']
+    >>> glossary_matches("threading.Lock()", ["thread"], 5)
+    []
+    """
+    lowered = text.lower()
+    found = [t for t in terms if re.search(rf"\b{re.escape(t.lower())}\b", lowered)]
+    return found[:limit]
+
+
+def stratified_subset(
+    shares: dict[str, float], positions: list[int], n: int, rng: np.random.Generator
+) -> list[str | None]:
+    """Labels drawn by ``stratified_labels`` for the rows at ``positions``; None for the other rows."""
+    labels: list[str | None] = [None] * n
+    for position, label in zip(positions, stratified_labels(shares, len(positions), rng), strict=True):
+        labels[position] = label
+    return labels
+
+
 def sampled_configs(
-    doc_ids: list[str], candidates: list[list[dict[str, str]]], cfg: dict[str, Any], seed: int
+    docs: list[dict[str, Any]],
+    candidates: list[list[dict[str, str]]],
+    cfg: dict[str, Any],
+    glossary: dict[str, list[str]],
+    seed: int,
 ) -> list[dict[str, Any]]:
-    """Seeded stratified draws: question type, difficulty and language follow the params' shares;
-    the persona is drawn among each document's candidates and the length from the params' range."""
+    """Seeded stratified draws of every control, one row per document.
+
+    ``docs`` rows have doc_id, domain, lang and text. Task types follow ``cfg['task_types']``; the
+    persona is drawn evenly over the ranks of each document's candidates. A control is set only on the
+    rows whose prompts use it, and drawn among those rows, so its shares hold there: question type and
+    difficulty on retrieval rows, length on retrieval and sts rows, the query language
+    (``cfg['languages']``) on all rows but bitext, whose target language comes from
+    ``cfg['bitext_languages']``.
+    """
     rng = np.random.default_rng(seed)
-    n = len(doc_ids)
-    question_types = stratified_labels(cfg["question_types"], n, rng)
-    difficulties = stratified_labels(cfg["difficulties"], n, rng)
-    languages = stratified_labels(cfg["languages"], n, rng)
+    n = len(docs)
+    task_types = stratified_labels(cfg["task_types"], n, rng)
+    where = {task: [i for i, t in enumerate(task_types) if t == task] for task in cfg["task_types"]}
+    retrieval = where.get("retrieval", [])
+    with_length = set(retrieval + where.get("sts", []))
+    monolingual_tasks = sorted(i for i, t in enumerate(task_types) if t != "bitext")
+    question_types = stratified_subset(cfg["question_types"], retrieval, n, rng)
+    difficulties = stratified_subset(cfg["difficulties"], retrieval, n, rng)
+    languages = stratified_subset(cfg["languages"], monolingual_tasks, n, rng)
+    targets = stratified_subset(cfg["bitext_languages"], where.get("bitext", []), n, rng)
+    ranks = stratified_labels({str(r): 1.0 for r in range(len(candidates[0]) if n else 0)}, n, rng)
     low, high = cfg["length_words"]
     lengths = rng.integers(low, high + 1, size=n)
     rows = []
-    for i, doc_id in enumerate(doc_ids):
-        persona = candidates[i][rng.integers(len(candidates[i]))]
+    for i, doc in enumerate(docs):
+        persona = candidates[i][int(ranks[i])]
+        language = targets[i] if task_types[i] == "bitext" else languages[i]
         rows.append(
             {
-                "doc_id": doc_id,
-                "task_type": "retrieval",
+                "doc_id": doc["doc_id"],
+                "task_type": task_types[i],
+                "domain": doc["domain"],
+                "doc_language": doc["lang"],
+                "language": language,
+                "cross_lingual": language != doc["lang"],
                 "persona_candidates": [c["name"] for c in candidates[i]],
+                "persona_rank": int(ranks[i]) + 1,
                 "persona": persona["name"],
                 "persona_description": persona["description"],
+                "style": persona["style"],
                 "question_type": question_types[i],
                 "difficulty": difficulties[i],
-                "language": languages[i],
-                "length_words": int(lengths[i]),
+                "length_words": int(lengths[i]) if i in with_length else None,
+                "domain_terms": glossary_matches(
+                    doc["text"], glossary.get(doc["domain"], []), cfg["glossary_terms"]
+                ),
                 "config_source": "sampled",
             }
         )
@@ -108,31 +173,26 @@ def parse_config_answer(text: str, schema: dict[str, Any]) -> dict[str, str]:
     >>> parse_config_answer("Sure: " + answer, schema)
     {'Character': 'nurse', 'Question_Type': 'summary', 'Difficulty': 'phd'}
     """
-    match = JSON_OBJECT.search(text)
-    if match is None:
-        raise ValueError("no JSON object in the answer")
-    try:
-        answer = json.loads(match.group(0))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"invalid JSON: {err.msg}") from err
-    try:
-        jsonschema.validate(answer, schema)
-    except jsonschema.ValidationError as err:
-        raise ValueError(f"schema: {err.message}") from err
+    answer = parse_json_answer(text, schema)
     return {k: answer[k] for k in ("Character", "Question_Type", "Difficulty")}
 
 
 def apply_answer(
     row: dict[str, Any], answer: dict[str, str], personas: dict[str, dict[str, str]]
 ) -> dict[str, Any]:
-    """A configuration row with the model's choices in place of the drawn ones."""
-    return row | {
-        "persona": answer["Character"],
-        "persona_description": personas[answer["Character"]]["description"],
-        "question_type": answer["Question_Type"],
-        "difficulty": answer["Difficulty"],
+    """A configuration row with the model's choices in place of the drawn ones; question type and
+    difficulty only where the row's prompt uses them (retrieval)."""
+    persona = personas[answer["Character"]]
+    chosen = row | {
+        "persona": persona["name"],
+        "persona_rank": row["persona_candidates"].index(persona["name"]) + 1,
+        "persona_description": persona["description"],
+        "style": persona["style"],
         "config_source": "llm",
     }
+    if row["task_type"] == "retrieval":
+        chosen |= {"question_type": answer["Question_Type"], "difficulty": answer["Difficulty"]}
+    return chosen
 
 
 def choose_with_llm(
@@ -157,16 +217,23 @@ def choose_with_llm(
     question_types, difficulties = list(cfg["question_types"]), list(cfg["difficulties"])
     failures: dict[str, int] = {}
     pending = list(range(len(rows)))
+    # Sent for guided decoding; each row's own candidate names are checked when its answer is parsed.
+    request_schema = answer_schema([], question_types, difficulties)
+    request_schema["properties"]["Character"] = {"type": "string"}
     for attempt in range(cfg["llm_retries"] + 1):
         messages = [
             config_messages(prompt, texts[i], candidates[i], question_types, difficulties, doc_chars)
             for i in pending
         ]
-        answers = llm.generate(messages, seed=seed + attempt, desc=f"configs, attempt {attempt + 1}")
+        answers = llm.generate(
+            messages, seed=seed + attempt, desc=f"configs, attempt {attempt + 1}", schema=request_schema
+        )
         still_pending = []
         for i, answer in zip(pending, answers, strict=True):
             schema = answer_schema(rows[i]["persona_candidates"], question_types, difficulties)
             try:
+                if answer is None:
+                    raise ValueError("llm_call_failed")
                 rows[i] = apply_answer(rows[i], parse_config_answer(answer, schema), by_name)
             except ValueError as err:
                 reason = str(err).split(":")[0]
@@ -176,3 +243,48 @@ def choose_with_llm(
     for i in pending:
         rows[i]["config_source"] = "fallback"
     return failures
+
+
+def control_targets(
+    cfg: dict[str, Any], persona_candidates: int
+) -> dict[str, tuple[str | None, dict[str, float]]]:
+    """Per control: the task type whose rows it applies to (None: all rows) and its target shares."""
+    return {
+        "task_type": (None, cfg["task_types"]),
+        "question_type": ("retrieval", cfg["question_types"]),
+        "difficulty": ("retrieval", cfg["difficulties"]),
+        "language": ("!bitext", cfg["languages"]),
+        "bitext_language": ("bitext", cfg["bitext_languages"]),
+        "persona_rank": (None, {str(r): 1.0 for r in range(1, persona_candidates + 1)}),
+    }
+
+
+def achieved_shares(
+    rows: list[dict[str, Any]], targets: dict[str, tuple[str | None, dict[str, float]]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per control and label: target and achieved share (%) among the rows the control applies to.
+
+    >>> rows = [{"task_type": "retrieval", "question_type": "summary"}, {"task_type": "sts"}]
+    >>> table = achieved_shares(rows, {"question_type": ("retrieval", {"summary": 1.0, "keywords": 1.0})})
+    >>> table["question_type"]["summary"], table["question_type"]["keywords"]
+    ({'target': 50.0, 'achieved': 100.0}, {'target': 50.0, 'achieved': 0.0})
+    """
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for control, (task, shares) in targets.items():
+        if task is None:
+            subset = rows
+        elif task.startswith("!"):
+            subset = [r for r in rows if r["task_type"] != task[1:]]
+        else:
+            subset = [r for r in rows if r["task_type"] == task]
+        column = "language" if control == "bitext_language" else control
+        values = [str(r[column]) for r in subset]
+        total = sum(shares.values())
+        table[control] = {
+            label: {
+                "target": round(100 * share / total, 2),
+                "achieved": round(100 * values.count(label) / len(values), 2) if values else 0.0,
+            }
+            for label, share in shares.items()
+        }
+    return table

@@ -50,10 +50,13 @@ def evaluate_model(
     model,
     corpus: dict[str, str],
     sets: dict[str, tuple[dict[str, str], dict[str, set[str]]]],
-    query_prompt: str,
+    query_prompts: dict[str, str],
     batch_size: int,
 ) -> dict[str, dict[str, float]]:
-    """Metrics of one model on every eval set; the corpus is encoded once and shared by all sets."""
+    """Metrics of one model on every eval set; the corpus is encoded once and shared by all sets.
+
+    ``query_prompts`` gives the instruction of a set's queries; sets not named get none.
+    """
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
     corpus_ids = list(corpus)
@@ -74,7 +77,7 @@ def evaluate_model(
             batch_size=batch_size,
             name=name,
             write_csv=False,
-            query_prompt=query_prompt or None,
+            query_prompt=query_prompts.get(name) or None,
             score_functions={"cosine": _cos_sim()},
         )
         scores = evaluator.compute_all_metrics(model, corpus_embeddings=corpus_embeddings)["cosine"]
@@ -90,6 +93,34 @@ def _cos_sim():
         return cos_sim(a.float(), b.float())
 
     return score
+
+
+def synthetic_dev_sets(
+    dev: pl.DataFrame,
+) -> tuple[
+    dict[str, tuple[dict[str, str], dict[str, set[str]]]],
+    dict[str, tuple[dict[str, str], dict[str, set[str]]]],
+]:
+    """The dev split as eval sets, one per task type, named ``synthetic_dev_<task type>``.
+
+    Returns the sets searched over the documents (retrieval, sts, bitext: the generated text must
+    find its document) and those searched over the label texts (classification: a document must
+    find its label). Query ids are row numbers.
+
+    >>> dev = pl.DataFrame({"task_type": ["sts", "classification"], "anchor": ["p", "doc b"],
+    ...                     "positive": ["doc a", "l: d"], "doc_id": ["a", "b"], "label": [None, "l"]})
+    >>> over_docs, over_labels = synthetic_dev_sets(dev)
+    >>> over_docs["synthetic_dev_sts"], over_labels["synthetic_dev_classification"]
+    (({'0': 'p'}, {'0': {'a'}}), ({'1': 'doc b'}, {'1': {'l'}}))
+    """
+    over_docs, over_labels = {}, {}
+    for i, row in enumerate(dev.iter_rows(named=True)):
+        name = f"synthetic_dev_{row['task_type']}"
+        target = over_labels if row["task_type"] == "classification" else over_docs
+        queries, relevant = target.setdefault(name, ({}, {}))
+        queries[str(i)] = row["anchor"]
+        relevant[str(i)] = {row["label"] if row["task_type"] == "classification" else row["doc_id"]}
+    return over_docs, over_labels
 
 
 def compare(base: dict[str, dict[str, float]], tuned: dict[str, dict[str, float]]) -> dict[str, Any]:

@@ -33,24 +33,61 @@ def format_reason(query: str, min_words: int, max_words: int) -> str | None:
     return None
 
 
-def filter_decisions(queries: list[str], scores: list[float | None], cfg: dict[str, Any]) -> list[str | None]:
+def min_cosine(cfg: dict[str, Any], task_type: str) -> float:
+    """The cosine threshold of a task type: one number for all, or one per task type.
+
+    >>> min_cosine({"min_cosine": 0.4}, "sts"), min_cosine({"min_cosine": {"bitext": 0.2}}, "bitext")
+    (0.4, 0.2)
+    """
+    threshold = cfg["min_cosine"]
+    if isinstance(threshold, dict):
+        if task_type not in threshold:
+            raise ValueError(f"filter.min_cosine has no threshold for task type {task_type!r}")
+        return threshold[task_type]
+    return threshold
+
+
+def anchor_and_positive(task_type: str, generated: str, document: str) -> tuple[str, str]:
+    """The training pair of a row: generated text -> document, except classification, where the
+    document is the anchor and its label text ("label: description") the positive.
+
+    >>> anchor_and_positive("retrieval", "q", "doc"), anchor_and_positive("classification", "l: d", "doc")
+    (('q', 'doc'), ('doc', 'l: d'))
+    """
+    return (document, generated) if task_type == "classification" else (generated, document)
+
+
+def filter_decisions(
+    texts: list[str | None],
+    anchors: list[str | None],
+    errors: list[str | None],
+    scores: list[float | None],
+    thresholds: list[float],
+    cfg: dict[str, Any],
+) -> list[str | None]:
     """Per row, the rejection reason or None (kept), in the order the checks run.
 
-    Format checks come first, then the cosine threshold, then exact duplicates: the first
-    occurrence of a normalised query that passed everything else is kept.
+    An answer the generator did not give or that did not parse keeps its reason; then the format of
+    the generated text is checked, then its cosine to the document against the row's threshold, then
+    exact duplicates of the anchor: the first occurrence that passed everything else is kept.
 
-    >>> filter_decisions(["sort a dict", "Sort a dict!", "x", "read a file now"], [0.9, 0.8, None, 0.1],
-    ...                  {"min_words": 2, "max_words": 10, "min_cosine": 0.4})
-    [None, 'duplicate', 'too_short', 'low_cosine']
+    >>> filter_decisions(["sort a dict", "Sort a dict!", "x", "read a file now", None],
+    ...                  ["sort a dict", "Sort a dict!", "x", "read a file now", None],
+    ...                  [None, None, None, None, "unparsable: no JSON object"],
+    ...                  [0.9, 0.8, None, 0.1, None], [0.4] * 5, {"min_words": 2, "max_words": 10})
+    [None, 'duplicate', 'too_short', 'low_cosine', 'unparsable']
     """
     decisions: list[str | None] = []
     seen: set[str] = set()
-    for query, score in zip(queries, scores, strict=True):
-        reason = format_reason(query, cfg["min_words"], cfg["max_words"])
-        if reason is None and (score is None or score < cfg["min_cosine"]):
+    for text, anchor, error, score, threshold in zip(texts, anchors, errors, scores, thresholds, strict=True):
+        if error is not None or text is None:
+            decisions.append((error or "empty").split(":")[0])
+            continue
+        reason = format_reason(text, cfg["min_words"], cfg["max_words"])
+        if reason is None and (score is None or score < threshold):
             reason = "low_cosine"
         if reason is None:
-            key = normalized(query)
+            key = normalized(anchor or "")
             reason = "duplicate" if key in seen else None
             seen.add(key)
         decisions.append(reason)

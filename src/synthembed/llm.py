@@ -1,17 +1,23 @@
-"""LLM calls behind one content-addressed cache.
+"""LLM calls behind one content-addressed cache, with two backends.
 
-Every call is keyed by backend, model, messages, sampling parameters and seed, and stored in a
-SQLite file outside the stage outputs: a killed stage resumes without repeating finished calls, and a
-rerun after an unrelated param edit makes no call at all.
+Every call is keyed by backend, model, messages, sampling parameters, output schema and seed, and
+stored in a SQLite file outside the stage outputs as soon as it finishes: a killed stage resumes
+without repeating finished calls, and a rerun after an unrelated param edit makes no call at all.
+
+Backends: ``transformers`` (local, batched) and ``openai`` (any OpenAI-compatible server: vLLM,
+SGLang, llama.cpp, Ollama or a hosted API; concurrent requests with retries).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import os
+import random
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,61 +32,95 @@ logger = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
 
 
-def call_key(backend: str, model: str, messages: Messages, sampling: dict[str, Any], seed: int) -> str:
+@dataclass(frozen=True)
+class Completion:
+    """One answer, or the kind of failure that left a call without one (``text`` None)."""
+
+    text: str | None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    error: str | None = None
+
+
+OnDone = Callable[[list[tuple[int, Completion]]], None]
+
+
+def call_key(
+    backend: str,
+    model: str,
+    messages: Messages,
+    sampling: dict[str, Any],
+    seed: int,
+    schema: dict[str, Any] | None = None,
+) -> str:
     """The content address of one LLM call.
 
     >>> call_key("transformers", "m", [{"role": "user", "content": "hi"}], {"t": 0}, 1)[:12]
     '03d8eeafe51e'
     """
-    payload = json.dumps(
-        {"backend": backend, "model": model, "messages": messages, "sampling": sampling, "seed": seed},
-        sort_keys=True,
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    payload = {"backend": backend, "model": model, "messages": messages, "sampling": sampling, "seed": seed}
+    if schema is not None:  # absent rather than null: keys of schema-free calls never change
+        payload["schema"] = schema
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 class LLMCache:
-    """A SQLite key -> output store, safe for several processes writing at once (WAL, busy timeout)."""
+    """A SQLite key -> completion store, safe for several processes writing at once (WAL, busy timeout)."""
 
     def __init__(self, path: str | Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(str(path), timeout=60, isolation_level=None)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute(
-            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, output TEXT NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, output TEXT NOT NULL,"
+            " tokens_in INTEGER NOT NULL DEFAULT 0, tokens_out INTEGER NOT NULL DEFAULT 0)"
         )
+        columns = {row[1] for row in self.connection.execute("PRAGMA table_info(calls)")}
+        for column in ("tokens_in", "tokens_out"):  # caches written before token accounting
+            if column not in columns:
+                self.connection.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
+        found: dict[str, Completion] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.connection.execute(f"SELECT key, output FROM calls WHERE key IN ({marks})", chunk)
-            found.update(rows.fetchall())
+            rows = self.connection.execute(
+                f"SELECT key, output, tokens_in, tokens_out FROM calls WHERE key IN ({marks})", chunk
+            )
+            found.update((key, Completion(text, t_in, t_out)) for key, text, t_in, t_out in rows)
         return found
 
-    def put_many(self, items: dict[str, str]) -> None:
-        with self.connection:  # one transaction per batch: a kill loses at most the batch in flight
-            self.connection.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?)", items.items())
+    def put_many(self, items: dict[str, Completion]) -> None:
+        with self.connection:  # one transaction per group: a kill loses at most the calls in flight
+            self.connection.executemany(
+                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)",
+                [(k, c.text, c.tokens_in, c.tokens_out) for k, c in items.items()],
+            )
 
     def close(self) -> None:
         self.connection.close()
 
 
 class Generator(Protocol):
-    """A backend that turns chat messages into completions, in order."""
+    """A backend: answers requests and reports each group of finished ones through ``on_done``."""
 
     backend: str
     model_name: str
     sampling: dict[str, Any]
 
-    def generate(self, batch: list[Messages], seed: int) -> list[str]: ...
+    def run(
+        self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
+    ) -> None: ...
 
 
 class TransformersGenerator:
-    """Local batched generation with transformers: chat template, left padding, seeded sampling."""
+    """Local batched generation with transformers: chat template, left padding, seeded sampling.
+
+    ``schema`` is not enforced here: small local models follow the prompt's format, and the
+    answer is parsed strictly afterwards.
+    """
 
     backend = "transformers"
 
@@ -88,6 +128,7 @@ class TransformersGenerator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = cfg["model"]
+        self.batch_size = cfg["batch_size"]
         path = causal_lm_path(cfg["model"], cache_dir)
         self.device = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -104,7 +145,7 @@ class TransformersGenerator:
             "stop": cfg["stop"],
         }
 
-    def generate(self, batch: list[Messages], seed: int) -> list[str]:
+    def generate(self, batch: list[Messages], seed: int) -> list[Completion]:
         encoded = self.tokenizer.apply_chat_template(
             batch, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
         ).to(self.device)
@@ -124,37 +165,256 @@ class TransformersGenerator:
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
-        return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        tokens_in = encoded["attention_mask"].sum(dim=1).tolist()
+        tokens_out = (new_tokens != self.tokenizer.pad_token_id).sum(dim=1).tolist()
+        return [Completion(t.strip(), i, o) for t, i, o in zip(texts, tokens_in, tokens_out, strict=True)]
+
+    def run(
+        self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
+    ) -> None:
+        for start in range(0, len(requests), self.batch_size):
+            batch = requests[start : start + self.batch_size]
+            on_done(list(enumerate(self.generate(batch, seed + start), start=start)))
+
+
+RETRIED_STATUS = {408, 409, 429} | set(range(500, 600))
+
+
+def failure_kind(err: BaseException) -> str:
+    """A short name for what went wrong with a request: http_<status>, timeout, connection or the type."""
+    import openai
+
+    if isinstance(err, openai.APIStatusError):
+        return f"http_{err.status_code}"
+    if isinstance(err, openai.APITimeoutError):  # a subclass of APIConnectionError: test it first
+        return "timeout"
+    if isinstance(err, openai.APIConnectionError):
+        return "connection"
+    return type(err).__name__
+
+
+def retryable(err: BaseException) -> bool:
+    """Rate limits, server errors, timeouts and dropped connections are worth another try."""
+    import openai
+
+    if isinstance(err, openai.APIStatusError):
+        return err.status_code in RETRIED_STATUS
+    return isinstance(err, openai.APIConnectionError)
+
+
+class OpenAIGenerator:
+    """Any OpenAI-compatible chat completions server, with concurrent requests and retries.
+
+    At most ``concurrency`` requests are in flight. 408, 409, 429, 5xx, timeouts and connection
+    errors are retried ``max_retries`` times with exponential backoff and jitter (a Retry-After
+    header wins); other errors fail the call at once. A failed call is reported, never cached.
+    """
+
+    backend = "openai"
+
+    def __init__(self, cfg: dict[str, Any]):
+        self.model_name = cfg["model"]
+        self.base_url = cfg["base_url"]
+        self.api_key = api_key(cfg["api_key_env"])
+        self.concurrency = cfg["concurrency"]
+        self.max_retries = cfg["max_retries"]
+        self.timeout_s = cfg["timeout_s"]
+        self.response_format = cfg["response_format"]
+        self.sampling = {
+            "max_new_tokens": cfg["max_new_tokens"],
+            "temperature": cfg["temperature"],
+            "top_p": cfg["top_p"],
+            "stop": cfg["stop"],
+            "response_format": cfg["response_format"],
+            "extra_body": cfg["extra_body"],
+        }
+        self.retries: dict[str, int] = {}
+
+    def request_args(self, messages: Messages, seed: int, schema: dict[str, Any] | None) -> dict[str, Any]:
+        """Arguments of ``chat.completions.create`` for one call.
+
+        >>> cfg = {"model": "m", "base_url": "http://h/v1", "api_key_env": None, "concurrency": 1,
+        ...        "max_retries": 0, "timeout_s": 5, "response_format": "json_schema", "extra_body": {},
+        ...        "max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "stop": []}
+        >>> OpenAIGenerator(cfg).request_args([], 3, {"type": "object"})["response_format"]["type"]
+        'json_schema'
+        """
+        args: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": messages,
+            "max_tokens": self.sampling["max_new_tokens"],
+            "temperature": self.sampling["temperature"],
+            "top_p": self.sampling["top_p"],
+            "seed": seed,
+        }
+        if self.sampling["stop"]:
+            args["stop"] = self.sampling["stop"]
+        if schema is not None and self.response_format == "json_object":
+            args["response_format"] = {"type": "json_object"}
+        elif schema is not None and self.response_format == "json_schema":
+            args["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema, "strict": True},
+            }
+        if self.sampling["extra_body"]:
+            args["extra_body"] = self.sampling["extra_body"]
+        return args
+
+    async def call(self, client, messages: Messages, seed: int, schema: dict[str, Any] | None) -> Completion:
+        import openai
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        def wait(state) -> float:
+            err = state.outcome.exception()
+            retry_after = (
+                err.response.headers.get("retry-after") if isinstance(err, openai.APIStatusError) else None
+            )
+            return backoff_seconds(state.attempt_number - 1, retry_after)
+
+        def count(state) -> None:
+            kind = failure_kind(state.outcome.exception())
+            self.retries[kind] = self.retries.get(kind, 0) + 1
+
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.max_retries + 1),
+                wait=wait,
+                retry=retry_if_exception(retryable),
+                before_sleep=count,
+                reraise=True,
+            ):
+                with attempt:
+                    response = await client.chat.completions.create(
+                        **self.request_args(messages, seed, schema)
+                    )
+        except openai.OpenAIError as err:
+            return Completion(None, error=failure_kind(err))
+        usage = response.usage
+        return Completion(
+            response.choices[0].message.content or "",
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+        )
+
+    async def run_async(
+        self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
+    ) -> None:
+        from openai import AsyncOpenAI
+
+        limit = asyncio.Semaphore(self.concurrency)
+        async with AsyncOpenAI(
+            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout_s
+        ) as client:
+
+            async def one(i: int) -> None:
+                async with limit:
+                    completion = await self.call(client, requests[i], seed, schema)
+                on_done([(i, completion)])
+
+            await asyncio.gather(*(one(i) for i in range(len(requests))))
+
+    def run(
+        self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
+    ) -> None:
+        asyncio.run(self.run_async(requests, seed, schema, on_done))
+
+
+def api_key(env_name: str | None) -> str:
+    """The API key from the environment variable named in params; local servers take any key.
+
+    >>> api_key(None)
+    'none'
+    """
+    if env_name is None:
+        return "none"
+    key = os.environ.get(env_name)
+    if not key:
+        raise ValueError(f"llm.api_key_env names {env_name}, which is not set in the environment")
+    return key
+
+
+def backoff_seconds(attempt: int, retry_after: str | None, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with jitter; a numeric Retry-After header wins.
+
+    >>> backoff_seconds(0, "2")
+    2.0
+    >>> 0.5 <= backoff_seconds(0, None) <= 0.75 and 4.0 <= backoff_seconds(3, None) <= 6.0
+    True
+    """
+    if retry_after is not None:
+        try:
+            return min(float(retry_after), cap)
+        except ValueError:
+            pass  # an HTTP date: fall back to our own schedule
+    return min(base * 2**attempt, cap) * (1 + random.random() / 2)
 
 
 @dataclass
 class CallStats:
-    """LLM accounting for one stage."""
+    """LLM accounting for one stage: calls made now, cache hits, tokens, failures and retries by kind.
+
+    ``tokens_*`` count the calls made in this run; ``tokens_*_total`` also count the cached answers
+    used, i.e. what the stage's output cost to generate.
+    """
 
     calls: int = 0
     cache_hits: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tokens_in_total: int = 0
+    tokens_out_total: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"llm_calls": self.calls, "cache_hits": self.cache_hits, "failures": self.failures}
+    def as_dict(self, price_per_million: dict[str, float] | None = None) -> dict[str, Any]:
+        """The stats as written to a stage's JSON, with costs when prices per million tokens are set.
+
+        >>> CallStats(calls=2, tokens_in=1000, tokens_out=500).as_dict({"input": 1.0, "output": 2.0})["cost"]
+        0.002
+        """
+        out: dict[str, Any] = {
+            "llm_calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "tokens_in_total": self.tokens_in_total,
+            "tokens_out_total": self.tokens_out_total,
+            "failures": self.failures,
+            "retries": self.retries,
+        }
+        if price_per_million:
+            price_in, price_out = price_per_million["input"] / 1e6, price_per_million["output"] / 1e6
+            out["cost"] = round(self.tokens_in * price_in + self.tokens_out * price_out, 6)
+            out["cost_total"] = round(self.tokens_in_total * price_in + self.tokens_out_total * price_out, 6)
+        return out
 
 
 class CachedLLM:
     """Generation through the cache: only prompts never answered before reach the backend."""
 
-    def __init__(self, generator: Generator, cache: LLMCache, batch_size: int):
+    def __init__(
+        self, generator: Generator, cache: LLMCache, price_per_million: dict[str, float] | None = None
+    ):
         self.generator = generator
         self.cache = cache
-        self.batch_size = batch_size
+        self.price_per_million = price_per_million
         self.stats = CallStats()
 
-    def key(self, messages: Messages, seed: int) -> str:
+    def key(self, messages: Messages, seed: int, schema: dict[str, Any] | None = None) -> str:
         g = self.generator
-        return call_key(g.backend, g.model_name, messages, g.sampling, seed)
+        return call_key(g.backend, g.model_name, messages, g.sampling, seed, schema)
 
-    def generate(self, prompts: list[Messages], seed: int, desc: str = "generating") -> list[str]:
-        """Completions for ``prompts`` in order; cached answers are reused, new ones stored per batch."""
-        keys = [self.key(m, seed) for m in prompts]
+    def generate(
+        self,
+        prompts: list[Messages],
+        seed: int,
+        desc: str = "generating",
+        schema: dict[str, Any] | None = None,
+    ) -> list[str | None]:
+        """Completions for ``prompts`` in order (None where the call failed); cached answers are reused,
+        new ones stored as soon as the backend reports them."""
+        keys = [self.key(m, seed, schema) for m in prompts]
         answers = self.cache.get_many(keys)
         first_index = {k: i for i, k in reversed(list(enumerate(keys)))}
         missing = [first_index[k] for k in dict.fromkeys(keys) if k not in answers]
@@ -162,22 +422,45 @@ class CachedLLM:
         logger.info("%s: %d prompts, %d to generate", desc, len(keys), len(missing))
         # Similar lengths in a batch waste less padding; the order does not change any answer's key.
         missing.sort(key=lambda i: len(json.dumps(prompts[i])))
+        failed: dict[str, str] = {}
         with tqdm(total=len(missing), desc=desc, unit="call") as progress:
-            for start in range(0, len(missing), self.batch_size):
-                chunk = missing[start : start + self.batch_size]
-                outputs = self.generator.generate([prompts[i] for i in chunk], seed=seed + start)
-                new = {keys[i]: out for i, out in zip(chunk, outputs, strict=True)}
-                self.cache.put_many(new)
-                answers.update(new)
-                self.stats.calls += len(chunk)
-                progress.update(len(chunk))
-        return [answers[k] for k in keys]
+
+            def on_done(done: list[tuple[int, Completion]]) -> None:
+                finished = {}
+                for position, completion in done:
+                    key = keys[missing[position]]
+                    self.stats.calls += 1
+                    if completion.text is None:
+                        failed[key] = completion.error or "unknown"
+                        self.stats.failures[failed[key]] = self.stats.failures.get(failed[key], 0) + 1
+                    else:
+                        finished[key] = completion
+                        self.stats.tokens_in += completion.tokens_in
+                        self.stats.tokens_out += completion.tokens_out
+                self.cache.put_many(finished)
+                answers.update(finished)
+                progress.update(len(done))
+
+            self.generator.run([prompts[i] for i in missing], seed, schema, on_done)
+        for kind, count in getattr(self.generator, "retries", {}).items():
+            self.stats.retries[kind] = count
+        for key in dict.fromkeys(keys):
+            if key in answers:
+                self.stats.tokens_in_total += answers[key].tokens_in
+                self.stats.tokens_out_total += answers[key].tokens_out
+        return [answers[k].text if k in answers else None for k in keys]
+
+    def stats_dict(self) -> dict[str, Any]:
+        return self.stats.as_dict(self.price_per_million)
 
 
 def open_llm(cfg: dict[str, Any], runtime: dict[str, Any]) -> CachedLLM:
     """The configured backend behind the shared cache in ``runtime.cache_dir``."""
-    if cfg["backend"] != "transformers":
+    if cfg["backend"] == "transformers":
+        generator: Generator = TransformersGenerator(cfg, runtime["cache_dir"], runtime["device"])
+    elif cfg["backend"] == "openai":
+        generator = OpenAIGenerator(cfg)
+    else:
         raise ValueError(f"unknown llm backend {cfg['backend']!r}")
-    generator = TransformersGenerator(cfg, runtime["cache_dir"], runtime["device"])
     cache = LLMCache(Path(runtime["cache_dir"]) / "llm.sqlite")
-    return CachedLLM(generator, cache, cfg["batch_size"])
+    return CachedLLM(generator, cache, cfg["price_per_million_tokens"])

@@ -9,12 +9,39 @@ import yaml
 
 from synthembed.llm import Messages
 
+TASK_TEMPLATES = ("retrieval", "retrieval_code", "sts", "classification", "bitext", "code_negative")
+
 
 def load_prompt(path: str | Path) -> dict[str, Any]:
+    """A single-template prompt file (system, template), e.g. the configuration prompt."""
     prompt = yaml.safe_load(Path(path).read_text())
     for key in ("system", "template"):
         if key not in prompt:
             raise ValueError(f"{path}: prompt file needs a '{key}' entry")
+    return prompt
+
+
+def load_task_prompts(path: str | Path) -> dict[str, Any]:
+    """A generation prompt file: answer format, system message and one template per task.
+
+    Every worked example is rendered once here, so a placeholder an example lacks fails at load time
+    with the file and task named, not halfway through a run.
+    """
+    prompt = yaml.safe_load(Path(path).read_text())
+    for key in ("format", "system", "tasks", "question_types", "languages", "terms"):
+        if key not in prompt:
+            raise ValueError(f"{path}: prompt file needs a '{key}' entry")
+    if prompt["format"] not in ("line", "json"):
+        raise ValueError(f"{path}: format must be line or json, not {prompt['format']!r}")
+    missing = [t for t in TASK_TEMPLATES if t not in prompt["tasks"]]
+    if missing:
+        raise ValueError(f"{path}: no template for {', '.join(missing)}")
+    for name, task in prompt["tasks"].items():
+        for number, example in enumerate(task.get("examples", []), start=1):
+            try:
+                example_turn(task, example)
+            except KeyError as err:
+                raise ValueError(f"{path}: tasks.{name} example {number} lacks {err}") from err
     return prompt
 
 
@@ -30,27 +57,56 @@ def truncate(text: str, max_chars: int) -> str:
     return cut[: cut.rfind(" ")] if " " in cut else cut
 
 
-def query_fields(prompt: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Template fields of one configuration row (persona, question type, difficulty, language, length)."""
+def template_name(task_type: str, domain: str | None) -> str:
+    """The template of a row: retrieval rows of code documents ask what the function does.
+
+    >>> [template_name(t, d) for t, d in [("retrieval", "code"), ("retrieval", "law"), ("sts", "code")]]
+    ['retrieval_code', 'retrieval', 'sts']
+    """
+    return "retrieval_code" if task_type == "retrieval" and domain == "code" else task_type
+
+
+def terms_sentence(prompt: dict[str, Any], terms: list[str]) -> str:
+    """The glossary line of a prompt, or nothing when the document matched no term.
+
+    >>> terms_sentence({"terms": " Use: {terms}."}, ["socket", "timeout"]), terms_sentence({"terms": "x"}, [])
+    (' Use: socket, timeout.', '')
+    """
+    return prompt["terms"].format(terms=", ".join(terms)) if terms else ""
+
+
+def row_fields(prompt: dict[str, Any], row: dict[str, Any], document: str) -> dict[str, Any]:
+    """Template fields of one configuration row and its document text."""
+    question_type = row.get("question_type")
     return {
-        "persona": config["persona"],
-        "persona_description": config["persona_description"],
-        "question_type": prompt["question_types"][config["question_type"]],
-        "difficulty": config["difficulty"],
-        "language": prompt["languages"].get(config["language"], config["language"]),
-        "length": config["length_words"],
+        "persona": row["persona"],
+        "persona_description": row["persona_description"],
+        "style": row["style"],
+        "question_type": prompt["question_types"][question_type] if question_type else "",
+        "difficulty": row["difficulty"],
+        "language": prompt["languages"].get(row["language"], row["language"]),
+        "length": row["length_words"],
+        "terms": terms_sentence(prompt, row["domain_terms"]),
+        "document": document,
     }
 
 
-def query_messages(prompt: dict[str, Any], config: dict[str, Any], document: str, doc_chars: int) -> Messages:
-    """Few-shot chat: the worked examples as earlier turns, then this document under its controls."""
+def example_turn(task: dict[str, Any], example: dict[str, Any]) -> Messages:
+    """A worked example as a user turn and the assistant's answer."""
+    fields = {"terms": "", "persona_description": ""} | {k: v for k, v in example.items() if k != "answer"}
+    return [
+        {"role": "user", "content": task["template"].format(**fields)},
+        {"role": "assistant", "content": str(example["answer"])},
+    ]
+
+
+def task_messages(prompt: dict[str, Any], template: str, fields: dict[str, Any]) -> Messages:
+    """System message, the task's worked examples as earlier turns, then this row's request."""
+    task = prompt["tasks"][template]
     messages = [{"role": "system", "content": prompt["system"]}]
-    for example in prompt.get("examples", []):
-        fields = {k: v for k, v in example.items() if k != "query"} | {"persona_description": ""}
-        messages.append({"role": "user", "content": prompt["template"].format(**fields)})
-        messages.append({"role": "assistant", "content": example["query"]})
-    fields = query_fields(prompt, config) | {"document": truncate(document, doc_chars)}
-    messages.append({"role": "user", "content": prompt["template"].format(**fields)})
+    for example in task.get("examples", []):
+        messages.extend(example_turn(task, example))
+    messages.append({"role": "user", "content": task["template"].format(**fields)})
     return messages
 
 

@@ -1,0 +1,112 @@
+"""Turning raw generator output into fields: strict JSON + schema, or one cleaned line. Never eval."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import jsonschema
+
+# The answer fields of each template, in the order a one-line answer gives them ("label: description").
+TASK_FIELDS: dict[str, tuple[str, ...]] = {
+    "retrieval": ("Query",),
+    "retrieval_code": ("Query",),
+    "sts": ("Paraphrase",),
+    "classification": ("Label", "Label_Description"),
+    "bitext": ("Translation",),
+    "code_negative": ("Negative",),
+}
+LEADING_LABEL = re.compile(
+    r"^\s*(?:[-*\d.)]+\s+)?(?:search\s+)?(?:query|question|keywords?|answer|translation|paraphrase)\s*:\s*",
+    re.IGNORECASE,
+)
+QUOTES = "\"'`\u201c\u201d\u2018\u2019"  # ASCII and typographic quotes
+
+
+def clean_line(raw: str) -> str:
+    """The first non-empty line of a completion, without list markers, labels or surrounding quotes.
+
+    >>> clean_line('Query: "how to sort a dict by value"\\nExplanation: ...')
+    'how to sort a dict by value'
+    >>> clean_line("\\n\\n1. sourdough feeding schedule")
+    'sourdough feeding schedule'
+    """
+    line = next((ln for ln in raw.splitlines() if ln.strip()), "")
+    line = LEADING_LABEL.sub("", line)
+    line = re.sub(r"^\s*(?:[-*]|\d+[.)])\s+", "", line)
+    return line.strip().strip(QUOTES).strip()
+
+
+def answer_schema(fields: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON schema of an answer with these string fields (strict: no other keys).
+
+    >>> answer_schema(("Query",))["required"]
+    ['Query']
+    """
+    return {
+        "type": "object",
+        "properties": {name: {"type": "string", "minLength": 1} for name in fields},
+        "required": list(fields),
+        "additionalProperties": False,
+    }
+
+
+def first_json_object(text: str) -> Any:
+    """The first complete JSON object in ``text`` (prose or code fences around it are ignored).
+
+    >>> first_json_object('Sure! ```json\\n{"Query": "a {b} c"}\\n```')
+    {'Query': 'a {b} c'}
+    """
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    raise ValueError("no JSON object")
+
+
+def parse_json_answer(text: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The first JSON object in ``text`` validated against ``schema``; ValueError says why not."""
+    answer = first_json_object(text)
+    try:
+        jsonschema.validate(answer, schema)
+    except jsonschema.ValidationError as err:
+        raise ValueError(f"schema: {err.message}") from err
+    return answer
+
+
+def parse_answer(raw: str, template: str, answer_format: str) -> dict[str, str]:
+    """The fields of one answer; ValueError with a short reason when it does not parse.
+
+    >>> parse_answer('{"Label": "json", "Label_Description": "objects as text"}', "classification", "json")
+    {'Label': 'json', 'Label_Description': 'objects as text'}
+    >>> parse_answer("json serialization: objects to text", "classification", "line")
+    {'Label': 'json serialization', 'Label_Description': 'objects to text'}
+    >>> parse_answer("Query: sort a dict", "retrieval", "line")
+    {'Query': 'sort a dict'}
+    """
+    fields = TASK_FIELDS[template]
+    if answer_format == "json":
+        answer = parse_json_answer(raw, answer_schema(fields))
+        return {name: answer[name].strip() for name in fields}
+    line = clean_line(raw)
+    parts = [line] if len(fields) == 1 else [p.strip() for p in line.split(":", len(fields) - 1)]
+    if len(parts) != len(fields) or not all(parts):
+        raise ValueError("empty answer" if not line else f"expected {' : '.join(fields)}")
+    return dict(zip(fields, parts, strict=True))
+
+
+def generated_text(template: str, answer: dict[str, str]) -> str:
+    """The text that pairs with the document: the query, paraphrase or translation, or for
+    classification the label with its description.
+
+    >>> generated_text("classification", {"Label": "json", "Label_Description": "objects as text"})
+    'json: objects as text'
+    """
+    if template == "classification":
+        return f"{answer['Label']}: {answer['Label_Description']}"
+    return answer[TASK_FIELDS[template][0]]

@@ -1,0 +1,185 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import katan_server, openai_llm_params, served_requests
+
+from synthembed.answers import TASK_FIELDS, parse_answer
+from synthembed.configs import sampled_configs
+from synthembed.generation import generate_queries
+from synthembed.prompts import TASK_TEMPLATES, load_task_prompts, row_fields, task_messages
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = {style: ROOT / "prompts" / f"queries_{style}.yaml" for style in ("few_shot", "report")}
+CFG = yaml.safe_load((ROOT / "params.yaml").read_text())["configs"] | {"languages": {"en": 0.5, "de": 0.5}}
+QUERIES_CFG = {"doc_chars": 200, "source_chars": 40, "code_negatives": True}
+
+
+def config_rows(n: int, domain: str = "code") -> list[dict]:
+    docs = [
+        {"doc_id": f"d{i:03d}", "domain": domain, "lang": "en", "text": f"def f{i}(): return {i}"}
+        for i in range(n)
+    ]
+    candidates = [
+        [{"name": f"p{j}", "description": f"does {j}", "style": f"style {j}"} for j in range(5)]
+    ] * n
+    return sampled_configs(docs, candidates, CFG, {"code": ["return"]}, seed=3)
+
+
+@pytest.mark.parametrize("style", ["few_shot", "report"])
+def test_every_template_renders_every_control(style):
+    prompt = load_task_prompts(PROMPTS[style])
+    row = config_rows(20)[0] | {
+        "question_type": "yes_or_no",
+        "difficulty": "phd",
+        "language": "de",
+        "length_words": 7,
+        "domain_terms": ["socket"],
+    }
+    for template in TASK_TEMPLATES:
+        messages = task_messages(prompt, template, row_fields(prompt, row, "THE DOCUMENT"))
+        request = messages[-1]["content"]
+        assert messages[0]["role"] == "system" and "THE DOCUMENT" in request
+        if template in ("retrieval", "retrieval_code"):
+            for shown in (row["persona"], row["style"], "phd", "German", "7", "socket"):
+                assert shown in request, (template, shown)
+            assert prompt["question_types"]["yes_or_no"] in request
+        if template == "bitext":
+            assert "German" in request
+        examples = (len(messages) - 2) // 2
+        assert examples == (3 if style == "few_shot" else 0)
+
+
+def test_prompt_file_with_a_broken_example_fails_at_load(tmp_path):
+    broken = yaml.safe_load(PROMPTS["few_shot"].read_text())
+    del broken["tasks"]["sts"]["examples"][1]["language"]
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    with pytest.raises(ValueError, match=r"p.yaml: tasks.sts example 2 lacks 'language'"):
+        load_task_prompts(path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "template", "answer_format", "error"),
+    [
+        ("no json here", "retrieval", "json", "no JSON object"),
+        ('{"Query": ""}', "retrieval", "json", "schema"),
+        ('{"Query": "q", "Extra": "x"}', "retrieval", "json", "schema"),
+        ('{"Label": "only a label"}', "classification", "json", "schema"),
+        ("a label without description", "classification", "line", "expected Label : Label_Description"),
+        ("\n\n", "sts", "line", "empty answer"),
+    ],
+)
+def test_bad_answers_give_reasons(raw, template, answer_format, error):
+    with pytest.raises(ValueError, match=error):
+        parse_answer(raw, template, answer_format)
+
+
+def test_json_answers_are_found_in_prose_and_fences():
+    raw = 'Here you go:\n```json\n{"Translation": "Hallo {Welt}"}\n```'
+    assert parse_answer(raw, "bitext", "json") == {"Translation": "Hallo {Welt}"}
+
+
+class TemplateLLM:
+    """Answers each request with a fixed answer per template; counts requests."""
+
+    def __init__(self, answers: dict[str, str | None]):
+        self.answers = answers
+        self.requests: dict[str, int] = {}
+
+    def generate(self, prompts, seed, desc="", schema=None):
+        template = desc.removeprefix("queries: ")
+        self.requests[template] = self.requests.get(template, 0) + len(prompts)
+        if template in ("retrieval", "retrieval_code", "code_negative"):
+            assert schema is None or schema["required"] == list(TASK_FIELDS[template])
+        return [self.answers[template]] * len(prompts)
+
+    def key(self, messages, seed, schema=None):
+        return f"{len(messages)}-{seed}"
+
+
+def test_generated_rows_keep_controls_answers_and_reasons():
+    rows = config_rows(20)
+    llm = TemplateLLM(
+        {
+            "retrieval_code": "Query: return a constant",
+            "sts": "gives back a fixed number",
+            "classification": "constant functions: functions that return a fixed value",
+            "bitext": None,  # the call failed
+            "code_negative": "def g(): return -1",
+        }
+    )
+    prompt = load_task_prompts(PROMPTS["few_shot"])
+    out = generate_queries(rows, [f"def f{i}(): return {i}" for i in range(20)], prompt, llm, QUERIES_CFG, 13)
+    by_task = {r["task_type"]: r for r in out}
+    assert by_task["retrieval"]["template"] == "retrieval_code"
+    assert by_task["retrieval"]["query"] == "return a constant"
+    assert by_task["retrieval"]["llm_negative"] == "def g(): return -1"
+    assert by_task["sts"]["llm_negative"] is None and by_task["sts"]["llm_negative_error"] is None
+    assert by_task["classification"]["label"] == "constant functions"
+    assert by_task["classification"]["query"] == "constant functions: functions that return a fixed value"
+    assert by_task["bitext"]["query"] is None and by_task["bitext"]["parse_error"] == "llm_call_failed"
+    retrieval_rows = sum(r["task_type"] == "retrieval" for r in rows)
+    assert llm.requests["code_negative"] == retrieval_rows == 9
+    assert all(o | {} == o and o["persona"] == r["persona"] for o, r in zip(out, rows, strict=True))
+
+
+def write_stage_inputs(folder: Path, n: int, base_url: str, cache_dir: Path) -> list[str]:
+    """docs, configs and params of a queries run against an OpenAI-compatible server; its command."""
+    rows = config_rows(n, domain="notes")
+    pl.DataFrame(
+        {"doc_id": [r["doc_id"] for r in rows], "title": [""] * n, "text": [f"note {i}" for i in range(n)]}
+    ).write_parquet(folder / "docs.parquet")
+    pl.DataFrame(rows).write_parquet(folder / "configs.parquet")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["llm"] = openai_llm_params(base_url, concurrency=2, max_retries=0)
+    params["runtime"]["cache_dir"] = str(cache_dir)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    command = [sys.executable, str(ROOT / "scripts" / "queries.py"), "--params", str(folder / "params.yaml")]
+    command += ["--docs", str(folder / "docs.parquet"), "--configs", str(folder / "configs.parquet")]
+    command += ["--few-shot-prompt", str(PROMPTS["few_shot"]), "--report-prompt", str(PROMPTS["report"])]
+    return [*command, "--out", str(folder / "queries.parquet"), "--out-stats", str(folder / "stats.json")]
+
+
+def cached_calls(path: Path) -> int:
+    try:
+        return sqlite3.connect(path).execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def test_queries_stage_killed_halfway_repeats_no_finished_call(tmp_path):
+    n = 60
+    with katan_server("-b", "echo", "--latency-ms", "100", "--max-concurrent", "2") as url:
+        command = write_stage_inputs(tmp_path, n, url, tmp_path / "cache")
+        cache = tmp_path / "cache" / "llm.sqlite"
+        stage = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while cached_calls(cache) < n // 2:
+            assert stage.poll() is None, "the stage ended before it was killed"
+            time.sleep(0.05)
+        os.kill(stage.pid, signal.SIGKILL)
+        stage.wait()
+        time.sleep(0.5)  # the server still answers the requests that were in flight
+        finished, answered_before_kill = cached_calls(cache), served_requests(url)
+        assert not (tmp_path / "queries.parquet").exists()
+        assert n // 2 <= finished < n
+        # At most the calls in flight were answered but not stored: the concurrency limit.
+        assert answered_before_kill - finished <= 2
+
+        subprocess.run(command, check=True, capture_output=True)
+        rerun_requests = served_requests(url) - answered_before_kill
+        stats = yaml.safe_load((tmp_path / "stats.json").read_text())
+        assert rerun_requests == n - finished == stats["llm_calls"]
+        assert stats["cache_hits"] == finished
+        assert pl.read_parquet(tmp_path / "queries.parquet")["raw_output"].null_count() == 0
+        print(
+            f"\nkill/resume: {n} calls; {finished} stored when killed ({answered_before_kill} answered),"
+            f" rerun made {rerun_requests} calls and reused {stats['cache_hits']}"
+        )
