@@ -164,11 +164,21 @@ def test_full_snakemake_run_writes_every_artifact(project):
     balanced = pl.read_parquet(results / "balanced.parquet")
     assert set(balanced["split"]) <= {"train", "dev"}
     negatives = pl.read_parquet(results / "negatives.parquet")
-    assert negatives.columns == ["doc_id", "query", "positive", "negatives"]
+    assert negatives.columns == [
+        "doc_id",
+        "task_type",
+        "anchor",
+        "positive",
+        "label",
+        "llm_negative",
+        "negatives",
+    ]
     assert (results / "model" / "model.safetensors").exists()
     assert (results / "model" / "adapter" / "adapter_config.json").exists()
     metrics = json.loads((results / "metrics.json").read_text())
-    for eval_set in ("stdlib", "synthetic_dev"):
+    dev_sets = {f"synthetic_dev_{t}" for t in balanced.filter(pl.col("split") == "dev")["task_type"]}
+    assert set(metrics["eval"]) == {"stdlib"} | dev_sets
+    for eval_set in metrics["eval"]:
         for model in ("base", "tuned"):
             values = metrics["eval"][eval_set][model]
             assert set(values) == {"ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"}
@@ -177,7 +187,9 @@ def test_full_snakemake_run_writes_every_artifact(project):
     assert counts["filtered"]["read"] == counts["filtered"]["kept"] + sum(
         counts["filtered"]["rejected"].values()
     )
-    assert counts["queries"]["llm_calls"] + counts["queries"]["cache_hits"] == 20
+    # One call per configuration, and a written negative for each retrieval row (all stdlib docs are code).
+    retrieval_rows = configs.filter(pl.col("task_type") == "retrieval").height
+    assert counts["queries"]["llm_calls"] + counts["queries"]["cache_hits"] == 20 + retrieval_rows
 
 
 @pytest.mark.slow
@@ -198,11 +210,16 @@ def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(pr
     first = run(["dvc", "repro"], project).stdout
     assert dvc_ran(first) == STAGES  # no dvc.lock yet
     queries_stats = json.loads((project / "results" / "stats" / "queries.json").read_text())
-    assert (queries_stats["llm_calls"], queries_stats["cache_hits"]) == (0, 20)
+    configs = pl.read_parquet(project / "results" / "configs.parquet")
+    requests = configs.height + configs.filter(pl.col("task_type") == "retrieval").height
+    assert (queries_stats["llm_calls"], queries_stats["cache_hits"]) == (0, requests)
+    assert queries_stats["tokens_in"] == 0 and queries_stats["tokens_in_total"] > 0
     assert cached_calls(llm_cache_dir) == calls
     run(["git", "add", "dvc.lock", "params.yaml"], project)
     run(["git", "commit", "-qm", "first run"], project)
-    update_params(project, {"filter": {"min_cosine": 0.14}})
+    # Just above the weakest kept pair: the filtered file changes, so everything downstream reruns.
+    weakest = pl.read_parquet(project / "results" / "filtered.parquet")["cosine"].min()
+    update_params(project, {"filter": {"min_cosine": weakest + 1e-6}})
     assert dvc_ran(run(["dvc", "repro"], project).stdout) == DOWNSTREAM_OF_FILTER
     assert cached_calls(llm_cache_dir) == calls
 
