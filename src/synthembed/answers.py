@@ -21,6 +21,7 @@ LEADING_LABEL = re.compile(
     r"^\s*(?:[-*\d.)]+\s+)?(?:search\s+)?(?:query|question|keywords?|answer|translation|paraphrase)\s*:\s*",
     re.IGNORECASE,
 )
+FIELD_SEPARATOR = re.compile(r":|\s[-\u2013\u2014]\s")
 QUOTES = "\"'`\u201c\u201d\u2018\u2019"  # ASCII and typographic quotes
 
 
@@ -86,6 +87,8 @@ def parse_answer(raw: str, template: str, answer_format: str) -> dict[str, str]:
     {'Label': 'json', 'Label_Description': 'objects as text'}
     >>> parse_answer("json serialization: objects to text", "classification", "line")
     {'Label': 'json serialization', 'Label_Description': 'objects to text'}
+    >>> parse_answer("csv reading - functions that parse rows: fields", "classification", "line")
+    {'Label': 'csv reading', 'Label_Description': 'functions that parse rows: fields'}
     >>> parse_answer("Query: sort a dict", "retrieval", "line")
     {'Query': 'sort a dict'}
     """
@@ -94,7 +97,8 @@ def parse_answer(raw: str, template: str, answer_format: str) -> dict[str, str]:
         answer = parse_json_answer(raw, answer_schema(fields))
         return {name: answer[name].strip() for name in fields}
     line = clean_line(raw)
-    parts = [line] if len(fields) == 1 else [p.strip() for p in line.split(":", len(fields) - 1)]
+    # Small models separate label and description with a colon or a spaced dash.
+    parts = [line] if len(fields) == 1 else [p.strip() for p in FIELD_SEPARATOR.split(line, len(fields) - 1)]
     if len(parts) != len(fields) or not all(parts):
         raise ValueError("empty answer" if not line else f"expected {' : '.join(fields)}")
     return dict(zip(fields, parts, strict=True))
