@@ -105,30 +105,55 @@ class TemplateLLM:
         return f"{len(messages)}-{seed}"
 
 
-def test_generated_rows_keep_controls_answers_and_reasons():
+ANSWERS = {
+    "few_shot": {
+        "retrieval_code": "Query: return a constant",
+        "sts": "gives back a fixed number",
+        "classification": "constant functions: functions that return a fixed value",
+        "bitext": None,  # the call failed
+        "code_negative": "def g(): return -1",
+    },
+    "report": {
+        "retrieval_code": 'Sure. {"Query": "return a constant"}',
+        "sts": '{"Paraphrase": "gives back a fixed number"}',
+        "classification": (
+            '{"Label": "constant functions", "Label_Description": "functions that return a fixed value"}'
+        ),
+        "bitext": None,
+        "code_negative": '```json\n{"Negative": "def g(): return -1"}\n```',
+    },
+}
+
+
+@pytest.mark.parametrize("style", ["few_shot", "report"])
+def test_generated_rows_keep_controls_answers_and_reasons(style):
     rows = config_rows(20)
-    llm = TemplateLLM(
-        {
-            "retrieval_code": "Query: return a constant",
-            "sts": "gives back a fixed number",
-            "classification": "constant functions: functions that return a fixed value",
-            "bitext": None,  # the call failed
-            "code_negative": "def g(): return -1",
-        }
-    )
-    prompt = load_task_prompts(PROMPTS["few_shot"])
+    llm = TemplateLLM(ANSWERS[style])
+    prompt = load_task_prompts(PROMPTS[style])
     out = generate_queries(rows, [f"def f{i}(): return {i}" for i in range(20)], prompt, llm, QUERIES_CFG, 13)
     by_task = {r["task_type"]: r for r in out}
     assert by_task["retrieval"]["template"] == "retrieval_code"
     assert by_task["retrieval"]["query"] == "return a constant"
     assert by_task["retrieval"]["llm_negative"] == "def g(): return -1"
+    assert by_task["sts"]["query"] == "gives back a fixed number"
     assert by_task["sts"]["llm_negative"] is None and by_task["sts"]["llm_negative_error"] is None
     assert by_task["classification"]["label"] == "constant functions"
     assert by_task["classification"]["query"] == "constant functions: functions that return a fixed value"
     assert by_task["bitext"]["query"] is None and by_task["bitext"]["parse_error"] == "llm_call_failed"
     retrieval_rows = sum(r["task_type"] == "retrieval" for r in rows)
     assert llm.requests["code_negative"] == retrieval_rows == 9
-    assert all(o | {} == o and o["persona"] == r["persona"] for o, r in zip(out, rows, strict=True))
+    assert [o["persona"] for o in out] == [r["persona"] for r in rows]
+
+
+def test_answer_in_the_wrong_format_is_a_reason_not_a_row():
+    rows = config_rows(20)
+    llm = TemplateLLM(ANSWERS["few_shot"])  # one-line answers where JSON was asked
+    out = generate_queries(
+        rows, ["def f(): pass"] * 20, load_task_prompts(PROMPTS["report"]), llm, QUERIES_CFG, 13
+    )
+    sts = next(r for r in out if r["task_type"] == "sts")
+    assert sts["query"] is None and sts["parse_error"] == "unparsable: no JSON object"
+    assert sts["raw_output"] == "gives back a fixed number"
 
 
 def write_stage_inputs(folder: Path, n: int, base_url: str, cache_dir: Path) -> list[str]:
@@ -183,3 +208,24 @@ def test_queries_stage_killed_halfway_repeats_no_finished_call(tmp_path):
             f"\nkill/resume: {n} calls; {finished} stored when killed ({answered_before_kill} answered),"
             f" rerun made {rerun_requests} calls and reused {stats['cache_hits']}"
         )
+
+
+@pytest.mark.slow
+def test_queries_stage_through_a_served_real_model(tmp_path, llm_cache_dir):
+    """SmolLM2 behind llm-katan's OpenAI-compatible server: the stage's requests, answers and token
+    counts come from a real model over HTTP."""
+    from synthembed.models import causal_lm_path
+
+    model_dir = causal_lm_path("embedded:smollm2-135m-instruct", llm_cache_dir)
+    options = ("-b", "transformers", "--device", "cpu", "--no-quantize", "--max-concurrent", "2")
+    with katan_server(*options, model=model_dir, startup_s=180) as url:
+        command = write_stage_inputs(tmp_path, 6, url, tmp_path / "cache")
+        subprocess.run(command, check=True, capture_output=True)
+        served = served_requests(url)
+    queries = pl.read_parquet(tmp_path / "queries.parquet")
+    stats = yaml.safe_load((tmp_path / "stats.json").read_text())
+    assert served == stats["llm_calls"] == 6 and stats["failures"] == {}
+    assert stats["tokens_in"] > 6 * 200 and stats["tokens_out"] > 6  # the few-shot prompts are long
+    assert queries["raw_output"].null_count() == 0 and queries["raw_output"].str.len_chars().min() > 0
+    answered = queries.filter(pl.col("parse_error").is_null())
+    assert answered.height >= 3 and answered["query"].str.len_chars().min() > 0
