@@ -156,3 +156,25 @@ def test_openai_key_comes_only_from_the_named_environment_variable(tmp_path, mon
         monkeypatch.setenv("SYNTHEMBED_TEST_KEY", "s3cret")
         accepted = openai_llm(url, tmp_path / "c.sqlite", api_key_env="SYNTHEMBED_TEST_KEY")
         assert accepted.generate(prompts(1), seed=1)[0].endswith("User: q0")
+
+
+def write_answers(path: str, worker: int) -> None:
+    cache = LLMCache(path)
+    for i in range(50):
+        cache.put_many({f"w{worker}-{i}": Completion(f"answer {i}", 1, 1)})
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    import multiprocessing
+
+    path = str(tmp_path / "shared.sqlite")
+    LLMCache(path).close()
+    workers = [
+        multiprocessing.get_context("spawn").Process(target=write_answers, args=(path, w)) for w in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    assert cached_rows(path) == 200
