@@ -11,6 +11,7 @@ rule filtered:
         "logs/filtered.log",
     conda:
         "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
         **groups("embedder", "filter"),
     shell:
@@ -47,6 +48,7 @@ rule negatives:
         "logs/negatives.log",
     conda:
         "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
         **groups("embedder", "negatives"),
     shell:

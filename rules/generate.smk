@@ -30,6 +30,7 @@ rule configs:
         "logs/configs.log",
     conda:
         "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
         **groups("seed", "embedder", "llm", "configs", "queries"),
     shell:
@@ -50,6 +51,7 @@ rule queries:
         "logs/queries.log",
     conda:
         "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
         **groups("seed", "llm", "queries"),
     shell:

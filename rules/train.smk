@@ -18,6 +18,7 @@ rule model:
         "logs/model.log",
     conda:
         "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
         **groups("seed", "embedder", "train"),
     shell:
@@ -39,6 +40,7 @@ rule metrics:
         "logs/metrics.log",
     conda:
         "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
         **groups("embedder", "evaluate"),
     shell:
