@@ -5,7 +5,8 @@ rule filtered:
     output:
         filtered="results/filtered.parquet",
         rejected="results/rejected.parquet",
-        scores=report("results/plots/filter_scores.csv", category="Curation"),
+        scores="results/plots/filter_scores.csv",
+        plot=report("results/plots/filter_scores.png", category="Curation"),
         stats="results/stats/filtered.json",
     log:
         "logs/filtered.log",
@@ -13,11 +14,11 @@ rule filtered:
         "../envs/synthembed.yaml"
     threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
-        **groups("embedder", "filter"),
+        **groups("seed", "embedder", "filter"),
     shell:
         "python scripts/filter.py --params params.yaml --queries {input.queries} --docs {input.docs}"
         " --out {output.filtered} --out-rejected {output.rejected} --out-scores {output.scores}"
-        " --out-stats {output.stats} --log {log}"
+        " --out-plot {output.plot} --out-stats {output.stats} --log {log}"
 
 
 rule balanced:
@@ -43,6 +44,8 @@ rule negatives:
         docs="results/docs.parquet",
     output:
         negatives="results/negatives.parquet",
+        margins=report("results/plots/negative_margins.png", category="Curation"),
+        ranks=report("results/plots/positive_rank.png", category="Curation"),
         stats="results/stats/negatives.json",
     log:
         "logs/negatives.log",
@@ -50,7 +53,8 @@ rule negatives:
         "../envs/synthembed.yaml"
     threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
-        **groups("embedder", "negatives"),
+        **groups("seed", "embedder", "negatives"),
     shell:
         "python scripts/negatives.py --params params.yaml --balanced {input.balanced} --docs {input.docs}"
-        " --out {output.negatives} --out-stats {output.stats} --log {log}"
+        " --out {output.negatives} --out-margins-plot {output.margins} --out-rank-plot {output.ranks}"
+        " --out-stats {output.stats} --log {log}"

@@ -1,17 +1,22 @@
-"""negatives: hard negatives for the training pairs: mined from the whole corpus with a false-negative
-guard, other labels for classification pairs, the generator's own for code documents."""
+"""negatives: hard negatives for the training pairs: mined from the whole corpus with the false-negative
+guards (classification pairs: among the labels), plus the generator's own for code documents."""
 
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
 from synthembed.io import write_json, write_parquet
-from synthembed.mine import label_negatives, mine_negatives, passages, with_llm_negatives
+from synthembed.mine import mine_negatives, one_text_per_label, passages, with_llm_negatives
 from synthembed.models import load_embedder
+from synthembed.plots import histogram_png
 
 parser = stage_parser(__doc__)
 parser.add_argument("--balanced", required=True)
 parser.add_argument("--docs", required=True)
 parser.add_argument("--out", required=True)
+parser.add_argument(
+    "--out-margins-plot", required=True, help="PNG: s(q, d+) - s(q, d-) of the chosen negatives"
+)
+parser.add_argument("--out-rank-plot", required=True, help="PNG: rank of the positive among the candidates")
 parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
 emb, cfg = params["embedder"], params["negatives"]
@@ -20,24 +25,59 @@ columns = ["doc_id", "task_type", "anchor", "positive", "label", "llm_negative"]
 train = pl.read_parquet(args.balanced).filter(pl.col("split") == "train").select(columns)
 corpus = passages(pl.read_parquet(args.docs))
 model = load_embedder(emb, params["runtime"]["device"])
-parts, dropped = [], {}
+parts, stats = [], {}
 for (task_type,), group in train.group_by("task_type", maintain_order=True):
     if task_type == "classification":
-        mined, dropped[task_type] = label_negatives(group, model, cfg["num_negatives"], emb["batch_size"])
+        # A document's negatives are the other labels: the labels are the whole corpus here.
+        mined, stats[task_type] = mine_negatives(
+            one_text_per_label(group),
+            [],
+            model,
+            cfg,
+            "",
+            emb["batch_size"],
+            params["runtime"]["search"],
+            params["seed"],
+        )
     else:
         # Only retrieval anchors are queries; paraphrases and translations are encoded as documents are.
         prompt = emb["query_prompt"] if task_type == "retrieval" else ""
-        mined, dropped[task_type] = mine_negatives(group, corpus, model, cfg, prompt, emb["batch_size"])
+        mined, stats[task_type] = mine_negatives(
+            group, corpus, model, cfg, prompt, emb["batch_size"], params["runtime"]["search"], params["seed"]
+        )
     parts.append(with_llm_negatives(mined))
-empty = train.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("negatives"))
-result = pl.concat(parts).sort("task_type", "doc_id", "anchor") if parts else empty
+result = (
+    pl.concat(parts).sort("task_type", "doc_id", "anchor")
+    if parts
+    else mine_negatives(
+        train, [], model, cfg, "", emb["batch_size"], params["runtime"]["search"], params["seed"]
+    )[0]
+)
 write_parquet(result, args.out)
+margins = (
+    result.select("task_type", "positive_score", "negative_scores")
+    .explode("negative_scores")
+    .select("task_type", (pl.col("positive_score") - pl.col("negative_scores")).alias("margin"))
+)
+histogram_png(
+    {t: margins.filter(pl.col("task_type") == t)["margin"].drop_nans().to_list() for t in sorted(stats)},
+    "s(q, d+) - s(q, d-) of the chosen negatives",
+    args.out_margins_plot,
+)
+histogram_png(
+    {
+        t: result.filter(pl.col("task_type") == t)["positive_rank"].drop_nulls().to_list()
+        for t in sorted(stats)
+    },
+    "rank of the positive among the anchor's candidates (0 = first)",
+    args.out_rank_plot,
+)
 write_json(
     {
         "read": train.height,
         "kept": result.height,
-        "rejected": {"no_valid_negative": sum(dropped.values())},
-        "no_valid_negative_by_task_type": dropped,
+        "rejected": {"no_valid_negative": sum(s["no_valid_negative"] for s in stats.values())},
+        "by_task_type": stats,
         "llm_negatives": int(result["llm_negative"].is_not_null().sum()),
     },
     args.out_stats,

@@ -1,10 +1,18 @@
+import numpy as np
 import polars as pl
 import pytest
 
 from synthembed.answers import clean_line
 from synthembed.balance import apply_quota, quota_targets, split_by_document
-from synthembed.filtering import filter_decisions
-from synthembed.mine import label_negatives, mine_negatives
+from synthembed.filtering import (
+    LanguageChecker,
+    copied_span,
+    cosine_thresholds,
+    filter_decisions,
+    near_duplicate_of,
+)
+from synthembed.mine import mine_negatives, one_text_per_label
+from synthembed.search import exact_top_k, faiss_top_k, rank_of
 
 
 @pytest.mark.parametrize(
@@ -21,36 +29,190 @@ def test_clean_line(raw, query):
     assert clean_line(raw) == query
 
 
+CHECKS = {"min_words": 2, "max_words": 5, "near_duplicate_threshold": None}
+
+
+def rows(queries, **columns):
+    """Filter rows that pass every check unless a column says otherwise."""
+    base = {"parse_error": None, "cosine": 0.9, "threshold": 0.5, "copied": False, "detected_language": None}
+    out = []
+    for i, query in enumerate(queries):
+        row = base | {"query": query, "anchor": query, "language": "en"}
+        out.append(row | {name: values[i] for name, values in columns.items()})
+    return out
+
+
 def test_filter_checks_run_in_order_and_give_reasons():
-    cfg = {"min_words": 2, "max_words": 5, "min_cosine": 0.5}
-    queries = ["", "one", "a b c d e f", "good query", "Good query!", "weak query", "other good query", None]
-    errors = [None] * 7 + ["llm_call_failed"]
-    scores = [None, None, None, 0.9, 0.95, 0.2, 0.7, None]
-    thresholds = [0.5] * 6 + [0.8, 0.5]
-    assert filter_decisions(queries, queries, errors, scores, thresholds, cfg) == [
+    queries = [
+        "",
+        "one",
+        "a b c d e f",
+        "good query",
+        "Good query!",
+        "weak query",
+        "copied query",
+        None,
+        "ok",
+    ]
+    table = rows(
+        queries,
+        cosine=[None, None, None, 0.9, 0.95, 0.2, 0.1, None, 0.9],
+        copied=[False] * 6 + [True, False, False],
+        parse_error=[None] * 7 + ["llm_call_failed", None],
+    )
+    assert filter_decisions(table, CHECKS, 0) == [
         "empty",
         "too_short",
         "too_long",
         None,
         "duplicate",
         "low_cosine",
-        "low_cosine",
+        "copied",  # copied is checked before the cosine
         "llm_call_failed",
+        "too_short",
     ]
 
 
 def test_duplicate_of_a_rejected_query_is_kept():
-    cfg = {"min_words": 1, "max_words": 5, "min_cosine": 0.5}
-    same = ["same q", "same q"]
-    assert filter_decisions(same, same, [None, None], [0.1, 0.9], [0.5, 0.5], cfg) == ["low_cosine", None]
+    table = rows(["same q", "same q"], cosine=[0.1, 0.9])
+    assert filter_decisions(table, CHECKS, 0) == ["low_cosine", None]
 
 
 def test_classification_labels_repeat_but_their_documents_are_deduplicated():
-    cfg = {"min_words": 1, "max_words": 9}
-    labels = ["json: serialising objects"] * 3
-    docs = ["def dumps(obj)", "def loads(s)", "def dumps(obj)"]
-    decisions = filter_decisions(labels, docs, [None] * 3, [0.5] * 3, [0.2] * 3, cfg)
-    assert decisions == [None, None, "duplicate"]
+    table = rows(["json: serialising objects"] * 3)
+    for row, doc in zip(table, ["def dumps(obj)", "def loads(s)", "def dumps(obj)"], strict=True):
+        row["anchor"] = doc
+    assert filter_decisions(table, CHECKS, 0) == [None, None, "duplicate"]
+
+
+def test_near_duplicates_are_rejected_after_exact_ones():
+    queries = ["how to sort a dict by value", "how to sort a dict by values", "read a csv file row by row"]
+    assert filter_decisions(
+        rows(queries), CHECKS | {"max_words": 10, "near_duplicate_threshold": 0.7}, 0
+    ) == [
+        None,
+        "near_duplicate",
+        None,
+    ]
+    assert near_duplicate_of(queries, 0.95, 128, 0) == [None, None, None]
+
+
+def test_round_trip_and_language_reasons():
+    table = rows(
+        ["open a socket", "ouvrir un fichier", "close a socket"], detected_language=[None, "fr", None]
+    )
+    table[0]["doc_rank"], table[1]["doc_rank"], table[2]["doc_rank"] = 3, 0, None
+    assert filter_decisions(table, CHECKS, 0) == [None, "wrong_language", "round_trip"]
+    checker = LanguageChecker(["en", "de", "fr"])
+    assert checker.detect("comment trier un dictionnaire par valeur")[0] == "fr"
+    assert checker.detect("wie sortiere ich ein Wörterbuch nach Wert")[0] == "de"
+    assert checker.detect("how do I sort a dictionary by value")[0] == "en"
+
+
+def test_percentile_thresholds_follow_each_task_types_scale():
+    task_types = ["sts"] * 10 + ["bitext"] * 10
+    scores = [0.5 + i / 100 for i in range(10)] + [0.1 + i / 100 for i in range(10)]
+    thresholds = cosine_thresholds(task_types, scores, {"min_cosine": None, "cosine_percentile": 20})
+    assert thresholds == pytest.approx({"sts": 0.518, "bitext": 0.118})
+    strict = cosine_thresholds(task_types, scores, {"min_cosine": 0.3, "cosine_percentile": 20})
+    assert strict == pytest.approx({"sts": 0.518, "bitext": 0.3})
+
+
+def test_copied_text_needs_enough_words_verbatim():
+    document = "def read(path):\n    '''Read the whole file and return its lines.'''"
+    assert copied_span("read the whole file", document, 4)
+    assert not copied_span("read the file", document, 3)  # not contiguous
+    assert not copied_span("read the whole file", document, 5)
+
+
+def random_unit(n: int, dim: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_chunked_exact_search_and_faiss_agree_with_brute_force():
+    corpus, queries = random_unit(1000, 16, 0), random_unit(37, 16, 1)
+    truth = np.argsort(-(queries @ corpus.T), axis=1, kind="stable")[:, :10]
+    scores, indices = exact_top_k(queries, corpus, 10, query_chunk=8, corpus_chunk=128)
+    assert (indices == truth).all()
+    assert np.allclose(scores, np.take_along_axis(queries @ corpus.T, truth, axis=1), atol=1e-5)
+    assert (faiss_top_k(queries, corpus, 10)[1] == truth).all()
+    targets = truth[:, 4].copy()
+    targets[0] = np.argsort(queries[0] @ corpus.T)[0]  # its worst match: not in the top 10
+    assert rank_of(queries, corpus, targets, 10) == [None] + [4] * 36
+
+
+MINING = {
+    "num_negatives": 2,
+    "range_min": 0,
+    "range_max": 5,
+    "max_score": None,
+    "relative_margin": 0.05,
+    "absolute_margin": None,
+    "sampling_strategy": "top",
+}
+CORPUS = [
+    "def read_json(path): return json.load(open(path))",
+    "def write_json(path, data): json.dump(data, open(path, 'w'))",
+    "def read_csv(path): return list(csv.reader(open(path)))",
+    "def sort_by_value(d): return sorted(d.items(), key=lambda kv: kv[1])",
+    "def mean(xs): return sum(xs) / len(xs)",
+    "def median(xs): return sorted(xs)[len(xs) // 2]",
+    "DEF MEAN(XS): RETURN SUM(XS) / LEN(XS)",  # the mean again, reformatted
+]
+
+
+def test_mined_negatives_are_never_a_positive_or_a_copy_of_one_and_drops_are_counted(minilm):
+    pairs = pl.DataFrame(
+        {
+            "doc_id": ["r", "m", "m2"],
+            "anchor": ["load a json file", "average of a list of numbers", "average of a list of numbers"],
+            "positive": [CORPUS[0], CORPUS[4], CORPUS[5]],
+        }
+    )
+    mined, stats = mine_negatives(pairs, CORPUS, minilm, MINING, "", 8, "exact", 0)
+    assert (stats["pairs"], stats["merged_anchors"], stats["kept"]) == (3, 1, mined.height)
+    assert stats["kept"] + stats["no_valid_negative"] == 3 and mined.height >= 2
+    for row in mined.iter_rows(named=True):
+        assert len(row["negatives"]) == 2 and set(row["negatives"]) <= set(CORPUS)
+        # Both positives of the merged query, and the reformatted copy of the mean, are never negatives.
+        forbidden = {row["positive"]} | ({CORPUS[4], CORPUS[5], CORPUS[6]} if row["doc_id"] != "r" else set())
+        assert not forbidden & set(row["negatives"])
+        assert all(s <= 0.95 * row["positive_score"] + 1e-6 for s in row["negative_scores"])
+    assert mined.equals(mine_negatives(pairs, CORPUS, minilm, MINING, "", 8, "faiss", 0)[0])
+    # Cosines lie in [-1, 1]: a guard of s(q, d+) - 2 rejects every candidate.
+    impossible = MINING | {"relative_margin": None, "absolute_margin": 2.0}
+    mined, stats = mine_negatives(pairs, CORPUS, minilm, impossible, "", 8, "exact", 0)
+    assert (mined.height, stats["no_valid_negative"]) == (0, 3)
+
+
+def test_classification_negatives_are_the_closest_other_labels(minilm):
+    pairs = pl.DataFrame(
+        {
+            "anchor": [
+                "def dumps(obj): return json text",
+                "def mean(xs): return sum(xs) / len(xs)",
+                "def loads(s): parse json",
+                "def variance(xs): spread of values",
+            ],
+            "positive": [
+                "json: serialising objects as text",
+                "statistics: averages and spread",
+                "parsing: reading text formats",
+                "statistics: measures of data",  # a second text for the same label
+            ],
+            "label": ["json", "statistics", "parsing", "statistics"],
+        }
+    )
+    cfg = MINING | {"relative_margin": None}
+    mined, stats = mine_negatives(one_text_per_label(pairs), [], minilm, cfg, "", 8, "exact", 0)
+    assert stats["no_valid_negative"] == 0 and mined.height == 4
+    for row in mined.iter_rows(named=True):
+        assert row["positive"] not in row["negatives"] and len(set(row["negatives"])) == 2
+    # The statistics label has one text, so the variance document never gets it as a negative.
+    assert mined["positive"][3] == "statistics: averages and spread"
+    mined, stats = mine_negatives(one_text_per_label(pairs[:2]), [], minilm, cfg, "", 8, "exact", 0)
+    assert (mined.height, stats["no_valid_negative"]) == (0, 2)
 
 
 def test_quota_caps_groups_at_their_share():
@@ -80,63 +242,3 @@ def test_split_keeps_each_document_on_one_side():
     assert sides["n"].max() == 1
     assert split.filter(pl.col("split") == "dev")["doc_id"].n_unique() == 10
     assert split.equals(split_by_document(frame, 0.2, seed=1))
-
-
-def test_mined_negatives_never_include_the_positive_and_dropped_pairs_are_counted(minilm):
-    corpus = [
-        "def read_json(path): return json.load(open(path))",
-        "def write_json(path, data): json.dump(data, open(path, 'w'))",
-        "def read_csv(path): return list(csv.reader(open(path)))",
-        "def sort_by_value(d): return sorted(d.items(), key=lambda kv: kv[1])",
-        "def mean(xs): return sum(xs) / len(xs)",
-        "def median(xs): return sorted(xs)[len(xs) // 2]",
-    ]
-    pairs = pl.DataFrame(
-        {
-            "doc_id": ["r", "m"],
-            "anchor": ["load a json file", "average of a list of numbers"],
-            "positive": [corpus[0], corpus[4]],
-        }
-    )
-    cfg = {
-        "num_negatives": 2,
-        "range_min": 0,
-        "range_max": 5,
-        "relative_margin": 0.05,
-        "absolute_margin": None,
-        "sampling_strategy": "top",
-    }
-    mined, dropped = mine_negatives(pairs, corpus, minilm, cfg, "", 8)
-    assert dropped + mined.height == 2
-    for row in mined.iter_rows(named=True):
-        assert row["positive"] not in row["negatives"]
-        assert len(row["negatives"]) == 2 and set(row["negatives"]) <= set(corpus)
-    # Cosines lie in [-1, 1]: a guard of s(q, d+) - 2 rejects every candidate.
-    impossible = cfg | {"relative_margin": None, "absolute_margin": 2.0}
-    mined, dropped = mine_negatives(pairs, corpus, minilm, impossible, "", 8)
-    assert (mined.height, dropped) == (0, 2)
-
-
-def test_classification_negatives_are_the_closest_other_labels(minilm):
-    pairs = pl.DataFrame(
-        {
-            "anchor": ["def dumps(obj): return json text", "def mean(xs): return sum(xs) / len(xs)"],
-            "positive": ["json: serialising objects as text", "statistics: averages and spread"],
-            "label": ["json", "statistics"],
-        }
-    )
-    extra = pl.DataFrame(
-        {
-            "anchor": ["def loads(s): parse json"],
-            "positive": ["parsing: reading text formats"],
-            "label": ["parsing"],
-        }
-    )
-    mined, dropped = label_negatives(pl.concat([pairs, extra]), minilm, num_negatives=2, batch_size=8)
-    assert dropped == 0
-    for row in mined.iter_rows(named=True):
-        assert row["positive"] not in row["negatives"] and len(set(row["negatives"])) == 2
-    # The json document's closer wrong label is parsing, not statistics.
-    assert mined["negatives"][0][0] == "parsing: reading text formats"
-    mined, dropped = label_negatives(pairs, minilm, num_negatives=2, batch_size=8)
-    assert (mined.height, dropped) == (0, 2)

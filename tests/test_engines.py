@@ -27,7 +27,7 @@ def snakemake_stages(project: Path) -> dict[str, dict]:
 
     with SnakemakeApi(OutputSettings()) as api:
         workflow = api.workflow(
-            resource_settings=ResourceSettings(), snakefile=project / "Snakefile", workdir=project
+            resource_settings=ResourceSettings(cores=2), snakefile=project / "Snakefile", workdir=project
         )._workflow
         return {
             rule.name: {
@@ -172,7 +172,12 @@ def test_full_snakemake_run_writes_every_artifact(project):
         "label",
         "llm_negative",
         "negatives",
+        "negative_scores",
+        "positive_score",
+        "positive_rank",
     ]
+    for plot in ("filter_scores.png", "negative_margins.png", "positive_rank.png"):
+        assert (results / "plots" / plot).read_bytes().startswith(b"\x89PNG")
     assert (results / "model" / "model.safetensors").exists()
     assert (results / "model" / "adapter" / "adapter_config.json").exists()
     metrics = json.loads((results / "metrics.json").read_text())

@@ -1,9 +1,16 @@
-"""Keeping pairs that pass the checks; every dropped pair keeps its reason and score."""
+"""Keeping pairs that pass the checks; every dropped pair keeps its reason and score.
+
+The checks run in a fixed order and a row is rejected by the first it fails: parse errors, format
+(empty, too_short, too_long), copied text, wrong language, low cosine, round trip, then exact and
+near duplicates among the rows that passed everything else.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+import numpy as np
 
 WORD = re.compile(r"\w+")
 
@@ -33,20 +40,6 @@ def format_reason(query: str, min_words: int, max_words: int) -> str | None:
     return None
 
 
-def min_cosine(cfg: dict[str, Any], task_type: str) -> float:
-    """The cosine threshold of a task type: one number for all, or one per task type.
-
-    >>> min_cosine({"min_cosine": 0.4}, "sts"), min_cosine({"min_cosine": {"bitext": 0.2}}, "bitext")
-    (0.4, 0.2)
-    """
-    threshold = cfg["min_cosine"]
-    if isinstance(threshold, dict):
-        if task_type not in threshold:
-            raise ValueError(f"filter.min_cosine has no threshold for task type {task_type!r}")
-        return threshold[task_type]
-    return threshold
-
-
 def anchor_and_positive(task_type: str, generated: str, document: str) -> tuple[str, str]:
     """The training pair of a row: generated text -> document, except classification, where the
     document is the anchor and its label text ("label: description") the positive.
@@ -57,38 +50,146 @@ def anchor_and_positive(task_type: str, generated: str, document: str) -> tuple[
     return (document, generated) if task_type == "classification" else (generated, document)
 
 
-def filter_decisions(
-    texts: list[str | None],
-    anchors: list[str | None],
-    errors: list[str | None],
-    scores: list[float | None],
-    thresholds: list[float],
-    cfg: dict[str, Any],
-) -> list[str | None]:
-    """Per row, the rejection reason or None (kept), in the order the checks run.
+def cosine_thresholds(
+    task_types: list[str], scores: list[float | None], cfg: dict[str, Any]
+) -> dict[str, float]:
+    """The cosine threshold of each task type: ``min_cosine`` (one number, one per task type, or
+    null) and, when ``cosine_percentile`` is set, that percentile of the task type's scores in this
+    run — each embedding model has its own scale. The stricter of the two applies.
 
-    An answer the generator did not give or that did not parse keeps its reason; then the format of
-    the generated text is checked, then its cosine to the document against the row's threshold, then
-    exact duplicates of the anchor: the first occurrence that passed everything else is kept.
+    >>> cosine_thresholds(["sts"] * 4, [0.1, 0.2, 0.3, 0.4], {"min_cosine": 0.15, "cosine_percentile": 50})
+    {'sts': 0.25}
+    >>> per_task = {"min_cosine": {"sts": 0.4}, "cosine_percentile": None}
+    >>> cosine_thresholds(["sts", "bitext"], [0.5, 0.1], per_task)
+    {'sts': 0.4, 'bitext': -1.0}
+    """
+    thresholds = {}
+    for task_type in dict.fromkeys(task_types):
+        absolute = cfg["min_cosine"]
+        if isinstance(absolute, dict):
+            absolute = absolute.get(task_type)
+        threshold = -1.0 if absolute is None else absolute
+        task_scores = [s for t, s in zip(task_types, scores, strict=True) if t == task_type and s is not None]
+        if cfg["cosine_percentile"] is not None and task_scores:
+            threshold = max(threshold, float(np.percentile(task_scores, cfg["cosine_percentile"])))
+        thresholds[task_type] = threshold
+    return thresholds
 
-    >>> filter_decisions(["sort a dict", "Sort a dict!", "x", "read a file now", None],
-    ...                  ["sort a dict", "Sort a dict!", "x", "read a file now", None],
-    ...                  [None, None, None, None, "unparsable: no JSON object"],
-    ...                  [0.9, 0.8, None, 0.1, None], [0.4] * 5, {"min_words": 2, "max_words": 10})
-    [None, 'duplicate', 'too_short', 'low_cosine', 'unparsable']
+
+def copied_span(text: str, document: str, min_words: int) -> bool:
+    """Whether ``text`` (at least ``min_words`` words) appears verbatim, up to case and punctuation, in
+    ``document``: a query copied out of its document teaches nothing.
+
+    >>> copied_span("Return the sorted list", "def f(x):\\n    # return the sorted list.\\n", 3)
+    True
+    >>> copied_span("sorted list", "return the sorted list", 3), copied_span("a new list", "the list", 2)
+    (False, False)
+    """
+    words = normalized(text)
+    return len(words.split()) >= min_words and f" {words} " in f" {normalized(document)} "
+
+
+class LanguageChecker:
+    """Language identification with py3langid (its model ships in the package), restricted to the
+    languages a run can produce so short texts are not mistaken for unrelated languages."""
+
+    def __init__(self, languages: list[str]):
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        self.identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        self.identifier.set_languages(sorted(set(languages)))
+
+    def detect(self, text: str) -> tuple[str, float]:
+        """(language code, probability)."""
+        language, probability = self.identifier.classify(text)
+        return language, float(probability)
+
+
+def shingles(text: str, size: int = 5) -> set[str]:
+    """Character ``size``-grams of the normalised text (the whole text when shorter).
+
+    >>> sorted(shingles("Sort a dict", 8))
+    ['ort a di', 'rt a dic', 'sort a d', 't a dict']
+    """
+    text = normalized(text)
+    return {text[i : i + size] for i in range(max(1, len(text) - size + 1))}
+
+
+def near_duplicate_of(
+    texts: list[str | None], threshold: float, num_perm: int, seed: int
+) -> list[int | None]:
+    """For each text, the index of an earlier text whose estimated Jaccard similarity of character
+    shingles (MinHash LSH, datasketch) is at least ``threshold``, or None. None entries are skipped.
+
+    >>> texts = ["how to sort a dict by value", None, "how to sort a dict by values", "read a csv file"]
+    >>> near_duplicate_of(texts, 0.7, 128, 1)
+    [None, None, 0, None]
+    """
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    found: list[int | None] = []
+    for i, text in enumerate(texts):
+        if text is None:
+            found.append(None)
+            continue
+        signature = MinHash(num_perm=num_perm, seed=seed)
+        signature.update_batch([s.encode() for s in shingles(text)])
+        matches = lsh.query(signature)
+        found.append(min(int(m) for m in matches) if matches else None)
+        if not matches:
+            lsh.insert(str(i), signature)
+    return found
+
+
+def filter_decisions(rows: list[dict[str, Any]], cfg: dict[str, Any], seed: int) -> list[str | None]:
+    """Per row, the rejection reason or None (kept).
+
+    Each row has: query (the generated text), anchor, parse_error, cosine, threshold, copied,
+    detected_language (or None when not checked or not confident), language (the one asked for) and
+    doc_rank (rank of the source document for its anchor over the corpus; None: not in the top k;
+    absent when the round trip is not checked). Duplicates are judged on the anchor among the rows
+    that passed every other check; the first occurrence is kept.
+
+    >>> base = {"parse_error": None, "cosine": 0.9, "threshold": 0.4, "copied": False,
+    ...         "detected_language": None, "language": "en", "doc_rank": 0}
+    >>> rows = [base | {"query": "sort a dict", "anchor": "sort a dict"},
+    ...         base | {"query": "Sort a dict!", "anchor": "Sort a dict!"},
+    ...         base | {"query": "x", "anchor": "x"},
+    ...         base | {"query": "read a file now", "anchor": "read a file now", "cosine": 0.1},
+    ...         base | {"query": None, "anchor": None, "parse_error": "unparsable: no JSON object"},
+    ...         base | {"query": "lies ein Datei", "anchor": "lies ein Datei", "detected_language": "de"},
+    ...         base | {"query": "open a socket", "anchor": "open a socket", "doc_rank": None}]
+    >>> filter_decisions(rows, {"min_words": 2, "max_words": 10, "near_duplicate_threshold": None}, 0)
+    [None, 'duplicate', 'too_short', 'low_cosine', 'unparsable', 'wrong_language', 'round_trip']
     """
     decisions: list[str | None] = []
-    seen: set[str] = set()
-    for text, anchor, error, score, threshold in zip(texts, anchors, errors, scores, thresholds, strict=True):
-        if error is not None or text is None:
-            decisions.append((error or "empty").split(":")[0])
-            continue
-        reason = format_reason(text, cfg["min_words"], cfg["max_words"])
-        if reason is None and (score is None or score < threshold):
+    for row in rows:
+        reason = None
+        if row["parse_error"] is not None or row["query"] is None:
+            reason = (row["parse_error"] or "empty").split(":")[0]
+        else:
+            reason = format_reason(row["query"], cfg["min_words"], cfg["max_words"])
+        if reason is None and row["copied"]:
+            reason = "copied"
+        if reason is None and row["detected_language"] not in (None, row["language"]):
+            reason = "wrong_language"
+        if reason is None and (row["cosine"] is None or row["cosine"] < row["threshold"]):
             reason = "low_cosine"
-        if reason is None:
-            key = normalized(anchor or "")
-            reason = "duplicate" if key in seen else None
-            seen.add(key)
+        if reason is None and "doc_rank" in row and row["doc_rank"] is None:
+            reason = "round_trip"
         decisions.append(reason)
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        if decisions[i] is None:
+            key = normalized(row["anchor"])
+            decisions[i] = "duplicate" if key in seen else None
+            seen.add(key)
+    if cfg["near_duplicate_threshold"] is not None:
+        candidates = [row["anchor"] if decisions[i] is None else None for i, row in enumerate(rows)]
+        for i, earlier in enumerate(
+            near_duplicate_of(candidates, cfg["near_duplicate_threshold"], 128, seed)
+        ):
+            if earlier is not None:
+                decisions[i] = "near_duplicate"
     return decisions

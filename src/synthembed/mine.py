@@ -1,5 +1,6 @@
-"""Hard negatives: mined from the corpus with a false-negative guard (sentence-transformers' miner),
-other labels for classification pairs, and the generator's own for code documents."""
+"""Hard negatives: mined from the corpus with the false-negative guards of the Qwen3-Embedding report
+and sentence-transformers, other labels for classification pairs, and the generator's own for code
+documents."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
+from synthembed.filtering import normalized
+from synthembed.search import top_k
 
 logger = logging.getLogger(__name__)
 
@@ -32,101 +36,190 @@ def passages(docs: pl.DataFrame) -> list[str]:
     return [passage(title, text) for title, text in docs.select("title", "text").iter_rows()]
 
 
+def canonical_ids(texts: list[str]) -> np.ndarray:
+    """Per text, the index of the first text with the same normalised form, so a reformatted copy of a
+    positive is recognised as that positive.
+
+    >>> canonical_ids(["Sort a dict.", "read a file", "sort a DICT"]).tolist()
+    [0, 1, 0]
+    """
+    first: dict[str, int] = {}
+    return np.array([first.setdefault(normalized(t), i) for i, t in enumerate(texts)], dtype=np.int64)
+
+
+def positive_table(anchors: list[str], positive_ids: np.ndarray) -> np.ndarray:
+    """Per row, every corpus id that is a positive of the row's anchor, padded with -1.
+
+    Rows with the same anchor text are one query with several positives (as sentence-transformers
+    merges them): none of those positives may become a negative of any of them.
+
+    >>> positive_table(["q", "r", "q"], np.array([4, 5, 6])).tolist()
+    [[4, 6], [5, -1], [4, 6]]
+    """
+    by_anchor: dict[str, list[int]] = {}
+    for anchor, pid in zip(anchors, positive_ids.tolist(), strict=True):
+        ids = by_anchor.setdefault(anchor, [])
+        if pid not in ids:
+            ids.append(pid)
+    width = max(len(ids) for ids in by_anchor.values())
+    table = np.full((len(anchors), width), -1, dtype=np.int64)
+    for row, anchor in enumerate(anchors):
+        ids = by_anchor[anchor]
+        table[row, : len(ids)] = ids
+    return table
+
+
+def choose_negatives(
+    scores: np.ndarray,
+    candidates: np.ndarray,
+    positives: np.ndarray,
+    positive_scores: np.ndarray,
+    cfg: dict,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick ``cfg['num_negatives']`` negatives per row from its ranked candidates.
+
+    ``scores``/``candidates`` (rows x k, best first) are the search results of each row's anchor,
+    ``positives`` (rows x p, -1 padded) the ids that are never negatives, ``positive_scores`` s(q, d+).
+    A candidate qualifies when its rank among the non-positive candidates lies in
+    [range_min, range_max), its score is at most ``max_score``, at most s(q, d+) - ``absolute_margin``
+    and at most (1 - ``relative_margin``) * s(q, d+) (each check only when its param is set).
+    ``sampling_strategy`` top takes the best qualifying ones, random a seeded draw among them.
+
+    Returns (negatives, their scores, enough): the chosen ids (rows x n, -1 where a row has too few),
+    their scores (nan there) and whether each row got all n.
+
+    >>> scores = np.array([[0.9, 0.8, 0.7, 0.6]])
+    >>> candidates = np.array([[3, 1, 2, 0]])
+    >>> cfg = {"num_negatives": 2, "range_min": 0, "range_max": 10, "max_score": None,
+    ...        "absolute_margin": None, "relative_margin": 0.1, "sampling_strategy": "top"}
+    >>> ids, chosen_scores, enough = choose_negatives(
+    ...     scores, candidates, np.array([[3]]), np.array([0.85]), cfg, np.random.default_rng(0))
+    >>> ids.tolist(), chosen_scores.tolist(), enough.tolist()
+    ([[2, 0]], [[0.7, 0.6]], [True])
+    """
+    n = cfg["num_negatives"]
+    is_positive = (candidates[:, :, None] == positives[:, None, :]).any(axis=2) | (candidates < 0)
+    rank = np.cumsum(~is_positive, axis=1) - 1
+    valid = ~is_positive & (rank >= cfg["range_min"]) & (rank < cfg["range_max"])
+    if cfg["max_score"] is not None:
+        valid &= scores <= cfg["max_score"]
+    if cfg["absolute_margin"] is not None:
+        valid &= scores <= positive_scores[:, None] - cfg["absolute_margin"]
+    if cfg["relative_margin"] is not None:
+        valid &= scores <= positive_scores[:, None] * (1 - cfg["relative_margin"])
+    if cfg["sampling_strategy"] == "random":
+        order_key = np.where(valid, rng.random(valid.shape), np.inf)
+    else:  # top: candidates are already best first
+        order_key = np.where(valid, np.arange(valid.shape[1])[None, :], np.inf)
+    order = np.argsort(order_key, axis=1, kind="stable")[:, :n]
+    chosen_valid = np.take_along_axis(valid, order, axis=1)
+    chosen = np.where(chosen_valid, np.take_along_axis(candidates, order, axis=1), -1)
+    chosen_scores = np.where(chosen_valid, np.take_along_axis(scores, order, axis=1), np.nan)
+    if chosen.shape[1] < n:  # fewer candidates than negatives asked for
+        chosen = np.pad(chosen, ((0, 0), (0, n - chosen.shape[1])), constant_values=-1)
+        chosen_scores = np.pad(
+            chosen_scores, ((0, 0), (0, n - chosen_scores.shape[1])), constant_values=np.nan
+        )
+    return chosen, chosen_scores, (chosen >= 0).all(axis=1)
+
+
 def mine_negatives(
-    pairs: pl.DataFrame, corpus: list[str], model, cfg: dict[str, Any], query_prompt: str, batch_size: int
-) -> tuple[pl.DataFrame, int]:
+    pairs: pl.DataFrame,
+    corpus: list[str],
+    model,
+    cfg: dict[str, Any],
+    query_prompt: str,
+    batch_size: int,
+    search: str,
+    seed: int,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Add ``cfg['num_negatives']`` hard negatives from ``corpus`` to each (anchor, positive) pair.
 
-    ``pairs`` has columns anchor and positive; its other columns are kept. Candidates ranked between
-    range_min and range_max are kept unless they score above the guard (relative: (1 - margin) *
-    s(q, d+); absolute: s(q, d+) - margin). The miner silently drops pairs left without enough
-    negatives: the second return value counts them.
+    ``pairs`` has columns anchor and positive; its other columns are kept. The positives join the
+    corpus, which is deduplicated by text; every anchor is encoded once (rows with the same anchor are
+    one query with several positives, none of which becomes a negative of the others) and searched
+    with ``search`` (exact in bounded-memory chunks, or faiss). Candidates are chosen by
+    ``choose_negatives``; a candidate whose normalised text equals a positive's is that positive.
+    Adds ``negatives``, ``negative_scores``, ``positive_score`` and ``positive_rank``; pairs left
+    without enough negatives are dropped and counted in the returned statistics.
     """
-    from datasets import Dataset
-    from sentence_transformers.util import mine_hard_negatives
-
     n = cfg["num_negatives"]
     if pairs.is_empty():
-        return pairs.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("negatives")), 0
-    dataset = Dataset.from_dict(
-        {"anchor": pairs["anchor"].to_list(), "positive": pairs["positive"].to_list()}
+        empty = pairs.with_columns(
+            pl.lit(None, dtype=pl.List(pl.String)).alias("negatives"),
+            pl.lit(None, dtype=pl.List(pl.Float64)).alias("negative_scores"),
+            pl.lit(None, dtype=pl.Float64).alias("positive_score"),
+            pl.lit(None, dtype=pl.Int64).alias("positive_rank"),
+        )
+        return empty, {"pairs": 0, "kept": 0, "no_valid_negative": 0, "merged_anchors": 0}
+    anchors, positive_texts = pairs["anchor"].to_list(), pairs["positive"].to_list()
+    texts = list(dict.fromkeys(corpus + positive_texts))
+    text_id = {t: i for i, t in enumerate(texts)}
+    canonical = canonical_ids(texts)
+    unique_anchors = list(dict.fromkeys(anchors))
+    anchor_row = {a: i for i, a in enumerate(unique_anchors)}
+    encode = {"batch_size": batch_size, "normalize_embeddings": True, "show_progress_bar": True}
+    corpus_vectors = model.encode_document(texts, **encode).astype(np.float32)
+    anchor_vectors = model.encode_query([query_prompt + a for a in unique_anchors], **encode).astype(
+        np.float32
     )
-    mined = mine_hard_negatives(
-        dataset,
-        model,
-        anchor_column_name="anchor",
-        positive_column_name="positive",
-        corpus=corpus,
-        range_min=cfg["range_min"],
-        range_max=cfg["range_max"],
-        relative_margin=cfg["relative_margin"],
-        absolute_margin=cfg["absolute_margin"],
-        num_negatives=n,
-        sampling_strategy=cfg["sampling_strategy"],
-        query_prompt=query_prompt or None,
-        output_format="n-tuple",
-        batch_size=batch_size,
-        verbose=True,
+    positive_ids = canonical[[text_id[p] for p in positive_texts]]
+    positives = positive_table(anchors, positive_ids)
+    # Room for the window, the anchor's positives and (a few) normalised copies of them.
+    k = cfg["range_max"] + positives.shape[1] + min(32, len(texts) - len(set(canonical.tolist())))
+    scores, candidates = top_k(anchor_vectors, corpus_vectors, k, search)
+    rows = np.array([anchor_row[a] for a in anchors])
+    positive_scores = np.einsum("ij,ij->i", anchor_vectors[rows], corpus_vectors[positive_ids])
+    row_candidates = canonical[candidates[rows]]
+    chosen, negative_scores, enough = choose_negatives(
+        scores[rows], row_candidates, positives, positive_scores, cfg, np.random.default_rng(seed)
     )
-    negative_columns = [f"negative_{i}" for i in range(1, n + 1)]
-    schema = dict.fromkeys(["anchor", "positive", *negative_columns], pl.String)
-    frame = pl.DataFrame(mined.to_dict(), schema=schema).select(
-        pl.col("anchor"), pl.col("positive"), pl.concat_list(negative_columns).alias("negatives")
-    )
-    keyed = pairs.unique(subset=["anchor", "positive"], keep="first", maintain_order=True)
-    result = frame.join(keyed, on=["anchor", "positive"], how="left", maintain_order="left")
-    dropped = pairs.height - result.height
-    logger.info(
-        "mined %d pairs with %d negatives each; %d pairs left without enough negatives",
-        result.height,
-        n,
-        dropped,
-    )
-    return result.select(*pairs.columns, "negatives"), dropped
+    found = row_candidates == positive_ids[:, None]
+    positive_rank = np.where(found.any(axis=1), found.argmax(axis=1), -1)
+    result = pairs.with_columns(
+        pl.Series("negatives", [[texts[j] for j in row] for row in chosen], dtype=pl.List(pl.String)),
+        pl.Series("negative_scores", negative_scores.tolist(), dtype=pl.List(pl.Float64)),
+        pl.Series("positive_score", positive_scores.astype(np.float64), dtype=pl.Float64),
+        # Rank of the row's own positive among its anchor's candidates; null when below them all.
+        pl.Series("positive_rank", positive_rank, dtype=pl.Int64).replace(-1, None),
+    ).filter(pl.Series(enough))
+    stats = {
+        "pairs": pairs.height,
+        "kept": result.height,
+        "no_valid_negative": int((~enough).sum()),
+        "merged_anchors": len(anchors) - len(unique_anchors),
+    }
+    logger.info("mined %d negatives for %d of %d pairs", n, result.height, pairs.height)
+    return result, stats
 
 
-def label_negatives(
-    pairs: pl.DataFrame, model, num_negatives: int, batch_size: int
-) -> tuple[pl.DataFrame, int]:
-    """Hard negatives of classification pairs: the label texts of other labels that score highest
-    against the document. Pairs with fewer than ``num_negatives`` other labels are dropped and counted.
+def one_text_per_label(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Classification pairs with every label's positive set to the first text written for it, so two
+    descriptions of one label are one positive and never each other's negative.
 
-    ``pairs`` has columns anchor (the document), positive (its "label: description") and label.
+    >>> pairs = pl.DataFrame({"label": ["json", "csv", "json"], "positive": ["json: a", "csv: b", "json: c"]})
+    >>> one_text_per_label(pairs)["positive"].to_list()
+    ['json: a', 'csv: b', 'json: a']
     """
-    if pairs.is_empty():
-        return pairs.with_columns(pl.lit(None, dtype=pl.List(pl.String)).alias("negatives")), 0
-    options = pairs.select("label", "positive").unique(subset="label", keep="first", maintain_order=True)
-    label_names, label_texts = options["label"].to_list(), options["positive"].to_list()
-    anchors = model.encode_document(
-        pairs["anchor"].to_list(), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
-    )
-    labels = model.encode_document(
-        label_texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
-    )
-    ranked = np.argsort(-(anchors @ labels.T), axis=1, kind="stable")
-    negatives = [
-        [label_texts[j] for j in order if label_names[j] != own][:num_negatives]
-        for order, own in zip(ranked, pairs["label"], strict=True)
-    ]
-    result = pairs.with_columns(pl.Series("negatives", negatives, dtype=pl.List(pl.String)))
-    enough = result.filter(pl.col("negatives").list.len() == num_negatives)
-    return enough, result.height - enough.height
+    return pairs.with_columns(pl.col("positive").first().over("label", order_by=pl.int_range(pl.len())))
 
 
 def with_llm_negatives(pairs: pl.DataFrame) -> pl.DataFrame:
     """Put a pair's generator-written negative (code documents) first among its negatives, in place
-    of the last mined one, so every pair keeps the same count.
+    of the last mined one, so every pair keeps the same count; its score is unknown (NaN).
 
-    >>> pairs = pl.DataFrame({"negatives": [["m1", "m2"], ["m3", "m4"]], "llm_negative": ["g1", None]})
-    >>> with_llm_negatives(pairs)["negatives"].to_list()
-    [['g1', 'm1'], ['m3', 'm4']]
+    >>> pairs = pl.DataFrame({"negatives": [["m1", "m2"], ["m3", "m4"]], "negative_scores": [[0.5, 0.4]] * 2,
+    ...                       "llm_negative": ["g1", None]})
+    >>> with_llm_negatives(pairs).select("negatives", "negative_scores").rows()
+    [(['g1', 'm1'], [nan, 0.5]), (['m3', 'm4'], [0.5, 0.4])]
     """
-    written = pl.concat_list(
-        pl.col("llm_negative"), pl.col("negatives").list.head(pl.col("negatives").list.len() - 1)
-    )
+    written = pl.col("llm_negative").is_not_null()
+
+    def shifted(column: str, first: pl.Expr) -> pl.Expr:
+        head = pl.col(column).list.head(pl.col(column).list.len() - 1)
+        return pl.when(written).then(pl.concat_list(first, head)).otherwise(pl.col(column)).alias(column)
+
     return pairs.with_columns(
-        pl.when(pl.col("llm_negative").is_not_null())
-        .then(written)
-        .otherwise(pl.col("negatives"))
-        .alias("negatives")
+        shifted("negatives", pl.col("llm_negative")), shifted("negative_scores", pl.lit(float("nan")))
     )
