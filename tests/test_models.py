@@ -24,9 +24,14 @@ TRAIN = {
 }
 PAIRS = pl.DataFrame(
     {
-        "query": [f"how do I use function number {i}" for i in range(8)],
-        "positive": [f"def function_{i}(x): return x * {i}" for i in range(8)],
-        "negatives": [[f"def other_{i}(y): return y + {i}"] for i in range(8)],
+        "task_type": ["retrieval"] * 8 + ["classification"] * 4,
+        "anchor": [f"how do I use function number {i}" for i in range(8)]
+        + [f"def helper_{i}(x): return x - {i}" for i in range(4)],
+        "positive": [f"def function_{i}(x): return x * {i}" for i in range(8)]
+        + ["arithmetic: functions that compute with numbers"] * 2
+        + ["subtraction: functions that take away", "helpers: small utility functions"],
+        "negatives": [[f"def other_{i}(y): return y + {i}"] for i in range(8)]
+        + [["strings: text handling"]] * 4,
     }
 )
 PROBE = ["how to multiply a number", "def triple(x): return 3 * x"]
@@ -44,6 +49,7 @@ def test_training_saves_a_loadable_model_that_changed(tmp_path, method, minilm):
         out_dir=tmp_path / "model",
         work_dir=tmp_path / "work",
     )
+    # Two task types, one dataset each; batches never mix them.
     assert [h["step"] for h in history] == [1, 2]
     assert all(np.isfinite(h["loss"]) for h in history)
     assert (tmp_path / "model" / "adapter" / "adapter_model.safetensors").exists() == (method == "lora")
@@ -68,7 +74,7 @@ def test_evaluation_scores_exact_matches_perfectly_and_computes_deltas(minilm):
     }
     queries = {"q0": "the cat sat on the mat", "q1": "stock prices fell sharply today"}
     sets = {"exact": (queries, {"q0": {"d0"}, "q1": {"d1"}})}
-    scores = evaluate_model(minilm, corpus, sets, query_prompt="", batch_size=8)
+    scores = evaluate_model(minilm, corpus, sets, query_prompts={}, batch_size=8)
     assert scores["exact"]["ndcg@10"] == pytest.approx(1.0)
     assert scores["exact"]["recall@100"] == pytest.approx(1.0)
     worse = {"exact": {k: v - 0.25 for k, v in scores["exact"].items()}}
@@ -81,6 +87,7 @@ def test_embedded_generator_writes_deterministic_completions(llm_cache_dir):
 
     cfg = {
         "model": "embedded:smollm2-135m-instruct",
+        "batch_size": 2,
         "max_new_tokens": 8,
         "temperature": 0.0,
         "top_p": 1.0,
@@ -94,5 +101,6 @@ def test_embedded_generator_writes_deterministic_completions(llm_cache_dir):
         [{"role": "user", "content": "Write a search query about Python sorting."}],
     ]
     first = generator.generate(batch, seed=0)
-    assert len(first) == 2 and all(isinstance(t, str) and t for t in first)
+    assert len(first) == 2 and all(isinstance(c.text, str) and c.text for c in first)
+    assert all(c.tokens_in > 5 and 0 < c.tokens_out <= 8 for c in first)
     assert generator.generate(batch, seed=0) == first
