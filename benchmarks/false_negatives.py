@@ -80,7 +80,9 @@ report = {
     "queries_with_other_relevant_docs": sum(len(relevant[q]) > 1 for q in pairs["query_id"]),
 }
 for name, guard in GUARDS.items():
-    mined, stats = mine_negatives(pairs, list(texts.values()), model, base | guard, "", 64, "exact", 0)
+    mined, stats = mine_negatives(
+        pairs, list(texts.values()), model, base | guard, "", 64, {"method": "exact"}, 0
+    )
     false = sum(
         doc_of_text[n] in relevant[q]
         for q, negatives in zip(mined["query_id"], mined["negatives"], strict=True)

@@ -14,7 +14,7 @@ rule filtered:
         "../envs/synthembed.yaml"
     threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
-        **groups("seed", "embedder", "filter"),
+        **groups("seed", "embedder", "search", "filter"),
     shell:
         "python scripts/filter.py --params params.yaml --queries {input.queries} --docs {input.docs}"
         " --out {output.filtered} --out-rejected {output.rejected} --out-scores {output.scores}"
@@ -53,7 +53,7 @@ rule negatives:
         "../envs/synthembed.yaml"
     threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
-        **groups("seed", "embedder", "negatives"),
+        **groups("seed", "embedder", "search", "negatives"),
     shell:
         "python scripts/negatives.py --params params.yaml --balanced {input.balanced} --docs {input.docs}"
         " --out {output.negatives} --out-margins-plot {output.margins} --out-rank-plot {output.ranks}"

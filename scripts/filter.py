@@ -74,7 +74,7 @@ if scorable:
             doc_vectors,
             doc_index[[scorable[j] for j in searched]],
             cfg["round_trip_top_k"],
-            params["runtime"]["search"],
+            params["search"],
         )
         for j, rank in zip(searched, ranks, strict=True):
             doc_ranks[scorable[j]] = rank

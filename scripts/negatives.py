@@ -36,22 +36,20 @@ for (task_type,), group in train.group_by("task_type", maintain_order=True):
             cfg,
             "",
             emb["batch_size"],
-            params["runtime"]["search"],
+            params["search"],
             params["seed"],
         )
     else:
         # Only retrieval anchors are queries; paraphrases and translations are encoded as documents are.
         prompt = emb["query_prompt"] if task_type == "retrieval" else ""
         mined, stats[task_type] = mine_negatives(
-            group, corpus, model, cfg, prompt, emb["batch_size"], params["runtime"]["search"], params["seed"]
+            group, corpus, model, cfg, prompt, emb["batch_size"], params["search"], params["seed"]
         )
     parts.append(with_llm_negatives(mined))
 result = (
     pl.concat(parts).sort("task_type", "doc_id", "anchor")
     if parts
-    else mine_negatives(
-        train, [], model, cfg, "", emb["batch_size"], params["runtime"]["search"], params["seed"]
-    )[0]
+    else mine_negatives(train, [], model, cfg, "", emb["batch_size"], params["search"], params["seed"])[0]
 )
 write_parquet(result, args.out)
 margins = (

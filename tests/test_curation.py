@@ -130,18 +130,21 @@ def random_unit(n: int, dim: int, seed: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def test_chunked_exact_search_and_faiss_agree_with_brute_force():
+def test_chunked_exact_search_matches_brute_force_and_faiss_comes_close():
     corpus, queries = random_unit(1000, 16, 0), random_unit(37, 16, 1)
     truth = np.argsort(-(queries @ corpus.T), axis=1, kind="stable")[:, :10]
     scores, indices = exact_top_k(queries, corpus, 10, query_chunk=8, corpus_chunk=128)
     assert (indices == truth).all()
     assert np.allclose(scores, np.take_along_axis(queries @ corpus.T, truth, axis=1), atol=1e-5)
-    assert (faiss_top_k(queries, corpus, 10)[1] == truth).all()
+    approximate = faiss_top_k(queries, corpus, 10)[1]
+    recall = np.mean([len(set(a) & set(t)) / 10 for a, t in zip(approximate, truth, strict=True)])
+    assert recall >= 0.95
     targets = truth[:, 4].copy()
     targets[0] = np.argsort(queries[0] @ corpus.T)[0]  # its worst match: not in the top 10
     assert rank_of(queries, corpus, targets, 10) == [None] + [4] * 36
 
 
+FAISS = {"method": "faiss", "ivf_list_size": 1000, "ivf_probe": 16}
 MINING = {
     "num_negatives": 2,
     "range_min": 0,
@@ -170,7 +173,7 @@ def test_mined_negatives_are_never_a_positive_or_a_copy_of_one_and_drops_are_cou
             "positive": [CORPUS[0], CORPUS[4], CORPUS[5]],
         }
     )
-    mined, stats = mine_negatives(pairs, CORPUS, minilm, MINING, "", 8, "exact", 0)
+    mined, stats = mine_negatives(pairs, CORPUS, minilm, MINING, "", 8, {"method": "exact"}, 0)
     assert (stats["pairs"], stats["merged_anchors"], stats["kept"]) == (3, 1, mined.height)
     assert stats["kept"] + stats["no_valid_negative"] == 3 and mined.height >= 2
     for row in mined.iter_rows(named=True):
@@ -179,10 +182,10 @@ def test_mined_negatives_are_never_a_positive_or_a_copy_of_one_and_drops_are_cou
         forbidden = {row["positive"]} | ({CORPUS[4], CORPUS[5], CORPUS[6]} if row["doc_id"] != "r" else set())
         assert not forbidden & set(row["negatives"])
         assert all(s <= 0.95 * row["positive_score"] + 1e-6 for s in row["negative_scores"])
-    assert mined.equals(mine_negatives(pairs, CORPUS, minilm, MINING, "", 8, "faiss", 0)[0])
+    assert mined.equals(mine_negatives(pairs, CORPUS, minilm, MINING, "", 8, FAISS, 0)[0])
     # Cosines lie in [-1, 1]: a guard of s(q, d+) - 2 rejects every candidate.
     impossible = MINING | {"relative_margin": None, "absolute_margin": 2.0}
-    mined, stats = mine_negatives(pairs, CORPUS, minilm, impossible, "", 8, "exact", 0)
+    mined, stats = mine_negatives(pairs, CORPUS, minilm, impossible, "", 8, {"method": "exact"}, 0)
     assert (mined.height, stats["no_valid_negative"]) == (0, 3)
 
 
@@ -205,13 +208,15 @@ def test_classification_negatives_are_the_closest_other_labels(minilm):
         }
     )
     cfg = MINING | {"relative_margin": None}
-    mined, stats = mine_negatives(one_text_per_label(pairs), [], minilm, cfg, "", 8, "exact", 0)
+    mined, stats = mine_negatives(one_text_per_label(pairs), [], minilm, cfg, "", 8, {"method": "exact"}, 0)
     assert stats["no_valid_negative"] == 0 and mined.height == 4
     for row in mined.iter_rows(named=True):
         assert row["positive"] not in row["negatives"] and len(set(row["negatives"])) == 2
     # The statistics label has one text, so the variance document never gets it as a negative.
     assert mined["positive"][3] == "statistics: averages and spread"
-    mined, stats = mine_negatives(one_text_per_label(pairs[:2]), [], minilm, cfg, "", 8, "exact", 0)
+    mined, stats = mine_negatives(
+        one_text_per_label(pairs[:2]), [], minilm, cfg, "", 8, {"method": "exact"}, 0
+    )
     assert (mined.height, stats["no_valid_negative"]) == (0, 2)
 
 

@@ -131,7 +131,7 @@ def mine_negatives(
     cfg: dict[str, Any],
     query_prompt: str,
     batch_size: int,
-    search: str,
+    search: dict[str, Any],
     seed: int,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Add ``cfg['num_negatives']`` hard negatives from ``corpus`` to each (anchor, positive) pair.
@@ -139,8 +139,9 @@ def mine_negatives(
     ``pairs`` has columns anchor and positive; its other columns are kept. The positives join the
     corpus, which is deduplicated by text; every anchor is encoded once (rows with the same anchor are
     one query with several positives, none of which becomes a negative of the others) and searched
-    with ``search`` (exact in bounded-memory chunks, or faiss). Candidates are chosen by
-    ``choose_negatives``; a candidate whose normalised text equals a positive's is that positive.
+    as the ``search`` params group says (exact in bounded-memory chunks, or a faiss inverted-file
+    index). Candidates are chosen by ``choose_negatives``; a candidate whose normalised text equals a
+    positive's is that positive.
     Adds ``negatives``, ``negative_scores``, ``positive_score`` and ``positive_rank``; pairs left
     without enough negatives are dropped and counted in the returned statistics.
     """
@@ -171,7 +172,7 @@ def mine_negatives(
     scores, candidates = top_k(anchor_vectors, corpus_vectors, k, search)
     rows = np.array([anchor_row[a] for a in anchors])
     positive_scores = np.einsum("ij,ij->i", anchor_vectors[rows], corpus_vectors[positive_ids])
-    row_candidates = canonical[candidates[rows]]
+    row_candidates = np.where(candidates[rows] >= 0, canonical[candidates[rows]], -1)
     chosen, negative_scores, enough = choose_negatives(
         scores[rows], row_candidates, positives, positive_scores, cfg, np.random.default_rng(seed)
     )

@@ -1,5 +1,6 @@
-"""Top-k search by inner product over normalised embeddings: exact in chunks with bounded memory,
-or through a faiss index for large corpora."""
+"""Top-k search by inner product over normalised embeddings: exact in chunks with bounded memory, or
+approximate through a faiss inverted-file index for large corpora (exact search of n queries over n
+documents costs n^2; the index grows about linearly)."""
 
 from __future__ import annotations
 
@@ -53,29 +54,46 @@ def exact_top_k(
     return all_scores, all_indices
 
 
-def faiss_top_k(queries: np.ndarray, corpus: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The same search through a faiss flat inner-product index (exact; multi-threaded BLAS)."""
+def faiss_top_k(
+    queries: np.ndarray, corpus: np.ndarray, k: int, list_size: int = 1000, probe: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-k through a faiss inverted-file index (IVF, inner product); -1 marks a
+    missing neighbour.
+
+    The corpus is clustered into ``len(corpus) // list_size`` lists and each query scans the
+    ``probe`` closest lists, so a query costs about ``probe * list_size`` comparisons whatever the
+    corpus size: n queries over n documents grow linearly, not as n^2.
+    """
     import faiss
 
-    index = faiss.IndexFlatIP(corpus.shape[1])
-    index.add(np.ascontiguousarray(corpus, dtype=np.float32))
+    lists = max(1, len(corpus) // list_size)
+    corpus = np.ascontiguousarray(corpus, dtype=np.float32)
+    index = faiss.IndexIVFFlat(
+        faiss.IndexFlatIP(corpus.shape[1]), corpus.shape[1], lists, faiss.METRIC_INNER_PRODUCT
+    )
+    index.train(corpus)
+    index.add(corpus)
+    index.nprobe = min(probe, lists)
     scores, indices = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(corpus)))
     return scores, indices.astype(np.int64)
 
 
+EXACT = {"method": "exact"}
+
+
 def top_k(
-    queries: np.ndarray, corpus: np.ndarray, k: int, method: str = "exact"
+    queries: np.ndarray, corpus: np.ndarray, k: int, cfg: dict = EXACT
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dispatch on ``method``: ``exact`` (chunked torch) or ``faiss``."""
-    if method == "exact":
+    """Search as the ``search`` params group says: ``exact`` (chunked torch) or ``faiss`` (IVF)."""
+    if cfg["method"] == "exact":
         return exact_top_k(queries, corpus, k)
-    if method == "faiss":
-        return faiss_top_k(queries, corpus, k)
-    raise ValueError(f"unknown search method {method!r}")
+    if cfg["method"] == "faiss":
+        return faiss_top_k(queries, corpus, k, cfg["ivf_list_size"], cfg["ivf_probe"])
+    raise ValueError(f"unknown search method {cfg['method']!r}")
 
 
 def rank_of(
-    queries: np.ndarray, corpus: np.ndarray, targets: np.ndarray, k: int, method: str = "exact"
+    queries: np.ndarray, corpus: np.ndarray, targets: np.ndarray, k: int, cfg: dict = EXACT
 ) -> list[int | None]:
     """Per query, the 0-based rank of its target corpus row among the ``k`` best, or None when it is
     not among them.
@@ -84,6 +102,6 @@ def rank_of(
     >>> rank_of(np.array([[0.1, 0.9, 0.3], [0.1, 0.9, 0.3]], dtype=np.float32), corpus, np.array([2, 0]), 2)
     [1, None]
     """
-    _, indices = top_k(queries, corpus, k, method)
+    _, indices = top_k(queries, corpus, k, cfg)
     hits = indices == targets[:, None]
     return [int(row.argmax()) if row.any() else None for row in hits]
