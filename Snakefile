@@ -2,7 +2,7 @@
 # The same command lines are the stages of dvc.yaml; tests/test_engines.py fails when the two drift apart.
 from snakemake.utils import min_version, validate
 
-from synthembed.params import SCHEMA_PATH, source_fingerprint
+from synthembed.params import SCHEMA_PATH, eval_sets_fingerprint, source_fingerprint
 
 min_version("9.0")
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import polars as pl
 import torch
 
+from synthembed.corpus import passages
 from synthembed.generation import shown_text
 from synthembed.llm import CachedLLM, LLMCache, TransformersGenerator
-from synthembed.mine import passages
 from synthembed.params import load_params
 from synthembed.prompts import load_task_prompts, row_fields, task_messages, template_name
 

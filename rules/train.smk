@@ -10,9 +10,11 @@ RUN_STATS = [
 rule model:
     input:
         negatives="results/negatives.parquet",
+        balanced="results/balanced.parquet",
     output:
         model=directory("results/model"),
         curve=report("results/plots/training_loss.csv", category="Training"),
+        eval_curve=report("results/plots/eval_loss.csv", category="Training"),
         stats="results/stats/model.json",
     log:
         "logs/model.log",
@@ -22,8 +24,9 @@ rule model:
     params:
         **groups("seed", "embedder", "train"),
     shell:
-        "python scripts/train.py --params params.yaml --negatives {input.negatives} --out {output.model}"
-        " --out-curve {output.curve} --out-stats {output.stats} --log {log}"
+        "python scripts/train.py --params params.yaml --negatives {input.negatives} --balanced {input.balanced}"
+        " --out {output.model} --out-curve {output.curve} --out-eval-curve {output.eval_curve}"
+        " --out-stats {output.stats} --log {log}"
 
 
 rule metrics:
@@ -43,6 +46,8 @@ rule metrics:
     threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
         **groups("embedder", "evaluate"),
+        # The eval sets lie outside the DAG: their fingerprint makes an edited set rerun the stage.
+        eval_sets=eval_sets_fingerprint(config["evaluate"]),
     shell:
         "python scripts/evaluate.py --params params.yaml --model {input.model} --docs {input.docs}"
         " --eval {input.eval} --balanced {input.balanced} --stats {input.stats} --out {output.metrics}"

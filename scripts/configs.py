@@ -14,8 +14,8 @@ from synthembed.configs import (
     sampled_configs,
     top_k_indices,
 )
+from synthembed.corpus import passages
 from synthembed.io import write_json, write_parquet
-from synthembed.mine import passages
 from synthembed.models import load_embedder
 
 parser = stage_parser(__doc__)

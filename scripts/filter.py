@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
+from synthembed.corpus import passages
 from synthembed.filtering import (
     LanguageChecker,
     anchor_and_positive,
@@ -17,7 +18,6 @@ from synthembed.filtering import (
     format_reason,
 )
 from synthembed.io import atomic_path, write_json, write_parquet
-from synthembed.mine import passages
 from synthembed.models import load_embedder
 from synthembed.plots import histogram_png
 from synthembed.search import rank_of

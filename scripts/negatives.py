@@ -4,8 +4,9 @@ guards (classification pairs: among the labels), plus the generator's own for co
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
+from synthembed.corpus import passages
 from synthembed.io import write_json, write_parquet
-from synthembed.mine import mine_negatives, one_text_per_label, passages, with_llm_negatives
+from synthembed.mine import mine_negatives, one_text_per_label, with_llm_negatives
 from synthembed.models import load_embedder
 from synthembed.plots import histogram_png
 

@@ -6,10 +6,10 @@ from collections import Counter
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
+from synthembed.corpus import passages
 from synthembed.generation import generate_queries
 from synthembed.io import write_json, write_parquet
 from synthembed.llm import open_llm
-from synthembed.mine import passages
 from synthembed.prompts import load_task_prompts
 
 parser = stage_parser(__doc__)

@@ -9,6 +9,7 @@ from synthembed.corpus import (
     clean_documents,
     corpus_stats,
     first_sentence,
+    read_beir_set,
     read_corpus,
     read_stdlib,
     sample_documents,
@@ -161,25 +162,41 @@ def test_csv_parquet_and_text_folder_sources(tmp_path):
     ]
 
 
-def test_beir_folder_gives_eval_judgments(tmp_path):
+def write_beir(folder: Path, qrels: str) -> Path:
+    (folder / "qrels").mkdir(parents=True)
     write_jsonl(
-        tmp_path / "corpus.jsonl",
-        [json.dumps({"_id": f"d{i}", "title": "", "text": f"doc {i}"}) for i in range(3)],
+        folder / "corpus.jsonl",
+        [json.dumps({"_id": f"d{i}", "title": "T" if i == 2 else "", "text": f"doc {i}"}) for i in range(3)],
     )
-    write_jsonl(tmp_path / "queries.jsonl", ['{"_id": "q1", "text": "which doc"}'])
-    (tmp_path / "qrels").mkdir()
-    (tmp_path / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq1\td0\t0\n")
-    corpus = read_corpus("beir", str(tmp_path))
-    assert len(corpus.docs) == 3
-    assert corpus.judgments == [
-        {
-            "eval_set": f"{tmp_path.name}-dev",
-            "query_id": "q1",
-            "query": "which doc",
-            "doc_id": "d2",
-            "score": 1,
-        }
-    ]
+    write_jsonl(
+        folder / "queries.jsonl", ['{"_id": "q1", "text": "which doc"}', '{"_id": "q2", "text": "x"}']
+    )
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    return folder
+
+
+def test_beir_folder_is_a_corpus_and_an_eval_set_over_the_whole_corpus(tmp_path):
+    folder = write_beir(tmp_path / "toy", "q1\td2\t1\nq1\td0\t0\n")
+    corpus = read_corpus("beir", str(folder))
+    assert len(corpus.docs) == 3 and corpus.judgments == []  # queries only ever serve evaluation
+    eval_set = read_beir_set(folder, "dev")
+    assert eval_set.name == "toy"
+    assert eval_set.corpus == {"d0": "doc 0", "d1": "doc 1", "d2": "T\ndoc 2"}
+    # q2 has no positive judgment and q1's zero-score pair is not relevant.
+    assert eval_set.queries == {"q1": "which doc"} and eval_set.relevant == {"q1": {"d2"}}
+    assert read_beir_set(folder, "dev", name="mine").name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("qrels", "message"),
+    [("q9\td2\t1\n", "dev.tsv:2: bad judgment"), ("q1\td2\t1\nq1\td7\t1\n", "dev.tsv:3: bad judgment")],
+)
+def test_beir_judgment_of_an_unknown_query_or_document_names_the_line(tmp_path, qrels, message):
+    folder = write_beir(tmp_path / "toy", qrels)
+    with pytest.raises(CorpusError, match=message):
+        read_beir_set(folder, "dev")
+    with pytest.raises(CorpusError, match=r"test\.tsv: no such qrels split"):
+        read_beir_set(folder, "test")
 
 
 def test_sampling_is_seeded_and_keeps_judgments_of_sampled_docs(fake_stdlib):
@@ -194,6 +211,6 @@ def test_real_beir_dev_sets_load():
     scifact = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact-dev"
     if not scifact.exists():
         pytest.skip("shared development data not present")
-    corpus = read_corpus("beir", str(scifact))
-    assert len(corpus.docs) == 5183
-    assert len({j["query_id"] for j in corpus.judgments}) == 809
+    eval_set = read_beir_set(scifact, "dev")
+    assert len(eval_set.corpus) == 5183
+    assert len(eval_set.queries) == 809 and sum(len(r) for r in eval_set.relevant.values()) == 919

@@ -16,8 +16,8 @@ from conftest import ROOT, TINY, make_project, run, update_params
 STAGES = ["docs", "configs", "queries", "filtered", "balanced", "negatives", "model", "metrics"]
 DOWNSTREAM_OF_FILTER = ["filtered", "balanced", "negatives", "model", "metrics"]
 CODE_PREFIXES = ("scripts/", "src/")
-# The corpus lives outside the DAG: Snakemake sees it through a fingerprint param, DVC has no such param.
-SNAKEMAKE_ONLY_PARAMS = {"docs": {"source"}}
+# Fingerprints of data outside the DAG: Snakemake-only (DVC reruns those stages with `dvc repro -f`).
+SNAKEMAKE_ONLY_PARAMS = {"docs": {"source"}, "metrics": {"eval_sets"}}
 
 
 def snakemake_stages(project: Path) -> dict[str, dict]:
@@ -126,9 +126,31 @@ def cached_calls(cache_dir: Path) -> int:
     return sqlite3.connect(cache_dir / "llm.sqlite").execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
 
+def write_beir(folder: Path) -> Path:
+    """A small BEIR folder: 12 documents, 3 judged queries (and one unjudged, which is not evaluated)."""
+    (folder / "qrels").mkdir(parents=True)
+    topics = ["sorting lists", "reading files", "parsing json", "network sockets", "dates and times", "regex"]
+    docs = [
+        {"_id": f"d{i}", "title": topics[i % 6], "text": f"notes {i} about {topics[i % 6]}"}
+        for i in range(12)
+    ]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    queries = [{"_id": f"q{i}", "text": f"how to handle {topics[i]}"} for i in range(4)]
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq0\td0\t1\nq1\td1\t1\nq2\td8\t2\n"
+    )
+    return folder
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, llm_cache_dir) -> Path:
-    path = make_project(tmp_path_factory.mktemp("project"), TINY, llm_cache_dir)
+    beir = write_beir(tmp_path_factory.mktemp("beir") / "toy")
+    changes = TINY | {
+        "train": TINY["train"] | {"checkpoints": 2, "merge": {"method": "slerp", "checkpoints": 2}},
+        "evaluate": {"sets": [{"path": str(beir), "split": "test", "query_prompt": "query: "}]},
+    }
+    path = make_project(tmp_path_factory.mktemp("project"), changes, llm_cache_dir)
     run(["snakemake", "--cores", "2"], path)
     return path
 
@@ -180,14 +202,22 @@ def test_full_snakemake_run_writes_every_artifact(project):
         assert (results / "plots" / plot).read_bytes().startswith(b"\x89PNG")
     assert (results / "model" / "model.safetensors").exists()
     assert (results / "model" / "adapter" / "adapter_config.json").exists()
+    assert (results / "model" / "merged" / "model.safetensors").exists()
+    losses = pl.read_csv(results / "plots" / "training_loss.csv")
+    assert losses["step"].to_list() == [1, 2]
+    dev_losses = pl.read_csv(results / "plots" / "eval_loss.csv")
+    assert set(dev_losses["step"]) == {1, 2} and dev_losses["eval_loss"].is_finite().all()
     metrics = json.loads((results / "metrics.json").read_text())
     dev_sets = {f"synthetic_dev_{t}" for t in balanced.filter(pl.col("split") == "dev")["task_type"]}
-    assert set(metrics["eval"]) == {"stdlib"} | dev_sets
+    assert set(metrics["eval"]) == {"stdlib", "toy"} | dev_sets
     for eval_set in metrics["eval"]:
-        for model in ("base", "tuned"):
+        assert set(metrics["eval"][eval_set]) == {"base", "tuned", "merged", "delta_tuned", "delta_merged"}
+        for model in ("base", "tuned", "merged"):
             values = metrics["eval"][eval_set][model]
             assert set(values) == {"ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"}
             assert all(math.isfinite(v) and 0 <= v <= 1 for v in values.values())
+    # The BEIR set is searched over its own 12 documents: its recall@100 is therefore exactly 1.
+    assert metrics["eval"]["toy"]["base"]["recall@100"] == 1.0
     counts = metrics["counts"]
     assert counts["filtered"]["read"] == counts["filtered"]["kept"] + sum(
         counts["filtered"]["rejected"].values()

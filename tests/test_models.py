@@ -1,12 +1,8 @@
-"""The real models: the embedded generator, training (LoRA and full) and evaluation."""
+"""The real models: the embedded generator and evaluation (training: test_train.py)."""
 
-import numpy as np
-import polars as pl
 import pytest
-from sentence_transformers import SentenceTransformer
 
 from synthembed.evaluate import compare, evaluate_model
-from synthembed.train import train_embedder
 
 EMBEDDER = {
     "model": "embedded:all-minilm-l6-v2",
@@ -14,50 +10,6 @@ EMBEDDER = {
     "encode_dtype": "float32",
     "query_prompt": "",
 }
-TRAIN = {
-    "epochs": 1,
-    "max_steps": 2,
-    "batch_size": 4,
-    "learning_rate": 1e-3,
-    "warmup_ratio": 0.0,
-    "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]},
-}
-PAIRS = pl.DataFrame(
-    {
-        "task_type": ["retrieval"] * 8 + ["classification"] * 4,
-        "anchor": [f"how do I use function number {i}" for i in range(8)]
-        + [f"def helper_{i}(x): return x - {i}" for i in range(4)],
-        "positive": [f"def function_{i}(x): return x * {i}" for i in range(8)]
-        + ["arithmetic: functions that compute with numbers"] * 2
-        + ["subtraction: functions that take away", "helpers: small utility functions"],
-        "negatives": [[f"def other_{i}(y): return y + {i}"] for i in range(8)]
-        + [["strings: text handling"]] * 4,
-    }
-)
-PROBE = ["how to multiply a number", "def triple(x): return 3 * x"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["lora", "full"])
-def test_training_saves_a_loadable_model_that_changed(tmp_path, method, minilm):
-    history = train_embedder(
-        PAIRS,
-        EMBEDDER,
-        TRAIN | {"method": method},
-        seed=1,
-        device="cpu",
-        out_dir=tmp_path / "model",
-        work_dir=tmp_path / "work",
-    )
-    # Two task types, one dataset each; batches never mix them.
-    assert [h["step"] for h in history] == [1, 2]
-    assert all(np.isfinite(h["loss"]) for h in history)
-    assert (tmp_path / "model" / "adapter" / "adapter_model.safetensors").exists() == (method == "lora")
-    tuned = SentenceTransformer(str(tmp_path / "model"), device="cpu")
-    assert not any("lora" in name for name, _ in tuned.named_parameters())
-    before, after = minilm.encode(PROBE), tuned.encode(PROBE)
-    assert before.shape == after.shape
-    assert np.abs(before - after).max() > 1e-4
 
 
 @pytest.mark.slow
@@ -78,7 +30,9 @@ def test_evaluation_scores_exact_matches_perfectly_and_computes_deltas(minilm):
     assert scores["exact"]["ndcg@10"] == pytest.approx(1.0)
     assert scores["exact"]["recall@100"] == pytest.approx(1.0)
     worse = {"exact": {k: v - 0.25 for k, v in scores["exact"].items()}}
-    assert compare(worse, scores)["exact"]["delta"]["mrr@10"] == pytest.approx(0.25)
+    compared = compare({"base": worse, "tuned": scores, "merged": worse})["exact"]
+    assert compared["delta_tuned"]["mrr@10"] == pytest.approx(0.25)
+    assert compared["delta_merged"]["mrr@10"] == pytest.approx(0.0)
 
 
 @pytest.mark.slow

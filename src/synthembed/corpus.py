@@ -24,6 +24,27 @@ import polars as pl
 
 logger = logging.getLogger(__name__)
 
+
+def passage(title: str | None, text: str) -> str:
+    """The text an embedder sees for a document: its title line, then its body.
+
+    >>> passage("json.dumps", "def dumps(obj): ...")
+    'json.dumps\\ndef dumps(obj): ...'
+    >>> passage("", "body")
+    'body'
+    """
+    return f"{title}\n{text}" if title else text
+
+
+def passages(docs: pl.DataFrame) -> list[str]:
+    """``passage`` of every row of a frame with title and text columns, in row order.
+
+    >>> passages(pl.DataFrame({"title": ["t", ""], "text": ["a", "b"]}))
+    ['t\\na', 'b']
+    """
+    return [passage(title, text) for title, text in docs.select("title", "text").iter_rows()]
+
+
 DOC_SCHEMA = {
     "doc_id": pl.String,
     "title": pl.String,
@@ -238,35 +259,53 @@ def read_text_folder(folder: Path) -> Iterator[tuple[str, Any]]:
         )
 
 
-def read_beir_judgments(folder: Path) -> list[dict[str, Any]]:
-    """Queries and qrels of a BEIR folder: one eval set per qrels split, named ``<folder>-<split>``."""
-    queries = {}
+@dataclass
+class EvalSet:
+    """A real evaluation set: queries, their relevant documents, and the corpus they are searched in."""
+
+    name: str
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    relevant: dict[str, set[str]]
+
+
+def read_beir_set(folder: str | Path, split: str = "dev", name: str | None = None) -> EvalSet:
+    """One split of a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) as an eval set over its
+    whole corpus; only judged queries with a positive score are kept. Any bad line stops with an error
+    naming the file and line: an eval set is never silently smaller than it says.
+    """
+    folder = Path(folder)
+    qrels = folder / "qrels" / f"{split}.tsv"
+    if not qrels.exists():
+        raise CorpusError(f"{qrels}: no such qrels split in BEIR folder {folder}")
     strict = RowPolicy("error", [])
+    corpus = {}
+    for location, record in read_jsonl_records(folder / "corpus.jsonl", strict):
+        doc = _record_to_doc(record, location, strict, location)
+        corpus[doc["doc_id"]] = passage(doc["title"], doc["text"])
+    queries = {}
     for location, record in read_jsonl_records(folder / "queries.jsonl", strict):
         if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
             raise CorpusError(f"{location}: a query needs '_id' and a string 'text'")
         queries[str(record["_id"])] = record["text"]
-    judgments = []
-    for qrels in sorted((folder / "qrels").glob("*.tsv")):
-        with qrels.open(newline="") as handle:
-            reader = csv.reader(handle, delimiter="\t")
-            header = next(reader)
-            if header[:2] != ["query-id", "corpus-id"]:
-                raise CorpusError(f"{qrels}:1: expected header 'query-id corpus-id score', got {header}")
-            for number, row in enumerate(reader, start=2):
-                if len(row) != 3 or row[0] not in queries or not row[2].lstrip("-").isdigit():
-                    raise CorpusError(f"{qrels}:{number}: bad judgment {row!r}")
-                if int(row[2]) > 0:
-                    judgments.append(
-                        {
-                            "eval_set": f"{folder.name}-{qrels.stem}",
-                            "query_id": row[0],
-                            "query": queries[row[0]],
-                            "doc_id": row[1],
-                            "score": int(row[2]),
-                        }
-                    )
-    return judgments
+    relevant: dict[str, set[str]] = {}
+    with qrels.open(newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        header = next(reader)
+        if header[:2] != ["query-id", "corpus-id"]:
+            raise CorpusError(f"{qrels}:1: expected header 'query-id corpus-id score', got {header}")
+        for number, row in enumerate(reader, start=2):
+            if (
+                len(row) != 3
+                or row[0] not in queries
+                or row[1] not in corpus
+                or not row[2].lstrip("-").isdigit()
+            ):
+                raise CorpusError(f"{qrels}:{number}: bad judgment {row!r}")
+            if int(row[2]) > 0:
+                relevant.setdefault(row[0], set()).add(row[1])
+    judged = {q: queries[q] for q in sorted(relevant)}
+    return EvalSet(name or folder.name, corpus, judged, relevant)
 
 
 def records_for(source: str, path: Path, policy: RowPolicy) -> Iterable[tuple[str, Any]]:
@@ -295,8 +334,6 @@ def read_corpus(source: str, path: str | None, on_bad_row: str = "error") -> Cor
         doc = _record_to_doc(record, location, policy, f"{source}:{location}")
         if doc is not None:
             corpus.docs.append(doc)
-    if source == "beir":
-        corpus.judgments = read_beir_judgments(Path(path))
     return corpus
 
 

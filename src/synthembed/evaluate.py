@@ -123,9 +123,21 @@ def synthetic_dev_sets(
     return over_docs, over_labels
 
 
-def compare(base: dict[str, dict[str, float]], tuned: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """{set: {base, tuned, delta}} for the metrics file."""
+def compare(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Per eval set: each model's metrics, and each tuned model's gain over ``base`` as ``delta_<model>``.
+
+    ``results`` maps model name (``base`` first, then e.g. ``tuned``, ``merged``) to {set: metrics}.
+
+    >>> compare({"base": {"s": {"ndcg@10": 0.5}}, "tuned": {"s": {"ndcg@10": 0.625}}})
+    {'s': {'base': {'ndcg@10': 0.5}, 'tuned': {'ndcg@10': 0.625}, 'delta_tuned': {'ndcg@10': 0.125}}}
+    """
+    base = results["base"]
     return {
-        name: {"base": base[name], "tuned": tuned[name], "delta": metric_delta(base[name], tuned[name])}
+        name: {model: by_set[name] for model, by_set in results.items()}
+        | {
+            f"delta_{model}": metric_delta(base[name], by_set[name])
+            for model, by_set in results.items()
+            if model != "base"
+        }
         for name in base
     }

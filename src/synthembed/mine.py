@@ -16,26 +16,6 @@ from synthembed.search import top_k
 logger = logging.getLogger(__name__)
 
 
-def passage(title: str | None, text: str) -> str:
-    """The text an embedder sees for a document: its title line, then its body.
-
-    >>> passage("json.dumps", "def dumps(obj): ...")
-    'json.dumps\\ndef dumps(obj): ...'
-    >>> passage("", "body")
-    'body'
-    """
-    return f"{title}\n{text}" if title else text
-
-
-def passages(docs: pl.DataFrame) -> list[str]:
-    """``passage`` of every row of a frame with title and text columns, in row order.
-
-    >>> passages(pl.DataFrame({"title": ["t", ""], "text": ["a", "b"]}))
-    ['t\\na', 'b']
-    """
-    return [passage(title, text) for title, text in docs.select("title", "text").iter_rows()]
-
-
 def canonical_ids(texts: list[str]) -> np.ndarray:
     """Per text, the index of the first text with the same normalised form, so a reformatted copy of a
     positive is recognised as that positive.

@@ -108,18 +108,50 @@ def embedder_path(name: str) -> str:
     return str(embedded_path(name)) if name.startswith(EMBEDDED_PREFIX) else name
 
 
+def build_embedder(path: str, pooling: str, padding_side: str, device: str):
+    """A SentenceTransformer assembled from a plain transformers folder: encoder, pooling, normalisation.
+
+    Decoder embedders such as Qwen3-Embedding pool the last token, which must then be the last real
+    token of every row: ``lasttoken`` pooling pads on the left unless ``padding_side`` says otherwise.
+    Texts are encoded as they are: a tokenizer's chat template (which sentence-transformers would
+    otherwise wrap every text in) is not what these models were trained on.
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    if padding_side == "auto":
+        padding_side = "left" if pooling == "lasttoken" else "right"
+    encoder = Transformer(
+        path,
+        processor_kwargs={"padding_side": padding_side},
+        modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+        module_output_name="token_embeddings",
+    )
+    pool = Pooling(encoder.get_embedding_dimension(), pooling_mode=pooling)
+    return SentenceTransformer(modules=[encoder, pool, Normalize()], device=device)
+
+
 def load_embedder(
     cfg: dict[str, Any], device: str = "cpu", path: str | None = None, for_training: bool = False
 ):
     """A SentenceTransformer from the ``embedder`` params group (or ``path``, e.g. a tuned model).
 
-    Encoding uses ``encode_dtype`` (bfloat16 is ~3.5x faster on CPUs with avx512_bf16, same nDCG@10);
-    training always loads float32.
+    ``pooling: auto`` keeps the model's own modules (a SentenceTransformer folder such as
+    Qwen3-Embedding-0.6B brings last-token pooling and left padding with it); any other value builds the
+    model from the transformer weights with that pooling. A tuned model (``path``) is always loaded as
+    saved. Encoding uses ``encode_dtype`` (bfloat16 is ~3.5x faster on CPUs with avx512_bf16, same
+    nDCG@10); training always loads float32.
     """
     from sentence_transformers import SentenceTransformer
 
     device = resolve_device(device)
-    model = SentenceTransformer(path or embedder_path(cfg["model"]), device=device)
+    pooling, padding_side = cfg.get("pooling", "auto"), cfg.get("padding_side", "auto")
+    if path is None and pooling != "auto":
+        model = build_embedder(embedder_path(cfg["model"]), pooling, padding_side, device)
+    else:
+        model = SentenceTransformer(path or embedder_path(cfg["model"]), device=device)
+        if path is None and padding_side != "auto":
+            model.tokenizer.padding_side = padding_side
     model.max_seq_length = cfg["max_seq_length"]
     if not for_training:
         model = model.to(encode_dtype(cfg["encode_dtype"], device))

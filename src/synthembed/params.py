@@ -23,7 +23,26 @@ def validate_params(params: dict[str, Any], source: str = "params") -> dict[str,
         first = errors[0]
         where = ".".join(str(p) for p in first.path) or "<top>"
         raise ValueError(f"{source}: {where}: {first.message}")
+    for where, message in cross_field_errors(params):
+        raise ValueError(f"{source}: {where}: {message}")
     return params
+
+
+def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rules the schema cannot say: combinations of settings that cannot work together.
+
+    >>> train = {"backend": "ms-swift", "method": "full", "checkpoints": 3, "merge": {"checkpoints": 2}}
+    >>> cross_field_errors({"train": train})
+    [('train.method', 'the ms-swift backend trains LoRA adapters only')]
+    """
+    train, errors = params["train"], []
+    if train["backend"] == "ms-swift" and train["method"] != "lora":
+        errors.append(("train.method", "the ms-swift backend trains LoRA adapters only"))
+    if train["merge"]["checkpoints"] > train["checkpoints"]:
+        errors.append(
+            ("train.merge.checkpoints", f"more than the {train['checkpoints']} train.checkpoints taken")
+        )
+    return errors
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -32,13 +51,23 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return validate_params(yaml.safe_load(path.read_text()), source=str(path))
 
 
+def path_fingerprint(path: str | Path) -> list[list[Any]]:
+    """(path, size, mtime_ns) of every file under ``path`` (a file or a folder)."""
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.exists()]
+
+
 def source_fingerprint(docs_cfg: dict[str, Any]) -> list[list[Any]]:
-    """(path, size, mtime_ns) of every file of the corpus source, or [] for the built-in stdlib source.
+    """The fingerprint of the corpus source files, or [] for the built-in stdlib source.
 
     The corpus lies outside the DAG, so Snakemake sees an edited source through this param.
     """
     if docs_cfg["source"] == "stdlib" or not docs_cfg["path"]:
         return []
-    root = Path(docs_cfg["path"])
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.exists()]
+    return path_fingerprint(docs_cfg["path"])
+
+
+def eval_sets_fingerprint(evaluate_cfg: dict[str, Any]) -> list[list[Any]]:
+    """The fingerprint of every BEIR folder named in ``evaluate.sets``, for the same reason."""
+    return [entry for eval_set in evaluate_cfg["sets"] for entry in path_fingerprint(eval_set["path"])]

@@ -1,12 +1,17 @@
-"""Fine-tuning the embedder with InfoNCE (MultipleNegativesRankingLoss): LoRA or full."""
+"""Fine-tuning the embedder with InfoNCE: LoRA or full, plain or cached, with false-negative masking,
+checkpoints and their spherical merge."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import torch
 
 from synthembed.models import load_embedder, resolve_device
 
@@ -19,28 +24,68 @@ def training_columns(pairs: pl.DataFrame, prompt: str) -> dict[str, list[str]]:
     >>> pairs = pl.DataFrame({"anchor": ["q"], "positive": ["p"], "negatives": [["n1", "n2"]]})
     >>> training_columns(pairs, "Q: ")
     {'anchor': ['Q: q'], 'positive': ['p'], 'negative_1': ['n1'], 'negative_2': ['n2']}
+    >>> training_columns(pairs.drop("negatives"), "")
+    {'anchor': ['q'], 'positive': ['p']}
     """
     columns = {"anchor": [prompt + a for a in pairs["anchor"]], "positive": pairs["positive"].to_list()}
-    width = pairs["negatives"].list.len().min() or 0
+    width = (pairs["negatives"].list.len().min() or 0) if "negatives" in pairs.columns else 0
     for i in range(width):
         columns[f"negative_{i + 1}"] = pairs["negatives"].list.get(i).to_list()
     return columns
 
 
+def anchor_prompt(task_type: str, query_prompt: str) -> str:
+    """The instruction of a task type's anchors: retrieval anchors are search queries and get the query
+    instruction (Qwen3-Embedding: ``Instruct: {task}\\nQuery:``); the other tasks are symmetric.
+
+    >>> anchor_prompt("retrieval", "Q: "), anchor_prompt("sts", "Q: ")
+    ('Q: ', '')
+    """
+    return query_prompt if task_type == "retrieval" else ""
+
+
 def training_datasets(pairs: pl.DataFrame, query_prompt: str):
     """One dataset per task type, so that a batch never mixes tasks: in-batch negatives of a
-    retrieval query are documents, of a classification text are other labels. The query instruction
-    goes on retrieval anchors only; the other tasks are symmetric."""
+    retrieval query are documents, of a classification text are other labels."""
     from datasets import Dataset, DatasetDict
 
     return DatasetDict(
         {
-            task_type: Dataset.from_dict(
-                training_columns(group, query_prompt if task_type == "retrieval" else "")
-            )
+            task_type: Dataset.from_dict(training_columns(group, anchor_prompt(task_type, query_prompt)))
             for (task_type,), group in pairs.sort("task_type").group_by("task_type", maintain_order=True)
         }
     )
+
+
+def build_loss(model, cfg: dict[str, Any]):
+    """The InfoNCE loss of the ``train`` params: in-batch and hard negatives at ``temperature``.
+
+    ``loss: cached_mnrl`` computes the same loss in mini-batches (GradCache), so the effective batch is
+    ``batch_size`` while memory follows ``mini_batch_size``. With ``false_negative_margin`` set, the loss
+    is Qwen3-Embedding's: queries and documents are also contrasted with each other, and any candidate
+    scoring more than the margin above the positive is masked as a likely false negative
+    (sentence-transformers' GISTEmbed loss, guided by the model itself).
+    """
+    from sentence_transformers.sentence_transformer import losses
+
+    cached, margin = cfg["loss"] == "cached_mnrl", cfg["false_negative_margin"]
+    if margin is None:
+        if cached:
+            return losses.CachedMultipleNegativesRankingLoss(
+                model, scale=1 / cfg["temperature"], mini_batch_size=cfg["mini_batch_size"]
+            )
+        return losses.MultipleNegativesRankingLoss(model, scale=1 / cfg["temperature"])
+    # GISTEmbed masks a candidate when its score exceeds positive - margin: a negative margin masks
+    # only those scoring above the positive by more than |margin|, the report's rule.
+    masked = {
+        "guide": model,
+        "temperature": cfg["temperature"],
+        "margin_strategy": "absolute",
+        "margin": -margin,
+    }
+    if cached:
+        return losses.CachedGISTEmbedLoss(model, mini_batch_size=cfg["mini_batch_size"], **masked)
+    return losses.GISTEmbedLoss(model, **masked)
 
 
 def attach_lora(model, cfg: dict[str, Any]):
@@ -61,56 +106,192 @@ def attach_lora(model, cfg: dict[str, Any]):
     return peft_model
 
 
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float, eps: float = 1e-7) -> torch.Tensor:
+    """Spherical interpolation between two weight tensors, treated as flat vectors: the result turns
+    from ``a`` towards ``b`` by the fraction ``t`` of the angle between them, its norm interpolated
+    linearly; nearly parallel tensors are interpolated linearly.
+
+    >>> a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    >>> [round(v, 4) for v in slerp(a, b, 0.5).tolist()]
+    [0.7071, 0.7071]
+    >>> slerp(a, 2 * a, 0.5).tolist()
+    [1.5, 0.0]
+    """
+    flat_a, flat_b = a.flatten().double(), b.flatten().double()
+    norm_a, norm_b = flat_a.norm(), flat_b.norm()
+    if norm_a < eps or norm_b < eps:
+        return torch.lerp(a.double(), b.double(), t).to(a.dtype)
+    cos = torch.clamp(torch.dot(flat_a / norm_a, flat_b / norm_b), -1.0, 1.0)
+    omega = torch.arccos(cos)
+    if omega.sin().abs() < 1e-6:
+        return torch.lerp(a.double(), b.double(), t).to(a.dtype)
+    direction = (
+        torch.sin((1 - t) * omega) * flat_a / norm_a + torch.sin(t * omega) * flat_b / norm_b
+    ) / omega.sin()
+    norm = (1 - t) * norm_a + t * norm_b
+    return (direction * norm).reshape(a.shape).to(a.dtype)
+
+
+def merge_checkpoints(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Spherical merge of checkpoints, tensor by tensor: the k-th checkpoint is slerped into the running
+    merge with weight 1/k (the incremental form of an average: exactly the midpoint for two checkpoints,
+    close to the spherical mean for more).
+
+    >>> s = merge_checkpoints([{"w": torch.tensor([1.0, 0.0])}, {"w": torch.tensor([0.0, 1.0])}])
+    >>> [round(v, 4) for v in s["w"].tolist()]
+    [0.7071, 0.7071]
+    """
+    if not states:
+        raise ValueError("no checkpoints to merge")
+    merged = dict(states[0])
+    for k, state in enumerate(states[1:], start=2):
+        if state.keys() != merged.keys():
+            raise ValueError("checkpoints hold different tensors")
+        merged = {name: slerp(merged[name], state[name], 1 / k) for name in merged}
+    return merged
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """A CPU copy of the parameters being trained (LoRA matrices, or every weight in a full fine-tune)."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model, state: dict[str, torch.Tensor]) -> None:
+    """Put ``state`` (from ``trainable_state`` of the same model) back into the model."""
+    missing = state.keys() - dict(model.named_parameters()).keys()
+    if missing:
+        raise ValueError(f"checkpoint tensors not in the model: {sorted(missing)[:3]}")
+    model.load_state_dict(state, strict=False)
+
+
+def checkpoint_steps(max_steps: int, checkpoints: int) -> list[int]:
+    """Evenly spaced steps at which checkpoints are taken; the last is always the final step.
+
+    >>> checkpoint_steps(10, 3), checkpoint_steps(2, 4), checkpoint_steps(7, 1)
+    ([4, 8, 10], [1, 2], [7])
+    """
+    every = max(1, math.ceil(max_steps / checkpoints))
+    return sorted({*range(every, max_steps, every), max_steps})
+
+
+@dataclass
+class TrainingRun:
+    """What a training run reports: the loss per step, the dev loss per checkpoint, the checkpoints."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    eval_history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+
+
+def checkpoint_callback(folder: Path, checkpoints: int, run: TrainingRun):
+    """A trainer callback that saves the trained parameters at evenly spaced steps and asks for a dev
+    evaluation there, so the eval curve has a point per checkpoint."""
+    from safetensors.torch import save_file
+    from transformers import TrainerCallback
+
+    class Checkpoints(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step in checkpoint_steps(state.max_steps, checkpoints):
+                path = folder / f"checkpoint-{state.global_step}.safetensors"
+                save_file({n: t.contiguous() for n, t in trainable_state(model).items()}, str(path))
+                run.checkpoints.append(path)
+                control.should_evaluate = True
+            return control
+
+    return Checkpoints()
+
+
 def train_embedder(
     pairs: pl.DataFrame,
+    dev_pairs: pl.DataFrame,
     embedder_cfg: dict[str, Any],
     cfg: dict[str, Any],
     seed: int,
     device: str,
     out_dir: Path,
     work_dir: Path,
-) -> list[dict[str, float]]:
+) -> TrainingRun:
     """Train on ``pairs`` (task_type, anchor, positive, negatives); save what SentenceTransformer(out_dir)
     loads.
 
-    With LoRA the adapter is saved to ``out_dir/adapter`` and merged into the saved weights.
-    Returns the training log: one {step, epoch, loss, learning_rate} per step.
+    ``dev_pairs`` (task_type, anchor, positive) give the eval loss at each checkpoint. With LoRA the
+    adapter is saved to ``out_dir/adapter`` and merged into the saved weights. With ``merge.method:
+    slerp`` the last ``merge.checkpoints`` checkpoints are merged spherically into ``out_dir/merged``.
     """
+    from safetensors.torch import load_file
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.training_args import BatchSamplers, MultiDatasetBatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import (
+        BatchSamplers,
+        MultiDatasetBatchSamplers,
+    )
 
     device = resolve_device(device)
+    torch.manual_seed(seed)
     model = load_embedder(embedder_cfg, device, for_training=True)
     peft_model = attach_lora(model, cfg["lora"]) if cfg["method"] == "lora" else None
     datasets = training_datasets(pairs, embedder_cfg["query_prompt"])
+    dev = training_datasets(dev_pairs, embedder_cfg["query_prompt"]) if dev_pairs.height else None
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work_dir),
         num_train_epochs=cfg["epochs"],
         max_steps=cfg["max_steps"],
         per_device_train_batch_size=cfg["batch_size"],
+        per_device_eval_batch_size=cfg["batch_size"],
         learning_rate=cfg["learning_rate"],
         warmup_ratio=cfg["warmup_ratio"],
         seed=seed,
         data_seed=seed,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="no",  # checkpoints are the trained parameters only, taken by the callback
         report_to="none",
         use_cpu=device == "cpu",
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a repeated text in a batch would be a false negative
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,  # one task type per batch
         disable_tqdm=False,
     )
+    run = TrainingRun()
+    loss = build_loss(model, cfg)
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=datasets, loss=MultipleNegativesRankingLoss(model)
+        model=model,
+        args=args,
+        train_dataset=datasets,
+        eval_dataset=dev,
+        loss=loss,
+        callbacks=[checkpoint_callback(work_dir, cfg["checkpoints"], run)],
     )
     trainer.train()
+    for entry in trainer.state.log_history:
+        if "loss" in entry:
+            run.history.append(
+                {"step": int(entry["step"])}
+                | {k: float(entry[k]) for k in ("epoch", "loss", "learning_rate")}
+            )
+        run.eval_history += [
+            {
+                "step": int(entry["step"]),
+                "task_type": key[len("eval_") : -len("_loss")],
+                "eval_loss": float(value),
+            }
+            for key, value in entry.items()
+            if key.startswith("eval_") and key.endswith("_loss")
+        ]
+    merge = cfg["merge"]
+    if merge["method"] == "slerp":
+        last = run.checkpoints[-merge["checkpoints"] :]
+        merged_model = copy.deepcopy(model)
+        load_trainable_state(merged_model, merge_checkpoints([load_file(str(p)) for p in last]))
+        logger.info("merged %d checkpoints: %s", len(last), ", ".join(p.stem for p in last))
+        save_embedder(merged_model, out_dir / "merged")
     if peft_model is not None:
         peft_model.save_pretrained(str(out_dir / "adapter"))
-        model[0].model = peft_model.merge_and_unload()
-    model.save_pretrained(str(out_dir))
-    return [
-        {k: float(entry[k]) for k in ("step", "epoch", "loss", "learning_rate") if k in entry}
-        for entry in trainer.state.log_history
-        if "loss" in entry
-    ]
+    save_embedder(model, out_dir)
+    return run
+
+
+def save_embedder(model, folder: Path) -> None:
+    """Save a SentenceTransformer, folding a LoRA adapter into the weights first."""
+    from peft import PeftModel
+
+    if isinstance(model[0].model, PeftModel):
+        model[0].model = model[0].model.merge_and_unload()
+    model.save_pretrained(str(folder))

@@ -1,0 +1,234 @@
+"""Training: both backends, LoRA and full, plain and cached InfoNCE, false-negative masking, checkpoints and
+their slerp merge, and Qwen3-Embedding's instruction and last-token pooling on a tiny random Qwen3."""
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from synthembed.models import load_embedder
+from synthembed.swift import run_folder, swift_checkpoints, train_with_swift
+from synthembed.train import build_loss, merge_checkpoints, slerp, train_embedder, training_datasets
+
+MINILM = {
+    "model": "embedded:all-minilm-l6-v2",
+    "pooling": "auto",
+    "padding_side": "auto",
+    "max_seq_length": 64,
+    "encode_dtype": "float32",
+    "query_prompt": "",
+}
+TRAIN = {
+    "backend": "sentence-transformers",
+    "method": "lora",
+    "loss": "mnrl",
+    "mini_batch_size": 2,
+    "temperature": 0.05,
+    "false_negative_margin": None,
+    "epochs": 1,
+    "max_steps": 4,
+    "batch_size": 4,
+    "learning_rate": 1e-3,
+    "warmup_ratio": 0.0,
+    "checkpoints": 2,
+    "merge": {"method": "slerp", "checkpoints": 2},
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]},
+}
+PAIRS = pl.DataFrame(
+    {
+        "task_type": ["retrieval"] * 8 + ["classification"] * 4,
+        "anchor": [f"how do I use function number {i}" for i in range(8)]
+        + [f"def helper_{i}(x): return x - {i}" for i in range(4)],
+        "positive": [f"def function_{i}(x): return x * {i}" for i in range(8)]
+        + ["arithmetic: functions that compute with numbers"] * 2
+        + ["subtraction: functions that take away", "helpers: small utility functions"],
+        "negatives": [[f"def other_{i}(y): return y + {i}"] for i in range(8)]
+        + [["strings: text handling"]] * 4,
+    }
+)
+DEV = pl.DataFrame(
+    {
+        "task_type": ["retrieval"] * 4,
+        "anchor": [f"what does function {i} return" for i in range(4)],
+        "positive": [f"def function_{i}(x): return x * {i}" for i in range(4)],
+    }
+)
+PROBE = ["how to multiply a number", "def triple(x): return 3 * x"]
+
+
+def changed(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max())
+
+
+def test_slerp_keeps_the_unit_sphere_and_its_ends():
+    a, b = torch.randn(50, dtype=torch.float64), torch.randn(50, dtype=torch.float64)
+    a, b = a / a.norm(), b / b.norm()
+    assert torch.allclose(slerp(a, b, 0.0), a) and torch.allclose(slerp(a, b, 1.0), b)
+    middle = slerp(a, b, 0.5)
+    assert middle.norm().item() == pytest.approx(1.0)  # a linear average would shrink it
+    assert torch.dot(middle, a).item() == pytest.approx(torch.dot(middle, b).item())
+    assert (torch.lerp(a, b, 0.5).norm() < 0.999).item()
+
+
+def test_merging_three_checkpoints_stays_on_the_sphere_between_them():
+    states = [{"w": torch.tensor([1.0, 0.0, 0.0])}, {"w": torch.tensor([0.0, 1.0, 0.0])}]
+    states.append({"w": torch.tensor([0.0, 0.0, 1.0])})
+    merged = merge_checkpoints(states)["w"]
+    assert merged.norm().item() == pytest.approx(1.0, abs=1e-6)
+    # The first two meet halfway; the third then pulls a third of the angle (30 of 90 degrees).
+    assert merged.tolist() == pytest.approx([0.75**0.5 / 2**0.5, 0.75**0.5 / 2**0.5, 0.5], abs=1e-6)
+    with pytest.raises(ValueError, match="different tensors"):
+        merge_checkpoints([{"w": torch.zeros(2)}, {"v": torch.zeros(2)}])
+
+
+def features(model, texts: list[str]) -> dict:
+    return model.preprocess(texts)
+
+
+def batch_loss(model, loss, anchors, positives) -> float:
+    model.eval()  # no dropout: the two losses must see the same embeddings
+    feats = [features(model, anchors), features(model, positives)]
+    return float(loss(feats, torch.zeros(len(anchors))).detach())
+
+
+@pytest.mark.slow
+def test_cached_loss_equals_the_plain_loss(minilm):
+    anchors = ["sort a list", "open a file", "parse json text", "measure elapsed time"]
+    positives = ["sorted(xs)", "open(path)", "json.loads(s)", "time.perf_counter()"]
+    plain = batch_loss(minilm, build_loss(minilm, TRAIN), anchors, positives)
+    cached = batch_loss(minilm, build_loss(minilm, TRAIN | {"loss": "cached_mnrl"}), anchors, positives)
+    assert cached == pytest.approx(plain, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_false_negative_margin_masks_a_candidate_that_beats_the_positive(minilm):
+    # The second row's positive answers the first query better than the first row's own positive:
+    # an in-batch false negative. With the margin it leaves the first row's denominator.
+    anchors = ["how do I sort a list in python", "unrelated: weather tomorrow in paris"]
+    positives = ["a list", "sort a list in python with sorted()"]
+    masked = TRAIN | {"false_negative_margin": 0.1}
+    unmasked = TRAIN | {"false_negative_margin": 100.0}  # no candidate is 100 above its positive
+    with_mask = batch_loss(minilm, build_loss(minilm, masked), anchors, positives)
+    without = batch_loss(minilm, build_loss(minilm, unmasked), anchors, positives)
+    assert with_mask < without - 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "loss"), [("lora", "mnrl"), ("full", "cached_mnrl")])
+def test_training_saves_a_loadable_model_its_checkpoints_and_their_merge(tmp_path, method, loss, minilm):
+    (tmp_path / "work").mkdir()
+    cfg = TRAIN | {"method": method, "loss": loss}
+    run = train_embedder(
+        PAIRS, DEV, MINILM, cfg, seed=1, device="cpu", out_dir=tmp_path / "model", work_dir=tmp_path / "work"
+    )
+    # Two task types, one dataset each (batches never mix them); 4 steps, checkpoints at 2 and 4.
+    assert [h["step"] for h in run.history] == [1, 2, 3, 4]
+    assert all(np.isfinite(h["loss"]) for h in run.history)
+    assert [p.name for p in run.checkpoints] == ["checkpoint-2.safetensors", "checkpoint-4.safetensors"]
+    assert [(e["step"], e["task_type"]) for e in run.eval_history] == [(2, "retrieval"), (4, "retrieval")]
+    assert (tmp_path / "model" / "adapter" / "adapter_model.safetensors").exists() == (method == "lora")
+    tuned = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    merged = SentenceTransformer(str(tmp_path / "model" / "merged"), device="cpu")
+    assert not any("lora" in name for name, _ in tuned.named_parameters())
+    base, after, between = minilm.encode(PROBE), tuned.encode(PROBE), merged.encode(PROBE)
+    assert changed(base, after) > 1e-4 and changed(after, between) > 1e-6 and changed(base, between) > 1e-4
+
+
+@pytest.mark.slow
+def test_training_is_seeded(tmp_path):
+    outputs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        cfg = TRAIN | {"merge": {"method": "none", "checkpoints": 2}}
+        train_embedder(PAIRS, DEV, MINILM, cfg, 7, "cpu", tmp_path / name / "model", tmp_path / name)
+        outputs.append(SentenceTransformer(str(tmp_path / name / "model"), device="cpu").encode(PROBE))
+    assert changed(*outputs) < 1e-6
+
+
+def qwen3_embedder(path: Path) -> dict:
+    return {
+        "model": str(path),
+        "pooling": "lasttoken",
+        "padding_side": "auto",
+        "max_seq_length": 64,
+        "encode_dtype": "float32",
+        "query_prompt": "Instruct: Given a question, retrieve code that answers it\nQuery:",
+    }
+
+
+def test_qwen3_pools_the_last_real_token_with_left_padding(tiny_qwen3):
+    from transformers import AutoModel, AutoTokenizer
+
+    model = load_embedder(qwen3_embedder(tiny_qwen3))
+    assert model.tokenizer.padding_side == "left"
+    texts = ["sort numbers", "protein folding depends on hydrophobic interactions in the cell"]
+    together = model.encode(texts)
+    alone = np.stack([model.encode([t])[0] for t in texts])
+    assert changed(together, alone) < 1e-5  # padding does not move the pooled token
+    tokenizer, raw = AutoTokenizer.from_pretrained(tiny_qwen3), AutoModel.from_pretrained(tiny_qwen3)
+    with torch.no_grad():
+        hidden = raw(**tokenizer(texts[1:], return_tensors="pt")).last_hidden_state[0, -1]
+    assert changed(alone[1], (hidden / hidden.norm()).numpy()) < 1e-5
+
+
+def test_query_instruction_goes_on_retrieval_anchors_only():
+    prompt = qwen3_embedder(Path("unused"))["query_prompt"]
+    datasets = training_datasets(PAIRS, prompt)
+    assert datasets["retrieval"]["anchor"][0] == prompt + "how do I use function number 0"
+    assert datasets["retrieval"]["positive"][0] == "def function_0(x): return x * 0"
+    assert datasets["classification"]["anchor"][0] == "def helper_0(x): return x - 0"
+
+
+@pytest.mark.slow
+def test_qwen3_lora_training_with_the_instruction(tmp_path, tiny_qwen3):
+    (tmp_path / "work").mkdir()
+    embedder = qwen3_embedder(tiny_qwen3)
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    run = train_embedder(
+        PAIRS, DEV, embedder, TRAIN | {"lora": lora}, 0, "cpu", tmp_path / "model", tmp_path / "work"
+    )
+    assert len(run.history) == 4
+    tuned = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    assert tuned.tokenizer.padding_side == "left"
+    assert tuned[1].get_config_dict()["pooling_mode"] == "lasttoken"
+    assert changed(load_embedder(embedder).encode(PROBE), tuned.encode(PROBE)) > 1e-4
+
+
+def test_swift_run_folder_must_be_unique(tmp_path):
+    with pytest.raises(RuntimeError, match="expected one swift run folder"):
+        run_folder(tmp_path)
+    (tmp_path / "v0-20260101-000000" / "checkpoint-10").mkdir(parents=True)
+    (tmp_path / "v0-20260101-000000" / "checkpoint-9").mkdir()
+    assert run_folder(tmp_path).name == "v0-20260101-000000"
+    assert [c.name for c in swift_checkpoints(run_folder(tmp_path))] == ["checkpoint-9", "checkpoint-10"]
+    (tmp_path / "v1-20260101-000001").mkdir()
+    with pytest.raises(RuntimeError, match="v0-20260101-000000"):
+        run_folder(tmp_path)
+
+
+SWIFT = Path(__file__).resolve().parents[1] / ".venv-swift" / "bin" / "swift"
+
+
+@pytest.mark.slow
+def test_ms_swift_backend_trains_merges_and_loads(tmp_path, tiny_qwen3):
+    assert SWIFT.exists(), "setup.sh builds .venv-swift with ms-swift"
+    (tmp_path / "work").mkdir()
+    embedder = qwen3_embedder(tiny_qwen3)
+    infonce = {"temperature": 0.05, "use_batch": True, "mask_fake_negative": True, "fake_neg_margin": 0.1}
+    infonce |= {"include_qq": True, "include_dd": True}
+    swift = {"command": str(SWIFT), "model_type": "qwen3_emb", "target_modules": ["all-linear"]}
+    cfg = TRAIN | {"backend": "ms-swift", "ms_swift": swift | {"infonce": infonce, "extra_args": []}}
+    out = tmp_path / "model"
+    run = train_with_swift(PAIRS, embedder, cfg, 0, "cpu", out, tmp_path / "work")
+    assert [h["step"] for h in run.history] == [1, 2, 3, 4]
+    assert [c.name for c in run.checkpoints] == ["checkpoint-2", "checkpoint-4"]
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    base = load_embedder(embedder).encode(PROBE)
+    tuned = SentenceTransformer(str(out), device="cpu")
+    assert tuned[1].get_config_dict()["pooling_mode"] == "lasttoken"
+    merged = SentenceTransformer(str(out / "merged"), device="cpu").encode(PROBE)
+    assert changed(base, tuned.encode(PROBE)) > 1e-4  # the adapter really was folded in
+    assert changed(tuned.encode(PROBE), merged) > 1e-6
