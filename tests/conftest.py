@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_models import build_tiny_qwen3
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -156,65 +157,6 @@ def openai_llm_params(base_url: str, **changes) -> dict:
     """The llm params group of the default params.yaml, pointed at an OpenAI-compatible server."""
     llm = yaml.safe_load((ROOT / "params.yaml").read_text())["llm"]
     return llm | {"backend": "openai", "model": "served", "base_url": base_url} | changes
-
-
-TINY_TEXTS = [
-    "how do I sort a list of numbers in python",
-    "def sort_numbers(values): return sorted(values)",
-    "protein folding depends on hydrophobic interactions",
-    "vaccines reduce the incidence of measles in children",
-    "read a csv file into a dataframe",
-    "the mitochondria produce most of the cell's energy",
-] * 20
-
-
-def build_tiny_qwen3(folder: Path) -> Path:
-    """A randomly initialised two-layer Qwen3 with a byte-level BPE tokenizer trained on the fly, saved
-    as a transformers folder (what Qwen3-Embedding's weights look like, at a thousandth of the size)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    bpe.train_from_iterator(
-        TINY_TEXTS,
-        trainers.BpeTrainer(
-            vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        padding_side="left",
-        chat_template=(
-            "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-        ),
-    )
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-    )
-    import torch
-
-    torch.manual_seed(0)
-    model = Qwen3ForCausalLM(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="session")
