@@ -24,6 +24,7 @@ rule filtered:
 rule balanced:
     input:
         filtered="results/filtered.parquet",
+        structural="results/structural.parquet",
     output:
         balanced="results/balanced.parquet",
         stats="results/stats/balanced.json",
@@ -34,8 +35,8 @@ rule balanced:
     params:
         **groups("seed", "balance"),
     shell:
-        "python scripts/balance.py --params params.yaml --filtered {input.filtered} --out {output.balanced}"
-        " --out-stats {output.stats} --log {log}"
+        "python scripts/balance.py --params params.yaml --filtered {input.filtered}"
+        " --structural {input.structural} --out {output.balanced} --out-stats {output.stats} --log {log}"
 
 
 rule negatives:

@@ -58,3 +58,20 @@ rule queries:
         "python scripts/queries.py --params params.yaml --docs {input.docs} --configs {input.configs}"
         " --few-shot-prompt {input.few_shot} --report-prompt {input.report}"
         " --out {output.queries} --out-stats {output.stats} --log {log}"
+
+
+rule structural:
+    input:
+        docs="results/docs.parquet",
+    output:
+        structural="results/structural.parquet",
+        stats="results/stats/structural.json",
+    log:
+        "logs/structural.log",
+    conda:
+        "../envs/synthembed.yaml"
+    params:
+        **groups("seed", "structural"),
+    shell:
+        "python scripts/structural.py --params params.yaml --docs {input.docs} --out {output.structural}"
+        " --out-stats {output.stats} --log {log}"

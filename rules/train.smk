@@ -3,7 +3,15 @@
 # which has no checksum: stats/model.json (deterministic) stands in for a new training run.
 RUN_STATS = [
     ancient(f"results/stats/{stage}.json")
-    for stage in ("docs", "configs", "queries", "filtered", "balanced", "negatives")
+    for stage in (
+        "docs",
+        "configs",
+        "queries",
+        "structural",
+        "filtered",
+        "balanced",
+        "negatives",
+    )
 ]
 
 

@@ -6,7 +6,7 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import passages
 from synthembed.io import write_json, write_parquet
-from synthembed.mine import mine_negatives, one_text_per_label, with_llm_negatives
+from synthembed.mine import DocumentMemo, mine_negatives, one_text_per_label, with_llm_negatives
 from synthembed.models import load_embedder
 from synthembed.plots import histogram_png
 
@@ -25,7 +25,7 @@ emb, cfg = params["embedder"], params["negatives"]
 columns = ["doc_id", "task_type", "anchor", "positive", "label", "llm_negative"]
 train = pl.read_parquet(args.balanced).filter(pl.col("split") == "train").select(columns)
 corpus = passages(pl.read_parquet(args.docs))
-model = load_embedder(emb, params["runtime"]["device"])
+model = DocumentMemo(load_embedder(emb, params["runtime"]["device"]))
 parts, stats = [], {}
 for (task_type,), group in train.group_by("task_type", maintain_order=True):
     if task_type == "classification":

@@ -47,3 +47,39 @@ def split_by_document(frame: pl.DataFrame, dev_fraction: float, seed: int) -> pl
     dev = {doc_ids[i] for i in rng.permutation(len(doc_ids))[:n_dev]}
     split = pl.when(pl.col("doc_id").is_in(list(dev))).then(pl.lit("dev")).otherwise(pl.lit("train"))
     return frame.with_columns(split.alias("split"))
+
+
+def structural_count(generated: int, available: int, share: float) -> int:
+    """How many structural pairs make them ``share`` of the balanced set beside ``generated`` pairs,
+    limited to the ``available`` ones.
+
+    >>> structural_count(100, 1000, 0.8), structural_count(100, 50, 0.8), structural_count(100, 9, 0.0)
+    (400, 50, 0)
+    >>> structural_count(0, 30, 1.0)
+    30
+    """
+    if share >= 1:
+        return available
+    return min(available, round(share / (1 - share) * generated))
+
+
+def with_structural(frame: pl.DataFrame, structural: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
+    """The generated pairs plus a seeded sample of structural pairs making ``share`` of the result.
+
+    Structural pairs are retrieval pairs (query -> the text the query was taken from); every row says
+    where it came from in ``generator``: ``llm`` or ``structural:<kind>``.
+    """
+    generated = frame.with_columns(pl.lit("llm").alias("generator"))
+    n = structural_count(generated.height, structural.height, share)
+    chosen = structural.sample(n=n, seed=seed) if n < structural.height else structural
+    pseudo = chosen.select(
+        "doc_id",
+        pl.lit("retrieval").alias("task_type"),
+        pl.col("query"),
+        pl.col("query").alias("anchor"),
+        "positive",
+        pl.col("lang").alias("language"),
+        pl.col("lang").alias("doc_language"),
+        ("structural:" + pl.col("kind")).alias("generator"),
+    )
+    return pl.concat([generated, pseudo], how="diagonal_relaxed")

@@ -104,6 +104,27 @@ def choose_negatives(
     return chosen, chosen_scores, (chosen >= 0).all(axis=1)
 
 
+class DocumentMemo:
+    """An embedder that encodes each document text once: the negatives stage searches the same corpus
+    for every task type, and encoding it is most of the stage's time.
+
+    Queries are passed through; the encoding options must not change between calls.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def encode_query(self, texts: list[str], **options) -> np.ndarray:
+        return self.model.encode_query(texts, **options)
+
+    def encode_document(self, texts: list[str], **options) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if missing:
+            self.vectors.update(zip(missing, self.model.encode_document(missing, **options), strict=True))
+        return np.stack([self.vectors[t] for t in texts])
+
+
 def mine_negatives(
     pairs: pl.DataFrame,
     corpus: list[str],

@@ -1,0 +1,152 @@
+"""Structural pseudo-queries: pairs a corpus states about itself, with no generator at all.
+
+A title and the text under it, a Markdown heading and its section, a function's docstring summary and
+its code with the docstring removed, a passage's first sentence and the rest: each is a short text that
+a searcher might type, paired with the document that answers it. The query part is always removed from
+the positive, so the pair cannot be solved by copying.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import re
+import textwrap
+from typing import Any
+
+import polars as pl
+
+from synthembed.corpus import SENTENCE_END, _function_without_docstring, first_sentence
+from synthembed.filtering import normalized
+
+logger = logging.getLogger(__name__)
+
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
+PAIR_SCHEMA = {
+    "doc_id": pl.String,
+    "kind": pl.String,
+    "query": pl.String,
+    "positive": pl.String,
+    "lang": pl.String,
+}
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def title_pair(title: str | None, text: str) -> tuple[str, str] | None:
+    """(title, body) when the document has a title.
+
+    >>> title_pair("Aspirin lowers fever", "We measured ...")
+    ('Aspirin lowers fever', 'We measured ...')
+    >>> title_pair("", "body") is None
+    True
+    """
+    return (title.strip(), text) if title and title.strip() else None
+
+
+def heading_pairs(text: str) -> list[tuple[str, str]]:
+    """(heading, section text) for every Markdown heading with text under it.
+
+    >>> heading_pairs("# Install\\npip install x\\n## Use\\nimport x\\n## Empty\\n")
+    [('Install', 'pip install x'), ('Use', 'import x')]
+    """
+    pairs, heading, body = [], None, []
+    for line in [*text.splitlines(), "# end"]:
+        match = HEADING.match(line)
+        if match:
+            if heading and "\n".join(body).strip():
+                pairs.append((heading, "\n".join(body).strip()))
+            heading, body = match.group(1), []
+        else:
+            body.append(line)
+    return pairs
+
+
+def docstring_pair(code: str) -> tuple[str, str] | None:
+    """(first sentence of the docstring, the code without its docstring) for a Python function.
+
+    >>> docstring_pair("def add(a, b):\\n    '''Add two numbers.\\n\\n    Details.'''\\n    return a + b")
+    ('Add two numbers.', 'def add(a, b):\\n    return a + b')
+    >>> docstring_pair("def f():\\n    return 1") is None
+    True
+    """
+    source = textwrap.dedent(code)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not functions:
+        return None
+    node = functions[0]
+    docstring = ast.get_docstring(node, clean=False)
+    if not docstring or len(node.body) < 2:
+        return None
+    return first_sentence(docstring), _function_without_docstring(source.splitlines(), node)
+
+
+def first_sentence_pair(text: str) -> tuple[str, str] | None:
+    """(first sentence, the rest) of a prose passage of at least two sentences.
+
+    >>> first_sentence_pair("Cells divide. Then they grow again.")
+    ('Cells divide.', 'Then they grow again.')
+    >>> first_sentence_pair("One sentence only") is None
+    True
+    """
+    parts = SENTENCE_END.split(" ".join(text.split()), maxsplit=1)
+    if len(parts) < 2 or not parts[1].strip():
+        return None
+    return parts[0].strip(), parts[1].strip()
+
+
+def document_pairs(doc: dict[str, Any], kinds: list[str]) -> list[tuple[str, str, str]]:
+    """(kind, query, positive) of one document, for the kinds asked for that apply to it."""
+    found: list[tuple[str, str, str]] = []
+    if "title" in kinds and (pair := title_pair(doc["title"], doc["text"])):
+        found.append(("title", *pair))
+    if "heading" in kinds:
+        found += [("heading", h, s) for h, s in heading_pairs(doc["text"])]
+    if "docstring" in kinds and doc["domain"] == "code" and (pair := docstring_pair(doc["text"])):
+        found.append(("docstring", *pair))
+    if "first_sentence" in kinds and doc["domain"] != "code" and (pair := first_sentence_pair(doc["text"])):
+        found.append(("first_sentence", *pair))
+    return found
+
+
+def structural_pairs(
+    docs: pl.DataFrame, cfg: dict[str, Any], seed: int
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The structural pairs of the corpus: queries of ``min_words``..``max_words`` words, positives of at
+    least ``min_positive_words``, each query once (a repeated title or summary would pair one text with
+    several documents), a seeded sample of at most ``max_pairs``. Returns the pairs (doc_id, kind,
+    query, positive, lang) and the counts: found, rejected by reason, kept per kind."""
+    rows, rejected = [], {"query_length": 0, "short_positive": 0, "duplicate": 0, "over_max_pairs": 0}
+    seen: set[str] = set()
+    for doc in docs.iter_rows(named=True):
+        for kind, query, positive in document_pairs(doc, cfg["kinds"]):
+            if not cfg["min_words"] <= words(query) <= cfg["max_words"]:
+                rejected["query_length"] += 1
+            elif words(positive) < cfg["min_positive_words"]:
+                rejected["short_positive"] += 1
+            elif normalized(query) in seen:
+                rejected["duplicate"] += 1
+            else:
+                seen.add(normalized(query))
+                rows.append(
+                    {
+                        "doc_id": doc["doc_id"],
+                        "kind": kind,
+                        "query": query,
+                        "positive": positive,
+                        "lang": doc["lang"],
+                    }
+                )
+    found = len(rows) + sum(rejected.values())
+    pairs = pl.DataFrame(rows, schema=PAIR_SCHEMA)
+    if pairs.height > cfg["max_pairs"]:
+        rejected["over_max_pairs"] = pairs.height - cfg["max_pairs"]
+        pairs = pairs.sample(n=cfg["max_pairs"], seed=seed).sort("doc_id", "kind", "query")
+    by_kind = dict(pairs.group_by("kind").len().sort("kind").iter_rows()) if pairs.height else {}
+    return pairs, {"read": found, "kept": pairs.height, "rejected": rejected, "kept_by_kind": by_kind}
