@@ -1,0 +1,99 @@
+"""Structural pseudo-queries: what each kind takes from a document, and their share in the balanced set."""
+
+import polars as pl
+import pytest
+
+from synthembed.balance import with_structural
+from synthembed.mine import DocumentMemo
+from synthembed.structural import structural_pairs
+
+CFG = {"kinds": ["title", "heading", "docstring", "first_sentence"], "min_words": 2, "max_words": 12}
+CFG |= {"min_positive_words": 3, "max_pairs": 100}
+CODE = '''def mean(values):
+    """Return the arithmetic mean of a list of numbers.
+
+    Raises ValueError for an empty list.
+    """
+    if not values:
+        raise ValueError("empty")
+    return sum(values) / len(values)
+'''
+DOCS = pl.DataFrame(
+    [
+        {
+            "doc_id": "paper",
+            "title": "Aspirin lowers fever in adults",
+            "domain": "general",
+            "lang": "en",
+            "text": "Fever is common. We gave aspirin to 200 adults and measured their temperature hourly.",
+        },
+        {
+            "doc_id": "guide",
+            "title": "",
+            "domain": "general",
+            "lang": "en",
+            "text": "# Install the tool\npip install tool and check the version\n# Usage notes\nrun it\n",
+        },
+        {"doc_id": "func", "title": "", "domain": "code", "lang": "en", "text": CODE},
+        {
+            "doc_id": "copy",
+            "title": "Aspirin lowers fever in adults",
+            "domain": "general",
+            "lang": "en",
+            "text": "A second abstract with the same title, long enough to pair.",
+        },
+    ]
+)
+
+
+def test_each_kind_takes_the_query_out_of_its_positive():
+    pairs, stats = structural_pairs(DOCS, CFG, seed=0)
+    got = {(r["doc_id"], r["kind"]): (r["query"], r["positive"]) for r in pairs.iter_rows(named=True)}
+    assert got[("paper", "title")] == ("Aspirin lowers fever in adults", DOCS["text"][0])
+    assert got[("paper", "first_sentence")] == (
+        "Fever is common.",
+        "We gave aspirin to 200 adults and measured their temperature hourly.",
+    )
+    assert got[("guide", "heading")] == ("Install the tool", "pip install tool and check the version")
+    query, code = got[("func", "docstring")]
+    assert query == "Return the arithmetic mean of a list of numbers."
+    assert "arithmetic" not in code and code.startswith("def mean(values):") and "return sum" in code
+    # "Usage notes" has a one-word section; the second paper repeats a title; code has no first sentence.
+    assert ("func", "first_sentence") not in got and ("copy", "title") not in got
+    assert stats["rejected"] == {"query_length": 0, "short_positive": 1, "duplicate": 1, "over_max_pairs": 0}
+    assert stats["read"] == stats["kept"] + sum(stats["rejected"].values())
+
+
+def test_max_pairs_is_a_seeded_sample():
+    first, stats = structural_pairs(DOCS, CFG | {"max_pairs": 2}, seed=3)
+    again, _ = structural_pairs(DOCS, CFG | {"max_pairs": 2}, seed=3)
+    assert first.height == 2 and first.equals(again) and stats["rejected"]["over_max_pairs"] == 2
+
+
+@pytest.mark.parametrize(("share", "expected"), [(0.0, 0), (0.2, 1), (0.5, 4), (0.75, 4), (1.0, 4)])
+def test_structural_share_of_the_balanced_set(share, expected):
+    structural, _ = structural_pairs(DOCS, CFG, seed=0)
+    generated = pl.DataFrame({"doc_id": ["d"] * 4, "task_type": ["sts"] * 4, "anchor": list("abcd")})
+    mixed = with_structural(generated, structural, share, seed=0)
+    assert mixed.filter(pl.col("generator") == "llm").height == 4
+    pseudo = mixed.filter(pl.col("generator").str.starts_with("structural:"))
+    assert pseudo.height == expected  # 4 available; 0.75 would want 12
+    assert (pseudo["task_type"] == "retrieval").all() and (pseudo["anchor"] == pseudo["query"]).all()
+
+
+class CountingEncoder:
+    def __init__(self):
+        self.encoded: list[str] = []
+
+    def encode_document(self, texts, **options):
+        self.encoded += texts
+        return pl.Series([[float(len(t))] for t in texts]).to_numpy()
+
+
+def test_document_memo_encodes_each_text_once():
+    inner = CountingEncoder()
+    memo = DocumentMemo(inner)
+    first = memo.encode_document(["a", "bb", "a"])
+    second = memo.encode_document(["bb", "ccc"])
+    assert inner.encoded == ["a", "bb", "ccc"]
+    assert first[:, 0].tolist() == [1.0, 2.0, 1.0] and second[:, 0].tolist() == [2.0, 3.0]
