@@ -2,6 +2,8 @@ rule filtered:
     input:
         queries="results/queries.parquet",
         docs="results/docs.parquet",
+        few_shot="prompts/queries_few_shot.yaml",
+        report="prompts/queries_report.yaml",
     output:
         filtered="results/filtered.parquet",
         rejected="results/rejected.parquet",
@@ -14,9 +16,10 @@ rule filtered:
         "../envs/synthembed.yaml"
     threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
-        **groups("seed", "embedder", "search", "filter"),
+        **groups("seed", "embedder", "search", "queries", "filter"),
     shell:
         "python scripts/filter.py --params params.yaml --queries {input.queries} --docs {input.docs}"
+        " --few-shot-prompt {input.few_shot} --report-prompt {input.report}"
         " --out {output.filtered} --out-rejected {output.rejected} --out-scores {output.scores}"
         " --out-plot {output.plot} --out-stats {output.stats} --log {log}"
 

@@ -1,4 +1,5 @@
-"""filtered: keep pairs whose generated text parsed, is well formed, not copied from its document, in the
+"""filtered: keep pairs whose generated text parsed, is well formed, does not loop or echo its prompt, is
+not copied from its document, in the
 requested language, close to its document, finds its document again, and is not a duplicate; every
 other row goes to the rejected file with its reason and scores."""
 
@@ -14,17 +15,22 @@ from synthembed.filtering import (
     anchor_and_positive,
     copied_span,
     cosine_thresholds,
+    echoes,
     filter_decisions,
     format_reason,
+    repetitive,
 )
 from synthembed.io import atomic_path, write_json, write_parquet
 from synthembed.models import load_embedder
 from synthembed.plots import histogram_png
+from synthembed.prompts import load_task_prompts, prompt_text
 from synthembed.search import rank_of
 
 parser = stage_parser(__doc__)
 parser.add_argument("--queries", required=True)
 parser.add_argument("--docs", required=True)
+parser.add_argument("--few-shot-prompt", required=True, help="the prompts of queries.prompt_style few_shot")
+parser.add_argument("--report-prompt", required=True, help="the prompts of queries.prompt_style report")
 parser.add_argument("--out", required=True)
 parser.add_argument("--out-rejected", required=True)
 parser.add_argument("--out-scores", required=True, help="CSV of scores and decisions, for plots")
@@ -85,6 +91,9 @@ if cfg["language_check"] and scorable:
         language, probability = checker.detect(texts[i])
         detected[i] = language if probability >= cfg["language_min_probability"] else None
 thresholds = cosine_thresholds(task_types, cosines, cfg)
+style = params["queries"]["prompt_style"]
+prompt = load_task_prompts(args.few_shot_prompt if style == "few_shot" else args.report_prompt)
+echo_source = {t: prompt_text(prompt, t) for t in set(pairs["template"].drop_nulls())}
 rows = []
 for i in range(n):
     row = {
@@ -99,6 +108,10 @@ for i in range(n):
         and copied_span(texts[i], documents[i], cfg["copied_min_words"]),
         "detected_language": detected[i],
         "language": pairs["language"][i],
+        "repetitive": cfg["repetition_check"] and texts[i] is not None and repetitive(texts[i]),
+        "echo": cfg["echo_min_words"] is not None
+        and texts[i] is not None
+        and echoes(texts[i], echo_source[pairs["template"][i]], cfg["echo_min_words"]),
     }
     if cfg["round_trip_top_k"] is not None and task_types[i] != "classification":
         row["doc_rank"] = doc_ranks[i]

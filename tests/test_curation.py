@@ -73,6 +73,25 @@ def test_filter_checks_run_in_order_and_give_reasons():
     ]
 
 
+def test_looping_and_prompt_echoing_texts_are_rejected_with_their_reason():
+    from synthembed.filtering import echoes, repetitive
+    from synthembed.prompts import load_task_prompts, prompt_text
+
+    prompt = load_task_prompts("prompts/queries_few_shot.yaml")
+    source = prompt_text(prompt, "retrieval")
+    texts = [
+        "how to fix cancer and how to cure cancer and how to",  # SmolLM2's loop
+        "does vitamin d supplementation prevent respiratory infections",  # a worked example's answer
+        "aspirin dose for fever in adults",
+    ]
+    table = rows(
+        texts,
+        repetitive=[repetitive(t) for t in texts],
+        echo=[echoes(t, source, 5) for t in texts],
+    )
+    assert filter_decisions(table, CHECKS | {"max_words": 12}, 0) == ["repetitive", "prompt_echo", None]
+
+
 def test_duplicate_of_a_rejected_query_is_kept():
     table = rows(["same q", "same q"], cosine=[0.1, 0.9])
     assert filter_decisions(table, CHECKS, 0) == ["low_cosine", None]

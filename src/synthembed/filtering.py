@@ -1,8 +1,8 @@
 """Keeping pairs that pass the checks; every dropped pair keeps its reason and score.
 
 The checks run in a fixed order and a row is rejected by the first it fails: parse errors, format
-(empty, too_short, too_long), copied text, wrong language, low cosine, round trip, then exact and
-near duplicates among the rows that passed everything else.
+(empty, too_short, too_long), repetitive text, prompt echo, copied text, wrong language, low cosine,
+round trip, then exact and near duplicates among the rows that passed everything else.
 """
 
 from __future__ import annotations
@@ -89,6 +89,36 @@ def copied_span(text: str, document: str, min_words: int) -> bool:
     return len(words.split()) >= min_words and f" {words} " in f" {normalized(document)} "
 
 
+def word_ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    words = normalized(text).split()
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def repetitive(text: str, n: int = 3) -> bool:
+    """Whether a text loops, as small generators do: a word n-gram occurs twice, or 8 or more words of
+    which fewer than 60% are distinct.
+
+    >>> repetitive("how to fix cancer and how to cure cancer and how to")
+    True
+    >>> repetitive("how to convert a python object to a json string")
+    False
+    """
+    grams = word_ngrams(text, n)
+    words = normalized(text).split()
+    return len(set(grams)) < len(grams) or (len(words) >= 8 and len(set(words)) < 0.6 * len(words))
+
+
+def echoes(text: str, prompt_text: str, n: int) -> bool:
+    """Whether ``text`` repeats ``n`` consecutive words of the prompt (its instructions or worked
+    examples) instead of writing about the document.
+
+    >>> prompt = "Write a short question that a nurse would type to find this text."
+    >>> echoes("a nurse would type to find hypertension", prompt, 5), echoes("hypertension drugs", prompt, 5)
+    (True, False)
+    """
+    return bool(set(word_ngrams(text, n)) & set(word_ngrams(prompt_text, n)))
+
+
 class LanguageChecker:
     """Language identification with py3langid (its model ships in the package), restricted to the
     languages a run can produce so short texts are not mistaken for unrelated languages."""
@@ -145,8 +175,9 @@ def near_duplicate_of(
 def filter_decisions(rows: list[dict[str, Any]], cfg: dict[str, Any], seed: int) -> list[str | None]:
     """Per row, the rejection reason or None (kept).
 
-    Each row has: query (the generated text), anchor, parse_error, cosine, threshold, copied,
-    detected_language (or None when not checked or not confident), language (the one asked for) and
+    Each row has: query (the generated text), anchor, parse_error, cosine, threshold, copied, optionally
+    repetitive and echo (checked when present), detected_language (or None when not checked or not
+    confident), language (the one asked for) and
     doc_rank (rank of the source document for its anchor over the corpus; None: not in the top k;
     absent when the round trip is not checked). Duplicates are judged on the anchor among the rows
     that passed every other check; the first occurrence is kept.
@@ -170,6 +201,10 @@ def filter_decisions(rows: list[dict[str, Any]], cfg: dict[str, Any], seed: int)
             reason = (row["parse_error"] or "empty").split(":")[0]
         else:
             reason = format_reason(row["query"], cfg["min_words"], cfg["max_words"])
+        if reason is None and row.get("repetitive"):
+            reason = "repetitive"
+        if reason is None and row.get("echo"):
+            reason = "prompt_echo"
         if reason is None and row["copied"]:
             reason = "copied"
         if reason is None and row["detected_language"] not in (None, row["language"]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,23 @@ def example_turn(task: dict[str, Any], example: dict[str, Any]) -> Messages:
         {"role": "user", "content": task["template"].format(**fields)},
         {"role": "assistant", "content": str(example["answer"])},
     ]
+
+
+def prompt_text(prompt: dict[str, Any], template: str) -> str:
+    """The fixed text a generator sees for a template: the system message, the instruction with its
+    placeholders removed, and the worked examples (documents and answers). A generated text that
+    repeats it echoes the prompt instead of describing the document.
+
+    >>> prompt = {"system": "Be brief.", "tasks": {"sts": {"template": "Paraphrase {document} now",
+    ...           "examples": [{"document": "cats purr", "answer": "felines purr"}]}}}
+    >>> prompt_text(prompt, "sts")
+    'Be brief.\\nParaphrase   now\\ncats purr\\nfelines purr'
+    """
+    task = prompt["tasks"][template]
+    parts = [prompt["system"], re.sub(r"\{[a-z_]+\}", " ", task["template"])]
+    for example in task.get("examples", []):
+        parts += [str(example.get("document", "")), str(example["answer"])]
+    return "\n".join(parts)
 
 
 def task_messages(prompt: dict[str, Any], template: str, fields: dict[str, Any]) -> Messages:
