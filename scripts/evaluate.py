@@ -9,6 +9,7 @@ from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import passages, read_beir_set
 from synthembed.evaluate import compare, eval_sets, evaluate_model, synthetic_dev_sets
 from synthembed.io import atomic_path, read_json, write_json
+from synthembed.mine import DocumentMemo
 from synthembed.models import load_embedder
 
 parser = stage_parser(__doc__)
@@ -46,12 +47,13 @@ device = params["runtime"]["device"]
 
 def evaluate(path: str | None) -> dict[str, dict[str, float]]:
     model = load_embedder(emb, device, path=path)
-    results = evaluate_model(model, corpus, sets, prompts, cfg["batch_size"])
+    documents = DocumentMemo(model)  # a BEIR set built from the same corpus is not encoded twice
+    results = evaluate_model(model, corpus, sets, prompts, cfg["batch_size"], documents)
     if over_labels:
-        results |= evaluate_model(model, labels, over_labels, {}, cfg["batch_size"])
+        results |= evaluate_model(model, labels, over_labels, {}, cfg["batch_size"], documents)
     for beir, prompt in beir_sets:
         one = {beir.name: (beir.queries, beir.relevant)}
-        results |= evaluate_model(model, beir.corpus, one, {beir.name: prompt}, cfg["batch_size"])
+        results |= evaluate_model(model, beir.corpus, one, {beir.name: prompt}, cfg["batch_size"], documents)
     return results
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import polars as pl
 
+from synthembed.mine import DocumentMemo
+
 logger = logging.getLogger(__name__)
 
 METRICS = {  # our name -> (evaluator key, k)
@@ -52,17 +54,27 @@ def evaluate_model(
     sets: dict[str, tuple[dict[str, str], dict[str, set[str]]]],
     query_prompts: dict[str, str],
     batch_size: int,
+    documents: DocumentMemo | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of one model on every eval set; the corpus is encoded once and shared by all sets.
 
-    ``query_prompts`` gives the instruction of a set's queries; sets not named get none.
+    ``query_prompts`` gives the instruction of a set's queries; sets not named get none. ``documents``
+    (a DocumentMemo of the same model) keeps document vectors across calls, so a text found in two
+    corpora (the documents and a BEIR set built from them) is encoded once.
     """
+    import torch
     from sentence_transformers.evaluation import InformationRetrievalEvaluator
 
+    documents = documents or DocumentMemo(model)
     corpus_ids = list(corpus)
-    corpus_embeddings = model.encode_document(
-        [corpus[c] for c in corpus_ids], batch_size=batch_size, convert_to_tensor=True, show_progress_bar=True
-    ).float()
+    corpus_embeddings = torch.from_numpy(
+        documents.encode_document(
+            [corpus[c] for c in corpus_ids],
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=True,
+        ).astype("float32")
+    ).to(model.device)
     results: dict[str, dict[str, float]] = {}
     for name, (queries, relevant) in sets.items():
         evaluator = InformationRetrievalEvaluator(
