@@ -38,28 +38,6 @@ rule configs:
         " --glossary {input.glossary} --prompt {input.prompt} --out {output.configs} --out-stats {output.stats} --log {log}"
 
 
-rule queries:
-    input:
-        docs="results/docs.parquet",
-        configs="results/configs.parquet",
-        few_shot="prompts/queries_few_shot.yaml",
-        report="prompts/queries_report.yaml",
-    output:
-        queries="results/queries.parquet",
-        stats="results/stats/queries.json",
-    log:
-        "logs/queries.log",
-    conda:
-        "../envs/synthembed.yaml"
-    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
-    params:
-        **groups("seed", "llm", "queries"),
-    shell:
-        "python scripts/queries.py --params params.yaml --docs {input.docs} --configs {input.configs}"
-        " --few-shot-prompt {input.few_shot} --report-prompt {input.report}"
-        " --out {output.queries} --out-stats {output.stats} --log {log}"
-
-
 rule structural:
     input:
         docs="results/docs.parquet",
@@ -75,3 +53,26 @@ rule structural:
     shell:
         "python scripts/structural.py --params params.yaml --docs {input.docs} --out {output.structural}"
         " --out-stats {output.stats} --log {log}"
+
+
+rule queries:
+    input:
+        docs="results/docs.parquet",
+        configs="results/configs.parquet",
+        structural="results/structural.parquet",
+        few_shot="prompts/queries_few_shot.yaml",
+        report="prompts/queries_report.yaml",
+    output:
+        queries="results/queries.parquet",
+        stats="results/stats/queries.json",
+    log:
+        "logs/queries.log",
+    conda:
+        "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
+    params:
+        **groups("seed", "embedder", "llm", "queries"),
+    shell:
+        "python scripts/queries.py --params params.yaml --docs {input.docs} --configs {input.configs}"
+        " --structural {input.structural} --few-shot-prompt {input.few_shot} --report-prompt {input.report}"
+        " --out {output.queries} --out-stats {output.stats} --log {log}"

@@ -13,6 +13,7 @@ from synthembed.corpus import passages
 from synthembed.filtering import (
     LanguageChecker,
     anchor_and_positive,
+    best_candidates,
     copied_span,
     cosine_thresholds,
     echoes,
@@ -117,6 +118,9 @@ for i in range(n):
         row["doc_rank"] = doc_ranks[i]
     rows.append(row)
 decisions = filter_decisions(rows, cfg, params["seed"])
+# Several candidates of one configuration (queries.candidates > 1): the best one stays.
+keys = list(zip(pairs["doc_id"], pairs["task_type"], strict=True))
+decisions = best_candidates(keys, decisions, doc_ranks, cosines)
 scored = pairs.with_columns(
     pl.Series("anchor", anchors, dtype=pl.String),
     pl.Series("positive", positives, dtype=pl.String),

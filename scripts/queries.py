@@ -10,11 +10,16 @@ from synthembed.corpus import passages
 from synthembed.generation import generate_queries
 from synthembed.io import write_json, write_parquet
 from synthembed.llm import open_llm
-from synthembed.prompts import load_task_prompts
+from synthembed.models import load_embedder
+from synthembed.prompts import load_task_prompts, truncate
+from synthembed.structural import example_pool, nearest_examples
 
 parser = stage_parser(__doc__)
 parser.add_argument("--docs", required=True)
 parser.add_argument("--configs", required=True)
+parser.add_argument(
+    "--structural", required=True, help="structural pairs: worked examples when examples: corpus"
+)
 parser.add_argument("--few-shot-prompt", required=True, help="prompts of queries.prompt_style few_shot")
 parser.add_argument("--report-prompt", required=True, help="prompts of queries.prompt_style report")
 parser.add_argument("--out", required=True)
@@ -26,11 +31,28 @@ configs = pl.read_parquet(args.configs)
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
 documents = passages(configs.select("doc_id").join(docs, on="doc_id", how="left", maintain_order="left"))
 prompt = load_task_prompts(args.few_shot_prompt if cfg["prompt_style"] == "few_shot" else args.report_prompt)
+examples = None
+if cfg["examples"] == "corpus":
+    pool = example_pool(pl.read_parquet(args.structural), cfg["example_pool"], params["seed"])
+    model = load_embedder(params["embedder"], params["runtime"]["device"])
+    encode = {"batch_size": params["embedder"]["batch_size"], "normalize_embeddings": True}
+    chosen = nearest_examples(
+        model.encode_document([truncate(d, cfg["doc_chars"]) for d in documents], **encode),
+        configs["doc_id"].to_list(),
+        model.encode_document([truncate(p, cfg["doc_chars"]) for p in pool["positive"]], **encode),
+        pool["doc_id"].to_list(),
+        cfg["corpus_examples"],
+    )
+    pairs = list(zip(pool["positive"], pool["query"], strict=True))
+    examples = [[pairs[j] for j in row] for row in chosen]
 llm = open_llm(params["llm"], params["runtime"])
-rows = generate_queries(configs.to_dicts(), documents, prompt, llm, cfg, params["seed"])
+rows = generate_queries(configs.to_dicts(), documents, prompt, llm, cfg, params["seed"], examples)
 optional = ["label", "label_description", "raw_output", "parse_error", "llm_negative", "llm_negative_error"]
 frame = pl.DataFrame(
-    rows, schema=configs.schema | dict.fromkeys(["template", "query", "prompt_hash", *optional], pl.String)
+    rows,
+    schema=configs.schema
+    | {"candidate": pl.Int64}
+    | dict.fromkeys(["template", "query", "prompt_hash", *optional], pl.String),
 )
 frame = frame.with_columns(pl.lit(params["llm"]["model"]).alias("model"))
 write_parquet(frame, args.out)

@@ -15,11 +15,12 @@ from synthembed.answers import TASK_FIELDS, parse_answer
 from synthembed.configs import sampled_configs
 from synthembed.generation import generate_queries
 from synthembed.prompts import TASK_TEMPLATES, load_task_prompts, row_fields, task_messages
+from synthembed.structural import PAIR_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = {style: ROOT / "prompts" / f"queries_{style}.yaml" for style in ("few_shot", "report")}
 CFG = yaml.safe_load((ROOT / "params.yaml").read_text())["configs"] | {"languages": {"en": 0.5, "de": 0.5}}
-QUERIES_CFG = {"doc_chars": 200, "source_chars": 40, "code_negatives": True}
+QUERIES_CFG = {"doc_chars": 200, "source_chars": 40, "code_negatives": True, "candidates": 1}
 
 
 def config_rows(n: int, domain: str = "code") -> list[dict]:
@@ -163,12 +164,14 @@ def write_stage_inputs(folder: Path, n: int, base_url: str, cache_dir: Path) -> 
         {"doc_id": [r["doc_id"] for r in rows], "title": [""] * n, "text": [f"note {i}" for i in range(n)]}
     ).write_parquet(folder / "docs.parquet")
     pl.DataFrame(rows).write_parquet(folder / "configs.parquet")
+    pl.DataFrame(schema=PAIR_SCHEMA).write_parquet(folder / "structural.parquet")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["llm"] = openai_llm_params(base_url, concurrency=2, max_retries=0)
     params["runtime"]["cache_dir"] = str(cache_dir)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     command = [sys.executable, str(ROOT / "scripts" / "queries.py"), "--params", str(folder / "params.yaml")]
     command += ["--docs", str(folder / "docs.parquet"), "--configs", str(folder / "configs.parquet")]
+    command += ["--structural", str(folder / "structural.parquet")]
     command += ["--few-shot-prompt", str(PROMPTS["few_shot"]), "--report-prompt", str(PROMPTS["report"])]
     return [*command, "--out", str(folder / "queries.parquet"), "--out-stats", str(folder / "stats.json")]
 

@@ -228,3 +228,33 @@ def filter_decisions(rows: list[dict[str, Any]], cfg: dict[str, Any], seed: int)
             if earlier is not None:
                 decisions[i] = "near_duplicate"
     return decisions
+
+
+def best_candidates(
+    keys: list[tuple[str, ...]],
+    decisions: list[str | None],
+    doc_ranks: list[int | None],
+    cosines: list[float | None],
+) -> list[str | None]:
+    """Best-of-k: among the kept candidates of one configuration (same key), keep the one whose document
+    ranks highest for it (round trip), then the closest; the others are rejected as ``not_best``.
+
+    >>> best_candidates([("a",), ("a",), ("a",), ("b",)], [None, None, "low_cosine", None],
+    ...                 [3, 0, 0, None], [0.9, 0.5, 0.1, 0.4])
+    ['not_best', None, 'low_cosine', None]
+    >>> best_candidates([("a",), ("a",)], [None, None], [None, None], [0.5, 0.7])
+    ['not_best', None]
+    """
+    best: dict[tuple[str, ...], int] = {}
+    for i, key in enumerate(keys):
+        if decisions[i] is not None:
+            continue
+        score = (doc_ranks[i] if doc_ranks[i] is not None else float("inf"), -(cosines[i] or 0.0))
+        j = best.get(key)
+        if j is None or score < (
+            doc_ranks[j] if doc_ranks[j] is not None else float("inf"),
+            -(cosines[j] or 0.0),
+        ):
+            best[key] = i
+    chosen = set(best.values())
+    return [d if d is not None or i in chosen else "not_best" for i, d in enumerate(decisions)]

@@ -60,6 +60,35 @@ def answer_rows(
     return results
 
 
+EXAMPLE_TEMPLATES = {"retrieval", "retrieval_code"}  # the templates corpus examples replace
+
+
+def corpus_examples(
+    prompt: dict[str, Any],
+    row: dict[str, Any],
+    template: str,
+    pairs: list[tuple[str, str]],
+    cfg: dict[str, Any],
+) -> list[dict[str, Any]] | None:
+    """Worked examples from the corpus for one row: each (document, query) pair is rendered under the
+    row's own controls, so only the documents and the answers differ from the fixed examples.
+
+    >>> prompt = {"question_types": {}, "languages": {"en": "English"}, "terms": {}}
+    >>> row = {"persona": "a nurse", "persona_description": "", "style": "plain", "difficulty": "phd",
+    ...        "language": "en", "length_words": 5, "domain_terms": []}
+    >>> corpus_examples(prompt, row, "retrieval", [("body text", "a title")], {"doc_chars": 50})[0]["answer"]
+    'a title'
+    >>> corpus_examples(prompt, row, "sts", [("body text", "a title")], {"doc_chars": 50}) is None
+    True
+    """
+    if template not in EXAMPLE_TEMPLATES or not pairs:
+        return None
+    return [
+        row_fields(prompt, row, shown_text(template, document, cfg)) | {"answer": query}
+        for document, query in pairs
+    ]
+
+
 def generate_queries(
     rows: list[dict[str, Any]],
     documents: list[str],
@@ -67,47 +96,79 @@ def generate_queries(
     llm,
     cfg: dict[str, Any],
     seed: int,
+    examples: list[list[tuple[str, str]]] | None = None,
 ) -> list[dict[str, Any]]:
     """The configuration rows with what the generator wrote under their controls.
 
-    Adds: template, query (the text paired with the document: query, paraphrase, translation, or
-    "label: description"), label, label_description, raw_output, parse_error, prompt_hash, and for
-    retrieval rows of code documents (``cfg['code_negatives']``) llm_negative: a similar but
-    functionally different function, with llm_negative_error when there is none.
+    Adds: template, candidate, query (the text paired with the document: query, paraphrase,
+    translation, or "label: description"), label, label_description, raw_output, parse_error,
+    prompt_hash, and for retrieval rows of code documents (``cfg['code_negatives']``) llm_negative: a
+    similar but functionally different function, with llm_negative_error when there is none.
+
+    ``cfg['candidates']`` answers are sampled per row (seeds ``seed``, ``seed + 1``, ...), one output
+    row each, for the filter to keep the best; ``examples`` gives per row the (document, query) pairs
+    that replace the fixed worked examples of retrieval templates.
     """
     templates = [template_name(r["task_type"], r["domain"]) for r in rows]
     requests = [
-        task_messages(prompt, t, row_fields(prompt, r, shown_text(t, d, cfg)))
-        for t, r, d in zip(templates, rows, documents, strict=True)
+        task_messages(
+            prompt,
+            t,
+            row_fields(prompt, r, shown_text(t, d, cfg)),
+            corpus_examples(prompt, r, t, examples[i], cfg) if examples else None,
+        )
+        for i, (t, r, d) in enumerate(zip(templates, rows, documents, strict=True))
     ]
-    answers = answer_rows(templates, requests, prompt, llm, seed)
-    negatives: dict[int, dict[str, Any]] = {}
-    if cfg["code_negatives"]:
-        wanted = [i for i, t in enumerate(templates) if t == "retrieval_code"]
-        negative_requests = [
-            task_messages(
-                prompt, "code_negative", {"document": shown_text("code_negative", documents[i], cfg)}
-            )
-            for i in wanted
-        ]
-        found = answer_rows(["code_negative"] * len(wanted), negative_requests, prompt, llm, seed)
-        negatives = dict(zip(wanted, found, strict=True))
     out = []
-    for i, (row, template, answer) in enumerate(zip(rows, templates, answers, strict=True)):
+    for candidate in range(cfg["candidates"]):
+        answers = answer_rows(templates, requests, prompt, llm, seed + candidate)
+        out += answered_rows(rows, templates, answers, candidate)
+    if cfg["code_negatives"]:
+        negatives = code_negatives(templates, documents, prompt, llm, cfg, seed)
+        out = [row | negatives.get(i % len(rows), {}) for i, row in enumerate(out)]
+    return out
+
+
+def code_negatives(
+    templates: list[str], documents: list[str], prompt: dict[str, Any], llm, cfg: dict[str, Any], seed: int
+) -> dict[int, dict[str, Any]]:
+    """Per retrieval row of a code document, the generator's similar-but-different function (or why
+    there is none), asked once whatever the number of candidates."""
+    wanted = [i for i, t in enumerate(templates) if t == "retrieval_code"]
+    requests = [
+        task_messages(prompt, "code_negative", {"document": shown_text("code_negative", documents[i], cfg)})
+        for i in wanted
+    ]
+    found = answer_rows(["code_negative"] * len(wanted), requests, prompt, llm, seed)
+    return {
+        i: {
+            "llm_negative": answer["fields"]["Negative"] if answer["fields"] else None,
+            "llm_negative_error": answer["error"],
+        }
+        for i, answer in zip(wanted, found, strict=True)
+    }
+
+
+def answered_rows(
+    rows: list[dict[str, Any]], templates: list[str], answers: list[dict[str, Any]], candidate: int
+) -> list[dict[str, Any]]:
+    """The configuration rows with one candidate's parsed answers."""
+    out = []
+    for row, template, answer in zip(rows, templates, answers, strict=True):
         fields = answer["fields"] or {}
-        negative = negatives.get(i)
         out.append(
             row
             | {
                 "template": template,
+                "candidate": candidate,
                 "query": generated_text(template, fields) if fields else None,
                 "label": fields.get("Label"),
                 "label_description": fields.get("Label_Description"),
                 "raw_output": answer["raw_output"],
                 "parse_error": answer["error"],
                 "prompt_hash": answer["prompt_hash"],
-                "llm_negative": negative["fields"]["Negative"] if negative and negative["fields"] else None,
-                "llm_negative_error": negative["error"] if negative else None,
+                "llm_negative": None,
+                "llm_negative_error": None,
             }
         )
     return out

@@ -118,11 +118,20 @@ def prompt_text(prompt: dict[str, Any], template: str) -> str:
     return "\n".join(parts)
 
 
-def task_messages(prompt: dict[str, Any], template: str, fields: dict[str, Any]) -> Messages:
-    """System message, the task's worked examples as earlier turns, then this row's request."""
+def task_messages(
+    prompt: dict[str, Any],
+    template: str,
+    fields: dict[str, Any],
+    examples: list[dict[str, Any]] | None = None,
+) -> Messages:
+    """System message, worked examples as earlier turns, then this row's request.
+
+    ``examples`` (template fields plus ``answer``) replace the prompt file's own worked examples, e.g.
+    with pairs taken from the corpus itself.
+    """
     task = prompt["tasks"][template]
     messages = [{"role": "system", "content": prompt["system"]}]
-    for example in task.get("examples", []):
+    for example in task.get("examples", []) if examples is None else examples:
         messages.extend(example_turn(task, example))
     messages.append({"role": "user", "content": task["template"].format(**fields)})
     return messages

@@ -14,6 +14,7 @@ import re
 import textwrap
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from synthembed.corpus import SENTENCE_END, _function_without_docstring, first_sentence
@@ -150,3 +151,37 @@ def structural_pairs(
         pairs = pairs.sample(n=cfg["max_pairs"], seed=seed).sort("doc_id", "kind", "query")
     by_kind = dict(pairs.group_by("kind").len().sort("kind").iter_rows()) if pairs.height else {}
     return pairs, {"read": found, "kept": pairs.height, "rejected": rejected, "kept_by_kind": by_kind}
+
+
+KIND_PREFERENCE = ("title", "docstring", "heading", "first_sentence")
+
+
+def example_pool(pairs: pl.DataFrame, size: int, seed: int) -> pl.DataFrame:
+    """Candidate worked examples: one structural pair per document (its title if it has one, then its
+    docstring, heading, first sentence), a seeded sample of at most ``size``.
+
+    >>> pairs = pl.DataFrame({"doc_id": ["a", "a", "b"], "kind": ["first_sentence", "title", "heading"],
+    ...                       "query": ["s", "t", "h"], "positive": ["x", "y", "z"], "lang": ["en"] * 3})
+    >>> example_pool(pairs, 10, 0)["query"].to_list()
+    ['t', 'h']
+    """
+    rank = pl.col("kind").replace_strict(KIND_PREFERENCE, list(range(len(KIND_PREFERENCE))))
+    pool = pairs.sort("doc_id", rank).unique("doc_id", keep="first", maintain_order=True)
+    return pool.sample(n=size, seed=seed).sort("doc_id") if pool.height > size else pool
+
+
+def nearest_examples(
+    row_vectors: np.ndarray, row_doc_ids: list[str], pool_vectors: np.ndarray, pool_doc_ids: list[str], k: int
+) -> list[list[int]]:
+    """Per row, the pool indices of its ``k`` most similar documents (vectors normalised), never the
+    row's own document, most similar last (nearest the request, as the last worked example).
+
+    >>> rows = np.array([[1.0, 0.0]]); pool = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    >>> nearest_examples(rows, ["a"], pool, ["a", "b", "c"], 2)
+    [[2, 1]]
+    """
+    scores = row_vectors @ pool_vectors.T
+    own = np.array(pool_doc_ids)[None, :] == np.array(row_doc_ids)[:, None]
+    scores[own] = -np.inf
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return [[int(j) for j in reversed(row) if np.isfinite(scores[i, j])] for i, row in enumerate(best)]
