@@ -1,16 +1,19 @@
-"""Ablation of the model stage on a real eval set: train variants on the negatives stage's output and
-report each one's nDCG@10 on a BEIR folder (its own corpus, its judged queries only).
+"""Ablation of what the model is trained on and how, measured on a real eval set: each variant builds its
+training pairs from a run's balanced (and structural) pairs, mines their hard negatives, trains, and is
+scored by nDCG@10 on a BEIR folder (its own corpus, its judged queries only).
 
-A variant is a name, `train` params overrides (deep-merged) and row selections:
+A variant is a name, data choices and `train` params overrides (deep-merged):
 
-    {"name": "full", "train": {"method": "full", "learning_rate": 2e-5}}
+    {"name": "defaults"}
+    {"name": "full fine-tune", "train": {"method": "full", "learning_rate": 2e-5}}
+    {"name": "structural 80%", "structural_share": 0.8}
+    {"name": "structural only", "structural_share": 1.0, "generated": false}
     {"name": "retrieval only", "task_types": ["retrieval"]}
-    {"name": "cosine >= 0.5", "min_positive_score": 0.5}
-    {"name": "round trip top-3", "max_positive_rank": 3}
-    {"name": "in-batch only", "hard_negatives": false}
+    {"name": "in-batch negatives only", "hard_negatives": false}
 
-    python benchmarks/train_ablation.py --params params.yaml --negatives results/negatives.parquet \\
-        --balanced results/balanced.parquet --eval-set ../shared/data/scifact-dev --variants variants.json
+    python benchmarks/train_ablation.py --params params.yaml --docs results/docs.parquet \\
+        --balanced results/balanced.parquet --structural results/structural.parquet \\
+        --eval-set ../shared/data/scifact-dev --variants variants.json --out ablation.json
 """
 
 from __future__ import annotations
@@ -27,11 +30,15 @@ from typing import Any
 
 import polars as pl
 
-from synthembed.corpus import read_beir_set
+from synthembed.balance import with_structural
+from synthembed.corpus import passages, read_beir_set
 from synthembed.evaluate import evaluate_model
+from synthembed.mine import DocumentMemo, mine_training_pairs
 from synthembed.models import load_embedder
 from synthembed.params import load_params
 from synthembed.train import train_embedder
+
+COLUMNS = ["doc_id", "task_type", "generator", "anchor", "positive", "label", "llm_negative"]
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -41,10 +48,25 @@ def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def selected_pairs(pairs: pl.DataFrame, variant: dict[str, Any]) -> pl.DataFrame:
-    """The training rows a variant keeps."""
+def training_rows(
+    balanced: pl.DataFrame, structural: pl.DataFrame, variant: dict[str, Any], seed: int
+) -> pl.DataFrame:
+    """The train-split rows a variant learns from: the generated pairs (unless ``generated`` is false)
+    plus structural pairs at ``structural_share``; no document of the dev split."""
+    generated = balanced.filter(pl.col("split") == "train")
+    dev_docs = set(balanced.filter(pl.col("split") == "dev")["doc_id"])
+    if not variant.get("generated", True):
+        generated = generated.head(0)
     if "task_types" in variant:
-        pairs = pairs.filter(pl.col("task_type").is_in(variant["task_types"]))
+        generated = generated.filter(pl.col("task_type").is_in(variant["task_types"]))
+    pseudo = structural.filter(~pl.col("doc_id").is_in(list(dev_docs)))
+    share = variant.get("structural_share", 0.0)
+    rows = with_structural(generated.drop("generator", strict=False), pseudo, share, seed)
+    return rows.select([c for c in COLUMNS if c in rows.columns])
+
+
+def selected_pairs(pairs: pl.DataFrame, variant: dict[str, Any]) -> pl.DataFrame:
+    """Mined pairs a variant keeps: by the positive's score or rank, with or without hard negatives."""
     if "min_positive_score" in variant:
         pairs = pairs.filter(pl.col("positive_score") >= variant["min_positive_score"])
     if "max_positive_rank" in variant:
@@ -55,53 +77,57 @@ def selected_pairs(pairs: pl.DataFrame, variant: dict[str, Any]) -> pl.DataFrame
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", required=True)
-    parser.add_argument("--negatives", required=True)
+    parser.add_argument("--docs", required=True)
     parser.add_argument("--balanced", required=True)
+    parser.add_argument("--structural", required=True)
     parser.add_argument("--eval-set", required=True, help="a BEIR folder")
     parser.add_argument("--split", default="dev")
-    parser.add_argument("--query-prompt", default=None, help="default: embedder.query_prompt")
     parser.add_argument("--variants", required=True, help="JSON list of variants")
+    parser.add_argument("--device", help="overrides runtime.device")
+    parser.add_argument("--embedder", help="overrides embedder.model (a local folder)")
     parser.add_argument("--out", help="JSON file for the table")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     params = load_params(args.params)
-    emb, device = params["embedder"], params["runtime"]["device"]
-    pairs = pl.read_parquet(args.negatives)
-    dev = (
-        pl.read_parquet(args.balanced)
-        .filter(pl.col("split") == "dev")
-        .select("task_type", "anchor", "positive")
-    )
+    emb = params["embedder"] | ({"model": args.embedder} if args.embedder else {})
+    device, seed = args.device or params["runtime"]["device"], params["seed"]
+    corpus = passages(pl.read_parquet(args.docs))
+    balanced, structural = pl.read_parquet(args.balanced), pl.read_parquet(args.structural)
+    dev = balanced.filter(pl.col("split") == "dev").select("task_type", "anchor", "positive")
     beir = read_beir_set(args.eval_set, args.split)
-    prompt = emb["query_prompt"] if args.query_prompt is None else args.query_prompt
     sets = {beir.name: (beir.queries, beir.relevant)}
+    base_model = load_embedder(emb, device)
+    base_documents = DocumentMemo(base_model)
 
-    def ndcg(path: str | None) -> float:
-        model = load_embedder(emb, device, path=path)
-        return evaluate_model(model, beir.corpus, sets, {beir.name: prompt}, emb["batch_size"])[beir.name][
-            "ndcg@10"
-        ]
+    def ndcg(model, documents=None) -> float:
+        scores = evaluate_model(model, beir.corpus, sets, {beir.name: emb["query_prompt"]}, 256, documents)
+        return scores[beir.name]["ndcg@10"]
 
-    base = ndcg(None)
+    base = ndcg(base_model, base_documents)
     rows = [{"variant": "base", "pairs": 0, "ndcg@10": round(base, 4), "delta": 0.0}]
     print(json.dumps(rows[0]), flush=True)
+    mined: dict[str, pl.DataFrame] = {}
     for variant in json.loads(Path(args.variants).read_text()):
+        data_key = json.dumps({k: variant.get(k) for k in ("generated", "task_types", "structural_share")})
+        if data_key not in mined:  # the base model mines; variants that only train differently share it
+            train_rows = training_rows(balanced, structural, variant, seed)
+            mined[data_key], _ = mine_training_pairs(
+                train_rows, corpus, base_documents, emb, params["negatives"], params["search"], seed
+            )
+        chosen = selected_pairs(mined[data_key], variant)
         cfg = deep_merge(params["train"], variant.get("train", {}))
-        chosen = selected_pairs(pairs, variant)
         with tempfile.TemporaryDirectory() as tmp:
             started = time.monotonic()
-            train_embedder(chosen, dev, emb, cfg, params["seed"], device, Path(tmp) / "model", Path(tmp))
+            train_embedder(chosen, dev, emb, cfg, seed, device, Path(tmp) / "model", Path(tmp))
             seconds = time.monotonic() - started
             models = {variant["name"]: Path(tmp) / "model"}
             if (Path(tmp) / "model" / "merged").is_dir():
                 models[variant["name"] + " (merged)"] = Path(tmp) / "model" / "merged"
             for name, path in models.items():
-                score = ndcg(str(path))
+                score = ndcg(load_embedder(emb, device, path=str(path)))
                 row = {"variant": name, "pairs": chosen.height, "ndcg@10": round(score, 4)}
                 row |= {"delta": round(100 * (score - base), 2), "train_s": round(seconds, 1)}
                 rows.append(row)

@@ -6,7 +6,7 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import passages
 from synthembed.io import write_json, write_parquet
-from synthembed.mine import DocumentMemo, mine_negatives, one_text_per_label, with_llm_negatives
+from synthembed.mine import DocumentMemo, mine_training_pairs
 from synthembed.models import load_embedder
 from synthembed.plots import histogram_png
 
@@ -22,36 +22,11 @@ parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
 emb, cfg = params["embedder"], params["negatives"]
 
-columns = ["doc_id", "task_type", "anchor", "positive", "label", "llm_negative"]
+columns = ["doc_id", "task_type", "generator", "anchor", "positive", "label", "llm_negative"]
 train = pl.read_parquet(args.balanced).filter(pl.col("split") == "train").select(columns)
 corpus = passages(pl.read_parquet(args.docs))
 model = DocumentMemo(load_embedder(emb, params["runtime"]["device"]))
-parts, stats = [], {}
-for (task_type,), group in train.group_by("task_type", maintain_order=True):
-    if task_type == "classification":
-        # A document's negatives are the other labels: the labels are the whole corpus here.
-        mined, stats[task_type] = mine_negatives(
-            one_text_per_label(group),
-            [],
-            model,
-            cfg,
-            "",
-            emb["batch_size"],
-            params["search"],
-            params["seed"],
-        )
-    else:
-        # Only retrieval anchors are queries; paraphrases and translations are encoded as documents are.
-        prompt = emb["query_prompt"] if task_type == "retrieval" else ""
-        mined, stats[task_type] = mine_negatives(
-            group, corpus, model, cfg, prompt, emb["batch_size"], params["search"], params["seed"]
-        )
-    parts.append(with_llm_negatives(mined))
-result = (
-    pl.concat(parts).sort("task_type", "doc_id", "anchor")
-    if parts
-    else mine_negatives(train, [], model, cfg, "", emb["batch_size"], params["search"], params["seed"])[0]
-)
+result, stats = mine_training_pairs(train, corpus, model, emb, cfg, params["search"], params["seed"])
 write_parquet(result, args.out)
 margins = (
     result.select("task_type", "positive_score", "negative_scores")

@@ -225,3 +225,31 @@ def with_llm_negatives(pairs: pl.DataFrame) -> pl.DataFrame:
     return pairs.with_columns(
         shifted("negatives", pl.col("llm_negative")), shifted("negative_scores", pl.lit(float("nan")))
     )
+
+
+def mine_training_pairs(
+    train: pl.DataFrame,
+    corpus: list[str],
+    model,
+    embedder_cfg: dict[str, Any],
+    cfg: dict[str, Any],
+    search: dict[str, Any],
+    seed: int,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Hard negatives for the training pairs of every task type: documents of the corpus for retrieval,
+    sts and bitext anchors (only retrieval anchors get the query instruction), other labels for
+    classification; the generator's own negative first for code. Returns the pairs and stats per task
+    type."""
+    mine = {"batch_size": embedder_cfg["batch_size"], "search": search, "seed": seed}
+    parts, stats = [], {}
+    for (task_type,), group in train.group_by("task_type", maintain_order=True):
+        if task_type == "classification":
+            # A document's negatives are the other labels: the labels are the whole corpus here.
+            mined, stats[task_type] = mine_negatives(one_text_per_label(group), [], model, cfg, "", **mine)
+        else:
+            prompt = embedder_cfg["query_prompt"] if task_type == "retrieval" else ""
+            mined, stats[task_type] = mine_negatives(group, corpus, model, cfg, prompt, **mine)
+        parts.append(with_llm_negatives(mined))
+    if not parts:
+        return mine_negatives(train, [], model, cfg, "", **mine)[0], stats
+    return pl.concat(parts).sort("task_type", "doc_id", "anchor"), stats
