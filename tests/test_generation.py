@@ -98,6 +98,7 @@ class TemplateLLM:
     def generate(self, prompts, seed, desc="", schema=None):
         template = desc.removeprefix("queries: ")
         self.requests[template] = self.requests.get(template, 0) + len(prompts)
+        self.seen = getattr(self, "seen", []) + [(template, seed, p) for p in prompts]
         if template in ("retrieval", "retrieval_code", "code_negative"):
             assert schema is None or schema["required"] == list(TASK_FIELDS[template])
         return [self.answers[template]] * len(prompts)
@@ -144,6 +145,32 @@ def test_generated_rows_keep_controls_answers_and_reasons(style):
     retrieval_rows = sum(r["task_type"] == "retrieval" for r in rows)
     assert llm.requests["code_negative"] == retrieval_rows == 9
     assert [o["persona"] for o in out] == [r["persona"] for r in rows]
+
+
+def test_candidates_are_sampled_with_their_own_seeds_and_negatives_asked_once():
+    rows = config_rows(20)
+    llm = TemplateLLM(ANSWERS["few_shot"])
+    prompt = load_task_prompts(PROMPTS["few_shot"])
+    out = generate_queries(rows, ["def f(): pass"] * 20, prompt, llm, QUERIES_CFG | {"candidates": 3}, 13)
+    assert len(out) == 60 and [o["candidate"] for o in out] == [0] * 20 + [1] * 20 + [2] * 20
+    assert {seed for template, seed, _ in llm.seen if template == "sts"} == {13, 14, 15}
+    assert llm.requests["code_negative"] == 9  # once per retrieval row, not per candidate
+    assert all(o["llm_negative"] == "def g(): return -1" for o in out if o["task_type"] == "retrieval")
+
+
+def test_corpus_examples_replace_the_fixed_ones_in_retrieval_prompts_only():
+    rows = config_rows(20)
+    llm = TemplateLLM(ANSWERS["few_shot"])
+    prompt = load_task_prompts(PROMPTS["few_shot"])
+    examples = [[("def neighbour(): return 7", "get the lucky number")]] * 20
+    generate_queries(rows, ["def f(): pass"] * 20, prompt, llm, QUERIES_CFG, 13, examples)
+    retrieval = next(p for template, _, p in llm.seen if template == "retrieval_code")
+    sts = next(p for template, _, p in llm.seen if template == "sts")
+    # system, one worked example (user + assistant), the request
+    assert [m["role"] for m in retrieval] == ["system", "user", "assistant", "user"]
+    assert "def neighbour(): return 7" in retrieval[1]["content"]
+    assert retrieval[2]["content"] == "get the lucky number"
+    assert len(sts) == 2 + 2 * len(prompt["tasks"]["sts"]["examples"])  # fixed examples kept
 
 
 def test_answer_in_the_wrong_format_is_a_reason_not_a_row():
