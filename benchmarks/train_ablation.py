@@ -77,7 +77,9 @@ def selected_pairs(pairs: pl.DataFrame, variant: dict[str, Any]) -> pl.DataFrame
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--params", required=True)
     parser.add_argument("--docs", required=True)
     parser.add_argument("--balanced", required=True)
