@@ -138,12 +138,15 @@ def test_training_saves_a_loadable_model_its_checkpoints_and_their_merge(tmp_pat
 
 
 @pytest.mark.slow
-def test_training_is_seeded(tmp_path):
+def test_training_is_seeded_and_needs_no_dev_pairs(tmp_path):
     outputs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         cfg = TRAIN | {"merge": {"method": "none", "checkpoints": 2}}
-        train_embedder(PAIRS, DEV, MINILM, cfg, 7, "cpu", tmp_path / name / "model", tmp_path / name)
+        run = train_embedder(
+            PAIRS, DEV.head(0), MINILM, cfg, 7, "cpu", tmp_path / name / "model", tmp_path / name
+        )
+        assert len(run.checkpoints) == 2 and run.eval_history == []
         outputs.append(SentenceTransformer(str(tmp_path / name / "model"), device="cpu").encode(PROBE))
     assert changed(*outputs) < 1e-6
 

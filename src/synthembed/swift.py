@@ -62,12 +62,13 @@ def infonce_env(infonce: dict[str, Any], hard_negatives: int) -> dict[str, str]:
 
 
 def swift_command(
-    cfg: dict[str, Any], model: str, dataset: Path, output_dir: Path, seed: int, device: str
+    cfg: dict[str, Any], model: str, dataset: Path, output_dir: Path, seed: int, device: str, max_length: int
 ) -> list[str]:
     """``swift sft`` for embedding training with LoRA and InfoNCE, from the ``train`` params.
 
     Checkpoints are saved at the same evenly spaced fractions of training as the sentence-transformers
-    backend takes them, so ``merge`` works alike.
+    backend takes them, so ``merge`` works alike. Texts longer than ``max_length`` tokens are cut, as
+    sentence-transformers cuts them: swift's default drops such rows without a word.
     """
     swift, lora = cfg["ms_swift"], cfg["lora"]
     command = [swift["command"], "sft", "--model", model, "--model_type", swift["model_type"]]
@@ -94,6 +95,7 @@ def swift_command(
         "true",
     ]
     command += ["--logging_steps", "1", "--dataloader_num_workers", "0"]
+    command += ["--max_length", str(max_length), "--truncation_strategy", "right"]
     if device == "cpu":
         command += ["--use_cpu", "true"]
     return command + list(swift["extra_args"])
@@ -179,7 +181,13 @@ def train_with_swift(
     width = int(pairs["negatives"].list.len().min() or 0)
     env = os.environ | infonce_env(cfg["ms_swift"]["infonce"], width) | {"HF_HUB_OFFLINE": "1"}
     command = swift_command(
-        cfg, embedder_path(embedder_cfg["model"]), dataset, work_dir / "swift", seed, device
+        cfg,
+        embedder_path(embedder_cfg["model"]),
+        dataset,
+        work_dir / "swift",
+        seed,
+        device,
+        embedder_cfg["max_seq_length"],
     )
     logger.info("running %s", " ".join(command))
     result = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -183,9 +183,9 @@ class TrainingRun:
     checkpoints: list[Path] = field(default_factory=list)
 
 
-def checkpoint_callback(folder: Path, checkpoints: int, run: TrainingRun):
-    """A trainer callback that saves the trained parameters at evenly spaced steps and asks for a dev
-    evaluation there, so the eval curve has a point per checkpoint."""
+def checkpoint_callback(folder: Path, checkpoints: int, run: TrainingRun, evaluate: bool):
+    """A trainer callback that saves the trained parameters at evenly spaced steps and (with dev pairs)
+    asks for a dev evaluation there, so the eval curve has a point per checkpoint."""
     from safetensors.torch import save_file
     from transformers import TrainerCallback
 
@@ -195,7 +195,7 @@ def checkpoint_callback(folder: Path, checkpoints: int, run: TrainingRun):
                 path = folder / f"checkpoint-{state.global_step}.safetensors"
                 save_file({n: t.contiguous() for n, t in trainable_state(model).items()}, str(path))
                 run.checkpoints.append(path)
-                control.should_evaluate = True
+                control.should_evaluate = evaluate
             return control
 
     return Checkpoints()
@@ -257,7 +257,7 @@ def train_embedder(
         train_dataset=datasets,
         eval_dataset=dev,
         loss=loss,
-        callbacks=[checkpoint_callback(work_dir, cfg["checkpoints"], run)],
+        callbacks=[checkpoint_callback(work_dir, cfg["checkpoints"], run, dev is not None)],
     )
     trainer.train()
     for entry in trainer.state.log_history:
