@@ -114,7 +114,8 @@ def first_sentence(docstring: str) -> str:
     return SENTENCE_END.split(summary, maxsplit=1)[0].strip()
 
 
-def _function_without_docstring(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+def function_without_docstring(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """The source of a function (decorators included, dedented) with its docstring statement removed."""
     start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
     doc = node.body[0]
     kept = lines[start : doc.lineno - 1] + lines[doc.end_lineno : node.end_lineno]
@@ -156,7 +157,7 @@ def python_functions(path: Path, module: str) -> Iterator[tuple[dict[str, Any], 
         doc = {
             "doc_id": f"{module}.{qualname}",
             "title": f"{module}.{qualname}",
-            "text": _function_without_docstring(lines, node),
+            "text": function_without_docstring(lines, node),
             "line": node.lineno,
         }
         yield doc, first_sentence(docstring)

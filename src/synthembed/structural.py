@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from synthembed.corpus import SENTENCE_END, _function_without_docstring, first_sentence
+from synthembed.corpus import SENTENCE_END, function_without_docstring, first_sentence
 from synthembed.filtering import normalized
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def docstring_pair(code: str) -> tuple[str, str] | None:
     docstring = ast.get_docstring(node, clean=False)
     if not docstring or len(node.body) < 2:
         return None
-    return first_sentence(docstring), _function_without_docstring(source.splitlines(), node)
+    return first_sentence(docstring), function_without_docstring(source.splitlines(), node)
 
 
 def first_sentence_pair(text: str) -> tuple[str, str] | None:
