@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from synthembed.corpus import SENTENCE_END, function_without_docstring, first_sentence
+from synthembed.corpus import SENTENCE_END, first_sentence, function_without_docstring
 from synthembed.filtering import normalized
 
 logger = logging.getLogger(__name__)
