@@ -14,6 +14,7 @@ CODE = '''def mean(values):
 
     Raises ValueError for an empty list.
     """
+# an empty list has no mean
     if not values:
         raise ValueError("empty")
     return sum(values) / len(values)
@@ -58,8 +59,10 @@ def test_each_kind_takes_the_query_out_of_its_positive():
     query, code = got[("func", "docstring")]
     assert query == "Return the arithmetic mean of a list of numbers."
     assert "arithmetic" not in code and code.startswith("def mean(values):") and "return sum" in code
-    # "Usage notes" has a one-word section; the second paper repeats a title; code has no first sentence.
+    # "Usage notes" has a one-word section; the second paper repeats a title; code has no first sentence,
+    # and its "# ..." comment is not a heading.
     assert ("func", "first_sentence") not in got and ("copy", "title") not in got
+    assert ("func", "heading") not in got
     assert stats["rejected"] == {"query_length": 0, "short_positive": 1, "duplicate": 1, "over_max_pairs": 0}
     assert stats["read"] == stats["kept"] + sum(stats["rejected"].values())
 

@@ -107,7 +107,7 @@ def document_pairs(doc: dict[str, Any], kinds: list[str]) -> list[tuple[str, str
     found: list[tuple[str, str, str]] = []
     if "title" in kinds and (pair := title_pair(doc["title"], doc["text"])):
         found.append(("title", *pair))
-    if "heading" in kinds:
+    if "heading" in kinds and doc["domain"] != "code":  # in code, "# ..." is a comment
         found += [("heading", h, s) for h, s in heading_pairs(doc["text"])]
     if "docstring" in kinds and doc["domain"] == "code" and (pair := docstring_pair(doc["text"])):
         found.append(("docstring", *pair))
