@@ -189,6 +189,7 @@ def test_full_snakemake_run_writes_every_artifact(project):
     assert negatives.columns == [
         "doc_id",
         "task_type",
+        "generator",
         "anchor",
         "positive",
         "label",
