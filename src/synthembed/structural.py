@@ -19,6 +19,7 @@ import polars as pl
 
 from synthembed.corpus import SENTENCE_END, first_sentence, function_without_docstring
 from synthembed.filtering import normalized
+from synthembed.search import top_k
 
 logger = logging.getLogger(__name__)
 
@@ -174,14 +175,19 @@ def nearest_examples(
     row_vectors: np.ndarray, row_doc_ids: list[str], pool_vectors: np.ndarray, pool_doc_ids: list[str], k: int
 ) -> list[list[int]]:
     """Per row, the pool indices of its ``k`` most similar documents (vectors normalised), never the
-    row's own document, most similar last (nearest the request, as the last worked example).
+    row's own document, most similar last (nearest the request, as the last worked example). The pool
+    holds each document once, so k + 1 neighbours always leave k others.
 
-    >>> rows = np.array([[1.0, 0.0]]); pool = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    >>> rows = np.array([[1.0, 0.0]], dtype=np.float32)
+    >>> pool = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], dtype=np.float32)
     >>> nearest_examples(rows, ["a"], pool, ["a", "b", "c"], 2)
     [[2, 1]]
     """
-    scores = row_vectors @ pool_vectors.T
-    own = np.array(pool_doc_ids)[None, :] == np.array(row_doc_ids)[:, None]
-    scores[own] = -np.inf
-    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return [[int(j) for j in reversed(row) if np.isfinite(scores[i, j])] for i, row in enumerate(best)]
+    _, found = top_k(
+        row_vectors.astype(np.float32), pool_vectors.astype(np.float32), min(k + 1, len(pool_doc_ids))
+    )
+    chosen = []
+    for own, row in zip(row_doc_ids, found, strict=True):
+        others = [int(j) for j in row if j >= 0 and pool_doc_ids[j] != own][:k]
+        chosen.append(others[::-1])
+    return chosen
