@@ -55,13 +55,35 @@ rule structural:
         " --out-stats {output.stats} --log {log}"
 
 
+rule doc2query:
+    input:
+        structural="results/structural.parquet",
+        prompt="prompts/doc2query.yaml",
+    output:
+        model=directory("results/doc2query"),
+        curve=report("results/plots/doc2query_loss.csv", category="Generation"),
+        stats="results/stats/doc2query.json",
+    log:
+        "logs/doc2query.log",
+    conda:
+        "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
+    params:
+        **groups("seed", "doc2query"),
+    shell:
+        "python scripts/doc2query.py --params params.yaml --structural {input.structural} --prompt {input.prompt}"
+        " --out {output.model} --out-curve {output.curve} --out-stats {output.stats} --log {log}"
+
+
 rule queries:
     input:
         docs="results/docs.parquet",
         configs="results/configs.parquet",
         structural="results/structural.parquet",
+        doc2query="results/doc2query",
         few_shot="prompts/queries_few_shot.yaml",
         report="prompts/queries_report.yaml",
+        doc2query_prompt="prompts/doc2query.yaml",
     output:
         queries="results/queries.parquet",
         stats="results/stats/queries.json",
@@ -71,8 +93,9 @@ rule queries:
         "../envs/synthembed.yaml"
     threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
-        **groups("seed", "embedder", "llm", "queries"),
+        **groups("seed", "embedder", "llm", "queries", "doc2query"),
     shell:
         "python scripts/queries.py --params params.yaml --docs {input.docs} --configs {input.configs}"
-        " --structural {input.structural} --few-shot-prompt {input.few_shot} --report-prompt {input.report}"
+        " --structural {input.structural} --doc2query {input.doc2query} --doc2query-prompt {input.doc2query_prompt}"
+        " --few-shot-prompt {input.few_shot} --report-prompt {input.report}"
         " --out {output.queries} --out-stats {output.stats} --log {log}"

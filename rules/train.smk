@@ -8,6 +8,7 @@ RUN_STATS = [
         "configs",
         "queries",
         "structural",
+        "doc2query",
         "filtered",
         "balanced",
         "negatives",

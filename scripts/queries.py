@@ -1,5 +1,6 @@
 """queries: the generator writes, per configuration, a query, paraphrase, label or translation (and
-for code documents a hard negative), through the LLM cache."""
+for code documents a hard negative), through the LLM cache; with queries.generator doc2query the
+self-trained doc2query model writes the retrieval queries."""
 
 from collections import Counter
 
@@ -7,6 +8,7 @@ import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import passages
+from synthembed.doc2query import load_doc2query_prompt, model_fingerprint
 from synthembed.generation import generate_queries
 from synthembed.io import write_json, write_parquet
 from synthembed.llm import open_llm
@@ -22,6 +24,8 @@ parser.add_argument(
 )
 parser.add_argument("--few-shot-prompt", required=True, help="prompts of queries.prompt_style few_shot")
 parser.add_argument("--report-prompt", required=True, help="prompts of queries.prompt_style report")
+parser.add_argument("--doc2query", required=True, help="doc2query stage's model")
+parser.add_argument("--doc2query-prompt", required=True, help="prompts/doc2query.yaml")
 parser.add_argument("--out", required=True)
 parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
@@ -46,7 +50,13 @@ if cfg["examples"] == "corpus":
     pairs = list(zip(pool["positive"], pool["query"], strict=True))
     examples = [[pairs[j] for j in row] for row in chosen]
 llm = open_llm(params["llm"], params["runtime"])
-rows = generate_queries(configs.to_dicts(), documents, prompt, llm, cfg, params["seed"], examples)
+doc2query = None
+if cfg["generator"] == "doc2query":
+    local = params["llm"] | {"backend": "transformers", "model": args.doc2query}
+    doc2query_llm = open_llm(local, params["runtime"], model_name=model_fingerprint(args.doc2query))
+    doc2query_prompt = load_doc2query_prompt(args.doc2query_prompt)
+    doc2query = (doc2query_prompt, doc2query_llm, params["doc2query"]["doc_chars"])
+rows = generate_queries(configs.to_dicts(), documents, prompt, llm, cfg, params["seed"], examples, doc2query)
 optional = ["label", "label_description", "raw_output", "parse_error", "llm_negative", "llm_negative_error"]
 frame = pl.DataFrame(
     rows,
@@ -66,6 +76,7 @@ write_json(
         "by_task_type": dict(frame.group_by("task_type").len().sort("task_type").iter_rows()),
         "llm_negatives": frame["llm_negative"].is_not_null().sum(),
     }
-    | llm.stats_dict(),
+    | llm.stats_dict()
+    | ({"doc2query": doc2query[1].stats_dict()} if doc2query else {}),
     args.out_stats,
 )

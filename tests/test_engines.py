@@ -13,7 +13,18 @@ import pytest
 import yaml
 from conftest import ROOT, TINY, make_project, run, update_params
 
-STAGES = ["docs", "configs", "structural", "queries", "filtered", "balanced", "negatives", "model", "metrics"]
+STAGES = [
+    "docs",
+    "configs",
+    "structural",
+    "doc2query",
+    "queries",
+    "filtered",
+    "balanced",
+    "negatives",
+    "model",
+    "metrics",
+]
 DOWNSTREAM_OF_FILTER = ["filtered", "balanced", "negatives", "model", "metrics"]
 CODE_PREFIXES = ("scripts/", "src/")
 # Fingerprints of data outside the DAG: Snakemake-only (DVC reruns those stages with `dvc repro -f`).

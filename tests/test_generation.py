@@ -13,6 +13,7 @@ from conftest import katan_server, openai_llm_params, served_requests
 
 from synthembed.answers import TASK_FIELDS, parse_answer
 from synthembed.configs import sampled_configs
+from synthembed.doc2query import doc2query_messages, load_doc2query_prompt
 from synthembed.generation import generate_queries
 from synthembed.prompts import TASK_TEMPLATES, load_task_prompts, row_fields, task_messages
 from synthembed.structural import PAIR_SCHEMA
@@ -198,7 +199,8 @@ def write_stage_inputs(folder: Path, n: int, base_url: str, cache_dir: Path) -> 
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     command = [sys.executable, str(ROOT / "scripts" / "queries.py"), "--params", str(folder / "params.yaml")]
     command += ["--docs", str(folder / "docs.parquet"), "--configs", str(folder / "configs.parquet")]
-    command += ["--structural", str(folder / "structural.parquet")]
+    command += ["--structural", str(folder / "structural.parquet"), "--doc2query", str(folder / "doc2query")]
+    command += ["--doc2query-prompt", str(ROOT / "prompts" / "doc2query.yaml")]
     command += ["--few-shot-prompt", str(PROMPTS["few_shot"]), "--report-prompt", str(PROMPTS["report"])]
     return [*command, "--out", str(folder / "queries.parquet"), "--out-stats", str(folder / "stats.json")]
 
@@ -259,3 +261,24 @@ def test_queries_stage_through_a_served_real_model(tmp_path, llm_cache_dir):
     assert queries["raw_output"].null_count() == 0 and queries["raw_output"].str.len_chars().min() > 0
     answered = queries.filter(pl.col("parse_error").is_null())
     assert answered.height >= 3 and answered["query"].str.len_chars().min() > 0
+
+
+def test_doc2query_model_answers_the_retrieval_rows_under_its_own_prompt():
+    rows = config_rows(20)
+    llm = TemplateLLM(ANSWERS["report"])
+    doc2query_llm = TemplateLLM({"retrieval_code": "return a fixed number"})
+    prompt = load_task_prompts(PROMPTS["report"])
+    doc2query_prompt = load_doc2query_prompt(ROOT / "prompts" / "doc2query.yaml")
+    documents = [f"def f{i}(): return {i}" for i in range(20)]
+    out = generate_queries(
+        rows, documents, prompt, llm, QUERIES_CFG, 13, doc2query=(doc2query_prompt, doc2query_llm, 700)
+    )
+    retrieval = [o for o in out if o["task_type"] == "retrieval"]
+    assert len(retrieval) == 9 and {o["query"] for o in retrieval} == {"return a fixed number"}
+    assert all(o["parse_error"] is None for o in retrieval)  # one line, not the report's JSON
+    assert doc2query_llm.requests == {"retrieval_code": 9}
+    assert "retrieval_code" not in llm.requests and llm.requests["code_negative"] == 9
+    first = next(o for o in out if o["task_type"] == "retrieval")
+    document = documents[[r["doc_id"] for r in rows].index(first["doc_id"])]
+    assert doc2query_llm.seen[0][2] == doc2query_messages(doc2query_prompt, "retrieval_code", document, 700)
+    assert next(o for o in out if o["task_type"] == "sts")["query"] == "gives back a fixed number"

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from synthembed.answers import TASK_FIELDS, answer_schema, generated_text, parse_answer
+from synthembed.doc2query import doc2query_messages
 from synthembed.prompts import row_fields, task_messages, template_name, truncate
 
 logger = logging.getLogger(__name__)
@@ -31,31 +32,37 @@ def answer_rows(
     prompt: dict[str, Any],
     llm,
     seed: int,
+    retrieval_llm=None,
 ) -> list[dict[str, Any]]:
     """Ask every request, one group per template, and parse each answer.
 
-    Returns per request: raw_output, fields (None when unusable), error (why not) and prompt_hash.
+    ``retrieval_llm`` (the self-trained doc2query model) answers the retrieval templates instead of
+    ``llm``, one line each. Returns per request: raw_output, fields (None when unusable), error (why
+    not) and prompt_hash.
     """
     results: list[dict[str, Any]] = [{} for _ in requests]
     for template in dict.fromkeys(templates):
         positions = [i for i, t in enumerate(templates) if t == template]
-        schema = answer_schema(TASK_FIELDS[template]) if prompt["format"] == "json" else None
+        asked, answer_format = llm, prompt["format"]
+        if retrieval_llm is not None and template in EXAMPLE_TEMPLATES:
+            asked, answer_format = retrieval_llm, "line"
+        schema = answer_schema(TASK_FIELDS[template]) if answer_format == "json" else None
         messages = [requests[i] for i in positions]
-        raw = llm.generate(messages, seed=seed, desc=f"queries: {template}", schema=schema)
+        raw = asked.generate(messages, seed=seed, desc=f"queries: {template}", schema=schema)
         for i, message, output in zip(positions, messages, raw, strict=True):
             fields, error = None, None
             if output is None:
                 error = "llm_call_failed"
             else:
                 try:
-                    fields = parse_answer(output, template, prompt["format"])
+                    fields = parse_answer(output, template, answer_format)
                 except ValueError as err:
                     error = f"unparsable: {err}"
             results[i] = {
                 "raw_output": output,
                 "fields": fields,
                 "error": error,
-                "prompt_hash": llm.key(message, seed, schema),
+                "prompt_hash": asked.key(message, seed, schema),
             }
     return results
 
@@ -97,6 +104,7 @@ def generate_queries(
     cfg: dict[str, Any],
     seed: int,
     examples: list[list[tuple[str, str]]] | None = None,
+    doc2query: tuple[dict[str, str], Any, int] | None = None,
 ) -> list[dict[str, Any]]:
     """The configuration rows with what the generator wrote under their controls.
 
@@ -107,7 +115,9 @@ def generate_queries(
 
     ``cfg['candidates']`` answers are sampled per row (seeds ``seed``, ``seed + 1``, ...), one output
     row each, for the filter to keep the best; ``examples`` gives per row the (document, query) pairs
-    that replace the fixed worked examples of retrieval templates.
+    that replace the fixed worked examples of retrieval templates. ``doc2query`` (its prompt, its
+    cached LLM, the characters of the document it sees) asks the self-trained model for the retrieval
+    rows instead, exactly as the doc2query stage trained it.
     """
     templates = [template_name(r["task_type"], r["domain"]) for r in rows]
     requests = [
@@ -119,9 +129,15 @@ def generate_queries(
         )
         for i, (t, r, d) in enumerate(zip(templates, rows, documents, strict=True))
     ]
+    retrieval_llm = None
+    if doc2query is not None:
+        doc2query_prompt, retrieval_llm, doc_chars = doc2query
+        for i, (template, document) in enumerate(zip(templates, documents, strict=True)):
+            if template in EXAMPLE_TEMPLATES:
+                requests[i] = doc2query_messages(doc2query_prompt, template, document, doc_chars)
     out = []
     for candidate in range(cfg["candidates"]):
-        answers = answer_rows(templates, requests, prompt, llm, seed + candidate)
+        answers = answer_rows(templates, requests, prompt, llm, seed + candidate, retrieval_llm)
         out += answered_rows(rows, templates, answers, candidate)
     if cfg["code_negatives"]:
         negatives = code_negatives(templates, documents, prompt, llm, cfg, seed)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
-from synthembed.models import causal_lm_path, resolve_device
+from synthembed.models import causal_lm_path, load_causal_lm, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -124,19 +124,13 @@ class TransformersGenerator:
 
     backend = "transformers"
 
-    def __init__(self, cfg: dict[str, Any], cache_dir: str | Path, device: str = "auto"):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.model_name = cfg["model"]
+    def __init__(
+        self, cfg: dict[str, Any], cache_dir: str | Path, device: str = "auto", model_name: str | None = None
+    ):
+        self.model_name = model_name or cfg["model"]
         self.batch_size = cfg["batch_size"]
-        path = causal_lm_path(cfg["model"], cache_dir)
         self.device = resolve_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.tokenizer, self.model = load_causal_lm(causal_lm_path(cfg["model"], cache_dir), self.device)
         self.sampling = {
             "max_new_tokens": cfg["max_new_tokens"],
             "temperature": cfg["temperature"],
@@ -146,14 +140,34 @@ class TransformersGenerator:
         }
 
     def generate(self, batch: list[Messages], seed: int) -> list[Completion]:
-        encoded = self.tokenizer.apply_chat_template(
-            batch, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
-        ).to(self.device)
+        """One batch; the prompt tokens every row shares are run once and their KV cache reused.
+
+        Rows are laid out as ``shared prefix | padding | own suffix`` with the padding masked out,
+        so positions and attention are those of each row alone: the answers are the ones a plain
+        left-padded call gives (greedy: identical up to float rounding), at a fraction of the
+        prompt cost when the rows share a system message and worked examples.
+        """
+        chat = self.tokenizer.apply_chat_template
+        rows = [chat(m, add_generation_prompt=True, return_dict=True)["input_ids"] for m in batch]
+        shared = shared_prefix_length(rows)
+        width = max(len(r) for r in rows) - shared
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([r[:shared] + [pad] * (shared + width - len(r)) + r[shared:] for r in rows])
+        attention_mask = torch.tensor(
+            [[1] * shared + [0] * (shared + width - len(r)) + [1] * (len(r) - shared) for r in rows]
+        )
         sample = self.sampling["temperature"] > 0
         torch.manual_seed(seed)
         with torch.inference_mode():
+            prefix_cache = None
+            if shared:
+                prefix = input_ids[:1, :shared].to(self.device)
+                prefix_cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+                prefix_cache.batch_repeat_interleave(len(rows))
             output = self.model.generate(
-                **encoded,
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                past_key_values=prefix_cache,
                 max_new_tokens=self.sampling["max_new_tokens"],
                 do_sample=sample,
                 temperature=self.sampling["temperature"] if sample else None,
@@ -162,20 +176,50 @@ class TransformersGenerator:
                 repetition_penalty=self.sampling["repetition_penalty"],
                 stop_strings=self.sampling["stop"] or None,
                 tokenizer=self.tokenizer,
-                pad_token_id=self.tokenizer.pad_token_id,
+                pad_token_id=pad,
             )
-        new_tokens = output[:, encoded["input_ids"].shape[1] :]
+        new_tokens = output[:, input_ids.shape[1] :].cpu()
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        tokens_in = encoded["attention_mask"].sum(dim=1).tolist()
-        tokens_out = (new_tokens != self.tokenizer.pad_token_id).sum(dim=1).tolist()
-        return [Completion(t.strip(), i, o) for t, i, o in zip(texts, tokens_in, tokens_out, strict=True)]
+        tokens_out = (new_tokens != pad).sum(dim=1).tolist()
+        return [Completion(t.strip(), len(r), o) for t, r, o in zip(texts, rows, tokens_out, strict=True)]
 
     def run(
         self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
     ) -> None:
-        for start in range(0, len(requests), self.batch_size):
-            batch = requests[start : start + self.batch_size]
-            on_done(list(enumerate(self.generate(batch, seed + start), start=start)))
+        for start, end in prefix_batches(requests, self.batch_size):
+            on_done(list(enumerate(self.generate(requests[start:end], seed + start), start=start)))
+
+
+def shared_prefix_length(rows: list[list[int]]) -> int:
+    """How many leading tokens all rows share, leaving every row at least one token of its own.
+
+    >>> shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
+    2
+    >>> shared_prefix_length([[7, 8], [7, 8]])
+    1
+    """
+    limit = min(len(r) for r in rows) - 1
+    length = 0
+    while length < limit and all(r[length] == rows[0][length] for r in rows):
+        length += 1
+    return length
+
+
+def prefix_batches(requests: list[Messages], batch_size: int) -> list[tuple[int, int]]:
+    """Consecutive batches of at most ``batch_size`` requests, cut where the earlier turns (system
+    message, worked examples) change, so each batch shares their whole prompt prefix.
+
+    >>> system = lambda text: [{"role": "system", "content": text}, {"role": "user", "content": "q"}]
+    >>> prefix_batches([system("a")] * 3 + [system("b")] * 2, batch_size=2)
+    [(0, 2), (2, 3), (3, 5)]
+    """
+    batches: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(requests) + 1):
+        if i == len(requests) or i - start == batch_size or requests[i][:-1] != requests[start][:-1]:
+            batches.append((start, i))
+            start = i
+    return batches
 
 
 RETRIED_STATUS = {408, 409, 429} | set(range(500, 600))
@@ -420,8 +464,9 @@ class CachedLLM:
         missing = [first_index[k] for k in dict.fromkeys(keys) if k not in answers]
         self.stats.cache_hits += len(keys) - len(missing)
         logger.info("%s: %d prompts, %d to generate", desc, len(keys), len(missing))
-        # Similar lengths in a batch waste less padding; the order does not change any answer's key.
-        missing.sort(key=lambda i: len(json.dumps(prompts[i])))
+        # Rows with the same earlier turns share a long prompt prefix (reused within a batch), and
+        # similar lengths waste less padding; the order does not change any answer's key.
+        missing.sort(key=lambda i: (json.dumps(prompts[i][:-1]), len(json.dumps(prompts[i][-1]))))
         failed: dict[str, str] = {}
         with tqdm(total=len(missing), desc=desc, unit="call") as progress:
 
@@ -454,10 +499,14 @@ class CachedLLM:
         return self.stats.as_dict(self.price_per_million)
 
 
-def open_llm(cfg: dict[str, Any], runtime: dict[str, Any]) -> CachedLLM:
-    """The configured backend behind the shared cache in ``runtime.cache_dir``."""
+def open_llm(cfg: dict[str, Any], runtime: dict[str, Any], model_name: str | None = None) -> CachedLLM:
+    """The configured backend behind the shared cache in ``runtime.cache_dir``.
+
+    ``model_name`` names a local model in cache keys when its path does not identify it (a stage
+    output such as results/doc2query holds another model after every run).
+    """
     if cfg["backend"] == "transformers":
-        generator: Generator = TransformersGenerator(cfg, runtime["cache_dir"], runtime["device"])
+        generator: Generator = TransformersGenerator(cfg, runtime["cache_dir"], runtime["device"], model_name)
     elif cfg["backend"] == "openai":
         generator = OpenAIGenerator(cfg)
     else:

@@ -104,6 +104,22 @@ def causal_lm_path(name: str, cache_dir: str | Path) -> str:
     return str(target)
 
 
+def load_causal_lm(path: str, device: str, for_training: bool = False):
+    """Tokenizer (left padding, a pad token) and model of a generator folder or HF id.
+
+    Generation runs bfloat16 on GPUs and float32 on CPUs; training always loads float32.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if device == "cuda" and not for_training else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    return tokenizer, model if for_training else model.eval()
+
+
 def embedder_path(name: str) -> str:
     return str(embedded_path(name)) if name.startswith(EMBEDDED_PREFIX) else name
 
