@@ -2,7 +2,8 @@
 training pairs from a run's balanced (and structural) pairs, mines their hard negatives, trains, and is
 scored by nDCG@10 on a BEIR folder (its own corpus, its judged queries only).
 
-A variant is a name, data choices and `train` params overrides (deep-merged):
+A variant is a name, data choices (`balanced` names another run's balanced pairs, e.g. one generated
+with other queries params) and `train` params overrides (deep-merged):
 
     {"name": "defaults"}
     {"name": "full fine-tune", "train": {"method": "full", "learning_rate": 2e-5}}
@@ -10,6 +11,7 @@ A variant is a name, data choices and `train` params overrides (deep-merged):
     {"name": "structural only", "structural_share": 1.0, "generated": false}
     {"name": "retrieval only", "task_types": ["retrieval"]}
     {"name": "in-batch negatives only", "hard_negatives": false}
+    {"name": "corpus examples", "balanced": "runs/corpus-examples/balanced.parquet"}
 
     python benchmarks/train_ablation.py --params params.yaml --docs results/docs.parquet \\
         --balanced results/balanced.parquet --structural results/structural.parquet \\
@@ -82,7 +84,7 @@ def main() -> None:
     )
     parser.add_argument("--params", required=True)
     parser.add_argument("--docs", required=True)
-    parser.add_argument("--balanced", required=True)
+    parser.add_argument("--balanced", required=True, help="balanced pairs of variants naming none; dev split")
     parser.add_argument("--structural", required=True)
     parser.add_argument("--eval-set", required=True, help="a BEIR folder")
     parser.add_argument("--split", default="dev")
@@ -97,8 +99,12 @@ def main() -> None:
     emb = params["embedder"] | ({"model": args.embedder} if args.embedder else {})
     device, seed = args.device or params["runtime"]["device"], params["seed"]
     corpus = passages(pl.read_parquet(args.docs))
-    balanced, structural = pl.read_parquet(args.balanced), pl.read_parquet(args.structural)
-    dev = balanced.filter(pl.col("split") == "dev").select("task_type", "anchor", "positive")
+    structural = pl.read_parquet(args.structural)
+    dev = (
+        pl.read_parquet(args.balanced)
+        .filter(pl.col("split") == "dev")
+        .select("task_type", "anchor", "positive")
+    )
     beir = read_beir_set(args.eval_set, args.split)
     sets = {beir.name: (beir.queries, beir.relevant)}
     base_model = load_embedder(emb, device)
@@ -113,8 +119,10 @@ def main() -> None:
     print(json.dumps(rows[0]), flush=True)
     mined: dict[str, pl.DataFrame] = {}
     for variant in json.loads(Path(args.variants).read_text()):
-        data_key = json.dumps({k: variant.get(k) for k in ("generated", "task_types", "structural_share")})
+        data_choices = ("balanced", "generated", "task_types", "structural_share")
+        data_key = json.dumps({k: variant.get(k) for k in data_choices})
         if data_key not in mined:  # the base model mines; variants that only train differently share it
+            balanced = pl.read_parquet(variant.get("balanced", args.balanced))
             train_rows = training_rows(balanced, structural, variant, seed)
             mined[data_key], _ = mine_training_pairs(
                 train_rows, corpus, base_documents, emb, params["negatives"], params["search"], seed

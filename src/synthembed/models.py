@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,9 @@ def convert_gguf(gguf: Path, target: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    del config.quantization_config  # the copy holds plain float32 weights: saveable, trainable
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     with atomic_path(target, directory=True) as tmp:
@@ -99,7 +102,9 @@ def causal_lm_path(name: str, cache_dir: str | Path) -> str:
     if source.suffix != ".gguf":
         return str(source)
     target = Path(cache_dir) / "models" / name.removeprefix(EMBEDDED_PREFIX)
-    if not (target / "config.json").exists():  # a cache, not a stage output
+    config = target / "config.json"
+    # A cache, not a stage output; copies made before the quantization entry was dropped are redone.
+    if not config.exists() or "quantization_config" in json.loads(config.read_text()):
         convert_gguf(source, target)
     return str(target)
 
