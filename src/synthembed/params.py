@@ -32,8 +32,9 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
     """Rules the schema cannot say: combinations of settings that cannot work together.
 
     >>> train = {"backend": "ms-swift", "method": "full", "checkpoints": 3, "merge": {"checkpoints": 2}}
-    >>> cross_field_errors({"train": train})
-    [('train.method', 'the ms-swift backend trains LoRA adapters only')]
+    >>> cross_field_errors({"train": train, "queries": {"candidates": 3}, "llm": {"temperature": 0.0}})
+    [('train.method', 'the ms-swift backend trains LoRA adapters only'), \
+('queries.candidates', 'several candidates need llm.temperature > 0: greedy answers are all the same')]
     """
     train, errors = params["train"], []
     if train["backend"] == "ms-swift" and train["method"] != "lora":
@@ -42,6 +43,9 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
         errors.append(
             ("train.merge.checkpoints", f"more than the {train['checkpoints']} train.checkpoints taken")
         )
+    if params["queries"]["candidates"] > 1 and params["llm"]["temperature"] == 0:
+        reason = "several candidates need llm.temperature > 0: greedy answers are all the same"
+        errors.append(("queries.candidates", reason))
     return errors
 
 
