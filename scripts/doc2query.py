@@ -18,33 +18,38 @@ parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
 cfg = params["doc2query"]
 
-path = causal_lm_path(cfg["model"], params["runtime"]["cache_dir"])
-tokenizer, model = load_causal_lm(path, resolve_device(params["runtime"]["device"]), for_training=True)
-examples = training_examples(
-    pl.read_parquet(args.structural), load_doc2query_prompt(args.prompt), cfg, params["seed"]
-)
-with tqdm(total=cfg["max_steps"], desc="doc2query", unit="step") as progress:
-
-    def on_step(step: int, loss: float) -> None:
-        progress.set_postfix(loss=f"{loss:.3f}")
-        progress.update(1)
-
-    curve, too_long = fine_tune(model, tokenizer, examples, cfg, params["seed"], on_step)
+curve, pairs, too_long = [], 0, 0
 with atomic_path(args.out, directory=True) as folder:
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    if cfg["max_steps"]:  # 0 = off: an empty folder, which the queries stage is never asked to use
+        path = causal_lm_path(cfg["model"], params["runtime"]["cache_dir"])
+        tokenizer, model = load_causal_lm(
+            path, resolve_device(params["runtime"]["device"]), for_training=True
+        )
+        examples = training_examples(
+            pl.read_parquet(args.structural), load_doc2query_prompt(args.prompt), cfg, params["seed"]
+        )
+        pairs = len(examples)
+        with tqdm(total=cfg["max_steps"], desc="doc2query", unit="step") as progress:
+
+            def on_step(step: int, loss: float) -> None:
+                progress.set_postfix(loss=f"{loss:.3f}")
+                progress.update(1)
+
+            curve, too_long = fine_tune(model, tokenizer, examples, cfg, params["seed"], on_step)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
 with atomic_path(args.out_curve) as tmp:
-    pl.DataFrame(curve).write_csv(tmp)
+    pl.DataFrame(curve, schema={"step": pl.Int64, "loss": pl.Float64}).write_csv(tmp)
 losses = [point["loss"] for point in curve]
 tail = max(1, len(losses) // 10)
 write_json(
     {
         "model": cfg["model"],
-        "pairs": len(examples),
+        "pairs": pairs,
         "too_long": too_long,
         "steps": len(curve),
-        "first_loss": round(sum(losses[:tail]) / tail, 4),
-        "last_loss": round(sum(losses[-tail:]) / tail, 4),
+        "first_loss": round(sum(losses[:tail]) / tail, 4) if losses else None,
+        "last_loss": round(sum(losses[-tail:]) / tail, 4) if losses else None,
     },
     args.out_stats,
 )

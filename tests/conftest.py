@@ -39,7 +39,6 @@ TINY = {
     "docs": {"max_docs": 80},
     "configs": {"n_docs": 20},
     "llm": {"max_new_tokens": 16},
-    "doc2query": {"max_pairs": 16, "max_steps": 2, "batch_size": 2, "doc_chars": 200},
     "filter": {"min_cosine": 0.1},
     "train": {"max_steps": 2, "batch_size": 4},
 }

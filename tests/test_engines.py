@@ -6,12 +6,15 @@ import json
 import math
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 from conftest import ROOT, TINY, make_project, run, update_params
+
+from synthembed.structural import PAIR_SCHEMA
 
 STAGES = [
     "docs",
@@ -212,6 +215,9 @@ def test_full_snakemake_run_writes_every_artifact(project):
     ]
     for plot in ("filter_scores.png", "negative_margins.png", "positive_rank.png"):
         assert (results / "plots" / plot).read_bytes().startswith(b"\x89PNG")
+    # doc2query.max_steps 0: off, no model (Snakemake stamps every folder it makes)
+    assert [p.name for p in (results / "doc2query").iterdir()] == [".snakemake_timestamp"]
+    assert pl.read_csv(results / "plots" / "doc2query_loss.csv").columns == ["step", "loss"]
     assert (results / "model" / "model.safetensors").exists()
     assert (results / "model" / "adapter" / "adapter_config.json").exists()
     assert (results / "model" / "merged" / "model.safetensors").exists()
@@ -237,6 +243,54 @@ def test_full_snakemake_run_writes_every_artifact(project):
     # One call per configuration, and a written negative for each retrieval row (all stdlib docs are code).
     retrieval_rows = configs.filter(pl.col("task_type") == "retrieval").height
     assert counts["queries"]["llm_calls"] + counts["queries"]["cache_hits"] == 20 + retrieval_rows
+    assert counts["doc2query"]["steps"] == 0 and counts["doc2query"]["pairs"] == 0
+
+
+@pytest.mark.slow
+def test_doc2query_stage_trains_the_generator_and_queries_ask_it(project, tmp_path):
+    # The stdlib source states no structural pair (its docstrings are the eval queries): give it some.
+    docs = pl.read_parquet(project / "results" / "docs.parquet").head(12)
+    pl.DataFrame(
+        {
+            "doc_id": docs["doc_id"],
+            "kind": ["docstring"] * 12,
+            "query": [f"function number {i}" for i in range(12)],
+            "positive": docs["text"],
+            "lang": ["en"] * 12,
+        },
+        schema=PAIR_SCHEMA,
+    ).write_parquet(tmp_path / "structural.parquet")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["doc2query"] |= {"max_steps": 2, "batch_size": 2, "doc_chars": 200}
+    params["queries"]["generator"] = "doc2query"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    stages = dvc_stages(yaml.safe_load((project / "dvc.yaml").read_text()))
+    outputs = {
+        "--params params.yaml": f"--params {tmp_path / 'params.yaml'}",
+        "results/structural.parquet": str(tmp_path / "structural.parquet"),
+        "results/doc2query ": f"{tmp_path / 'doc2query'} ",
+        "results/plots/doc2query_loss.csv": str(tmp_path / "loss.csv"),
+        "results/stats/doc2query.json": str(tmp_path / "doc2query.json"),
+        "results/queries.parquet": str(tmp_path / "queries.parquet"),
+        "results/stats/queries.json": str(tmp_path / "queries.json"),
+    }
+    for stage in ("doc2query", "queries"):
+        command = stages[stage]["cmd"].replace(f"--log logs/{stage}.log", "")
+        for path, replacement in outputs.items():
+            command = command.replace(path, replacement)
+        run(["bash", "-c", command.replace("python ", f"{sys.executable} ", 1)], project)
+    assert json.loads((tmp_path / "doc2query.json").read_text())["steps"] == 2
+    assert pl.read_csv(tmp_path / "loss.csv")["step"].to_list() == [1, 2]
+    assert "quantization_config" not in json.loads((tmp_path / "doc2query" / "config.json").read_text())
+    stats = json.loads((tmp_path / "queries.json").read_text())
+    queries = pl.read_parquet(tmp_path / "queries.parquet")
+    retrieval = queries.filter(pl.col("task_type") == "retrieval")
+    assert stats["doc2query"]["llm_calls"] == retrieval.height > 0
+    # The other task types and the written code negatives (one per retrieval row) come from the cache.
+    assert stats["llm_calls"] == 0 and stats["cache_hits"] == 20
+    before = pl.read_parquet(project / "results" / "queries.parquet")
+    retrieval_before = before.filter(pl.col("task_type") == "retrieval")
+    assert set(retrieval["prompt_hash"]).isdisjoint(retrieval_before["prompt_hash"])
 
 
 @pytest.mark.slow

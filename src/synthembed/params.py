@@ -32,7 +32,8 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
     """Rules the schema cannot say: combinations of settings that cannot work together.
 
     >>> train = {"backend": "ms-swift", "method": "full", "checkpoints": 3, "merge": {"checkpoints": 2}}
-    >>> cross_field_errors({"train": train, "queries": {"candidates": 3}, "llm": {"temperature": 0.0}})
+    >>> queries, llm = {"candidates": 3, "generator": "prompted"}, {"temperature": 0.0}
+    >>> cross_field_errors({"train": train, "queries": queries, "llm": llm, "doc2query": {"max_steps": 0}})
     [('train.method', 'the ms-swift backend trains LoRA adapters only'), \
 ('queries.candidates', 'several candidates need llm.temperature > 0: greedy answers are all the same')]
     """
@@ -46,6 +47,8 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
     if params["queries"]["candidates"] > 1 and params["llm"]["temperature"] == 0:
         reason = "several candidates need llm.temperature > 0: greedy answers are all the same"
         errors.append(("queries.candidates", reason))
+    if params["queries"]["generator"] == "doc2query" and params["doc2query"]["max_steps"] == 0:
+        errors.append(("queries.generator", "doc2query needs a trained model: set doc2query.max_steps"))
     return errors
 
 
