@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from synthembed.cli import stage_parser, start_stage
 from synthembed.doc2query import fine_tune, load_doc2query_prompt, training_examples
-from synthembed.io import atomic_path, write_json
+from synthembed.io import atomic_path, write_csv, write_json
 from synthembed.models import causal_lm_path, load_causal_lm, resolve_device
 
 parser = stage_parser(__doc__)
@@ -38,8 +38,7 @@ with atomic_path(args.out, directory=True) as folder:
             curve, too_long = fine_tune(model, tokenizer, examples, cfg, params["seed"], on_step)
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-with atomic_path(args.out_curve) as tmp:
-    pl.DataFrame(curve, schema={"step": pl.Int64, "loss": pl.Float64}).write_csv(tmp)
+write_csv(pl.DataFrame(curve, schema={"step": pl.Int64, "loss": pl.Float64}), args.out_curve)
 losses = [point["loss"] for point in curve]
 tail = max(1, len(losses) // 10)
 write_json(

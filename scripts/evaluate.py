@@ -8,7 +8,7 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import passages, read_beir_set
 from synthembed.evaluate import compare, eval_sets, evaluate_model, synthetic_dev_sets
-from synthembed.io import atomic_path, read_json, write_json
+from synthembed.io import read_json, write_csv, write_json
 from synthembed.mine import DocumentMemo
 from synthembed.models import load_embedder
 
@@ -68,5 +68,4 @@ rows = [
     for s in results
     for m in models
 ]
-with atomic_path(args.out_plot) as tmp:
-    pl.DataFrame(rows).write_csv(tmp)
+write_csv(pl.DataFrame(rows), args.out_plot)

@@ -21,7 +21,7 @@ from synthembed.filtering import (
     format_reason,
     repetitive,
 )
-from synthembed.io import atomic_path, write_json, write_parquet
+from synthembed.io import write_csv, write_json, write_parquet
 from synthembed.models import load_embedder
 from synthembed.plots import histogram_png
 from synthembed.prompts import load_task_prompts, prompt_text
@@ -136,8 +136,7 @@ write_parquet(kept, args.out)
 write_parquet(rejected, args.out_rejected)
 decision = pl.col("reason").fill_null("kept").alias("decision")
 plotted = scored.select("task_type", "cosine", "doc_rank", decision).drop_nulls("cosine")
-with atomic_path(args.out_scores) as tmp:
-    plotted.write_csv(tmp)
+write_csv(plotted, args.out_scores)
 histogram_png(
     {
         d: plotted.filter(pl.col("decision") == d)["cosine"].to_list()

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
-from synthembed.io import atomic_path, write_json
+from synthembed.io import atomic_path, write_csv, write_json
 from synthembed.swift import train_with_swift
 from synthembed.train import train_embedder
 
@@ -50,10 +50,8 @@ curve = pl.DataFrame(
 eval_curve = pl.DataFrame(
     run.eval_history, schema={"step": pl.Int64, "task_type": pl.String, "eval_loss": pl.Float64}
 )
-with atomic_path(args.out_curve) as tmp:
-    curve.write_csv(tmp)
-with atomic_path(args.out_eval_curve) as tmp:
-    eval_curve.write_csv(tmp)
+write_csv(curve, args.out_curve)
+write_csv(eval_curve, args.out_eval_curve)
 # Only deterministic facts: Snakemake compares this file's checksum to decide what is stale.
 write_json(
     {

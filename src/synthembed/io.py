@@ -45,6 +45,12 @@ def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:
     logger.info("wrote %s (%d rows)", path, frame.height)
 
 
+def write_csv(frame: pl.DataFrame, path: str | Path) -> None:
+    """Write a DataFrame as CSV atomically (plot data for dvc plots and the Snakemake report)."""
+    with atomic_path(path) as tmp:
+        frame.write_csv(tmp)
+
+
 def write_json(data: Any, path: str | Path) -> None:
     """Write JSON atomically, sorted and indented so diffs stay readable."""
     with atomic_path(path) as tmp:
