@@ -15,7 +15,12 @@ cfg = params["docs"]
 corpus = read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"])
 read = len(corpus.docs) + len(corpus.rejected)
 corpus = clean_documents(
-    corpus, min_chars=cfg["min_chars"], on_bad_row=cfg["on_bad_row"], lang=cfg["lang"], domain=cfg["domain"]
+    corpus,
+    min_chars=cfg["min_chars"],
+    max_chars=cfg["max_chars"],
+    on_bad_row=cfg["on_bad_row"],
+    lang=cfg["lang"],
+    domain=cfg["domain"],
 )
 kept_before_sampling = len(corpus.docs)
 corpus = sample_documents(corpus, cfg["max_docs"], params["seed"])

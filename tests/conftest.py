@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -64,8 +65,8 @@ def update_params(project: Path, changes: dict) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def make_project(target: Path, changes: dict, cache_dir: Path) -> Path:
-    """A git + DVC repository holding the project's pipeline files with ``changes`` applied to params."""
+def copy_project(target: Path, changes: dict, cache_dir: Path) -> Path:
+    """The project's pipeline files in ``target`` with ``changes`` applied to params."""
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
@@ -74,6 +75,12 @@ def make_project(target: Path, changes: dict, cache_dir: Path) -> Path:
             shutil.copy2(source, target / name)
     shutil.copy2(ROOT / ".gitignore", target / ".gitignore")
     update_params(target, changes | {"runtime": {"cache_dir": str(cache_dir)}})
+    return target
+
+
+def make_project(target: Path, changes: dict, cache_dir: Path) -> Path:
+    """A git + DVC repository holding the project's pipeline files with ``changes`` applied to params."""
+    copy_project(target, changes, cache_dir)
     run(["git", "init", "-q", "-b", "main"], target)
     run(["git", "config", "user.email", "ci@example.com"], target)
     run(["git", "config", "user.name", "ci"], target)
@@ -106,6 +113,30 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def server_process(command: list[str], url: str, startup_s: float = 60.0):
+    """Start a server process, wait until ``url``/health answers, stop it on exit."""
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + startup_s
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=1)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(
+                            f"{command[0]} did not start:\n{log.read().decode()[-2000:]}"
+                        ) from None
+                    time.sleep(0.2)
+            yield
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@contextlib.contextmanager
 def katan_server(*options: str, model: str = "echo", startup_s: float = 60.0):
     """A real OpenAI-compatible server (llm-katan) on loopback; yields its base URL.
 
@@ -125,25 +156,29 @@ def katan_server(*options: str, model: str = "echo", startup_s: float = 60.0):
         *options,
     ]
     url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + startup_s
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/health", timeout=1)
-                    break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        raise RuntimeError(
-                            f"llm-katan did not start:\n{log.read().decode()[-2000:]}"
-                        ) from None
-                    time.sleep(0.2)
-            yield f"{url}/v1"
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with server_process(command, url, startup_s):
+        yield f"{url}/v1"
+
+
+@contextlib.contextmanager
+def scripted_server(script: dict, folder: Path):
+    """The misbehaving OpenAI-compatible server of tests/scripted_server.py; yields its base URL."""
+    port = free_port()
+    (folder / "script.json").write_text(json.dumps(script))
+    command = [
+        sys.executable,
+        str(ROOT / "tests" / "scripted_server.py"),
+        str(port),
+        str(folder / "script.json"),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with server_process(command, url):
+        yield f"{url}/v1"
+
+
+def scripted_stats(base_url: str) -> dict:
+    """Requests the scripted server has seen and the Authorization headers they carried."""
+    return json.loads(urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats", timeout=5).read())
 
 
 def served_requests(base_url: str) -> int:

@@ -6,8 +6,6 @@ import pytest
 
 from synthembed.corpus import (
     CorpusError,
-    clean_documents,
-    corpus_stats,
     first_sentence,
     read_beir_set,
     read_corpus,
@@ -97,47 +95,6 @@ def test_first_sentence_joins_wrapped_lines():
 def write_jsonl(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def test_malformed_jsonl_names_file_and_line(tmp_path):
-    path = write_jsonl(tmp_path / "c.jsonl", ['{"_id": "a", "text": "alpha"}', "{not json"])
-    with pytest.raises(CorpusError, match=r"c\.jsonl:2: invalid JSON"):
-        read_corpus("jsonl", str(path))
-
-
-def test_wrong_types_are_rejected_with_reasons_when_skipping(tmp_path):
-    path = write_jsonl(
-        tmp_path / "c.jsonl",
-        [
-            '{"_id": "a", "text": "' + "long enough text " * 5 + '"}',
-            '{"_id": "b", "text": 5}',
-            '{"text": "no id"}',
-            "[1, 2]",
-            '{"_id": "a", "text": "duplicate id with other text, also long enough"}',
-            '{"_id": "c", "text": "short"}',
-        ],
-    )
-    corpus = read_corpus("jsonl", str(path), on_bad_row="skip")
-    corpus = clean_documents(corpus, min_chars=20, on_bad_row="skip", lang="en", domain=None)
-    assert [d["doc_id"] for d in corpus.docs] == ["a"]
-    reasons = {r["location"].rsplit(":", 1)[-1]: r["reason"] for r in corpus.rejected}
-    assert reasons == {
-        "2": "field 'text' must be a string, got int",
-        "3": "missing id (one of _id, doc_id, id)",
-        "4": "expected an object, got list",
-        "5": "duplicate doc_id ('a')",
-        "6": "text shorter than 20 characters",
-    }
-    stats = corpus_stats(6, corpus)
-    assert stats["read"] == stats["kept"] + sum(stats["rejected"].values())
-    assert stats["rejected"]["duplicate doc_id"] == 1
-
-
-def test_non_utf8_line_is_an_error_with_its_line(tmp_path):
-    path = tmp_path / "c.jsonl"
-    path.write_bytes(b'{"_id": "a", "text": "fine text"}\n{"_id": "b", "text": "\xff\xfe"}\n')
-    with pytest.raises(CorpusError, match=r"c\.jsonl:2: not UTF-8"):
-        read_corpus("jsonl", str(path))
 
 
 def test_csv_parquet_and_text_folder_sources(tmp_path):

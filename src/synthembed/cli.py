@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any
 
-from synthembed.io import setup_logging
+from synthembed.io import report_input_errors, setup_logging
 from synthembed.params import load_params
 
 
@@ -22,6 +22,7 @@ def start_stage(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, di
     """Parse arguments, set up logging, load and validate params."""
     args = parser.parse_args()
     setup_logging(args.log)
+    report_input_errors()
     # Models come from packages or local folders; a hub download would hang on offline machines.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -22,6 +22,8 @@ from typing import Any
 
 import polars as pl
 
+from synthembed.io import InputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,7 +77,7 @@ STDLIB_EXCLUDED = {
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     """A bad input row, reported as ``file:line: reason``."""
 
 
@@ -204,13 +206,23 @@ def _record_to_doc(record: Any, location: str, policy: RowPolicy, source: str) -
     if not isinstance(record, dict):
         policy.bad(location, f"expected an object, got {type(record).__name__}")
         return None
-    doc_id = next((record[k] for k in ("_id", "doc_id", "id") if record.get(k) is not None), None)
-    if isinstance(doc_id, int):
-        doc_id = str(doc_id)
-    if not isinstance(doc_id, str) or not doc_id.strip():
+    key = next((k for k in ("_id", "doc_id", "id") if record.get(k) is not None), None)
+    if key is None:
         policy.bad(location, "missing id (one of _id, doc_id, id)")
         return None
+    doc_id = record[key]
+    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+        doc_id = str(doc_id)
+    if not isinstance(doc_id, str):
+        policy.bad(location, f"field '{key}' must be a string or an integer, got {type(doc_id).__name__}")
+        return None
+    if not doc_id.strip():
+        policy.bad(location, f"field '{key}' is blank")
+        return None
     text, title = record.get("text"), record.get("title") or ""
+    if text is None:
+        policy.bad(location, "missing field 'text'", doc_id)
+        return None
     if not isinstance(text, str):
         policy.bad(location, f"field 'text' must be a string, got {type(text).__name__}", doc_id)
         return None
@@ -233,26 +245,66 @@ def read_jsonl_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
             if not line.strip():
                 continue
             try:
-                yield location, json.loads(line)
+                yield location, json.loads(line.rstrip("\r\n"))  # so an error's column is on this line
             except json.JSONDecodeError as err:
                 policy.bad(location, f"invalid JSON ({err.msg} at column {err.colno})")
 
 
+def not_utf8(text: str) -> str | None:
+    """Why ``text`` (decoded with surrogateescape) is not UTF-8, or None when it is.
+
+    >>> not_utf8(b"caf\\xe9".decode("utf-8", "surrogateescape"))
+    'not UTF-8 (byte 0xe9 at character 3)'
+    >>> not_utf8("café") is None
+    True
+    """
+    for position, char in enumerate(text):
+        if "\udc80" <= char <= "\udcff":
+            return f"not UTF-8 (byte {ord(char) - 0xDC00:#x} at character {position})"
+    return None
+
+
 def read_table_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
-    """Rows of a CSV (line numbers count the header) or Parquet file as dicts."""
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                yield f"{path}:{number}", row
-    else:
-        for number, row in enumerate(pl.read_parquet(path).iter_rows(named=True), start=1):
+    """Rows of a CSV (located by the line they end on, header = line 1) or Parquet file as dicts."""
+    if path.suffix != ".csv":
+        try:
+            table = pl.read_parquet(path)
+        except Exception as err:  # polars raises several kinds for a file that is not Parquet
+            raise CorpusError(f"{path}: not a readable Parquet file ({err})") from None
+        for number, row in enumerate(table.iter_rows(named=True), start=1):
             yield f"{path}: row {number}", row
+        return
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            location = f"{path}:{reader.line_num}"
+            reason = next((r for r in map(not_utf8, [*row.keys(), *map(str, row.values())]) if r), None)
+            if reason:
+                policy.bad(location, reason)
+                continue
+            yield location, row
 
 
-def read_text_folder(folder: Path) -> Iterator[tuple[str, Any]]:
-    """One record per .txt/.md file; the title is the first Markdown heading or the file name."""
-    for path in sorted(p for p in folder.rglob("*") if p.suffix in {".txt", ".md"} and p.is_file()):
-        text = path.read_text(encoding="utf-8")
+TEXT_SUFFIXES = {".txt", ".md"}
+
+
+def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
+    """One record per .txt/.md file; the title is the first Markdown heading or the file name.
+
+    Any other file is a bad row.
+    """
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue  # hidden files and folders (.DS_Store, .git) hold no documents
+        if path.suffix not in TEXT_SUFFIXES:
+            reason = f"unsupported file type '{path.suffix or path.name}' (textdir reads .txt and .md)"
+            policy.bad(str(path), reason)
+            continue
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            policy.bad(str(path), f"not UTF-8 ({err.reason} at byte {err.start})")
+            continue
         heading = next((ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("#")), None)
         yield (
             str(path),
@@ -317,7 +369,7 @@ def records_for(source: str, path: Path, policy: RowPolicy) -> Iterable[tuple[st
     if source in {"csv", "parquet"}:
         return read_table_records(path, policy)
     if source == "textdir":
-        return read_text_folder(path)
+        return read_text_folder(path, policy)
     if source == "beir":
         return read_jsonl_records(path / "corpus.jsonl", policy)
     raise CorpusError(f"{path}: unknown corpus source '{source}'")
@@ -339,28 +391,42 @@ def read_corpus(source: str, path: str | None, on_bad_row: str = "error") -> Cor
 
 
 def clean_documents(
-    corpus: Corpus, *, min_chars: int, on_bad_row: str, lang: str, domain: str | None
+    corpus: Corpus,
+    *,
+    min_chars: int,
+    on_bad_row: str,
+    lang: str,
+    domain: str | None,
+    max_chars: int | None = None,
 ) -> Corpus:
-    """Reject repeated ids (bad input: follows ``on_bad_row``) and texts under ``min_chars`` (always kept as
-    rejected rows: short is not malformed); fill lang/domain. Judgments on removed docs are dropped."""
+    """Drop what cannot be a training document, each as a rejected row with its reason; fill lang/domain.
+
+    An id seen before with other text is bad input (follows ``on_bad_row``). Always rejected rows, as
+    they are not malformed: a repeat of the same document, an empty or whitespace-only text, a text under
+    ``min_chars`` or over ``max_chars`` (None: no limit). Judgments on removed documents are dropped.
+    """
     policy = RowPolicy(on_bad_row, corpus.rejected)
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, str]] = {}
     kept = []
     for doc in corpus.docs:
-        location = doc["source"].split(":", 1)[-1]
-        if doc["doc_id"] in seen:
-            policy.bad(location, f"duplicate doc_id ({doc['doc_id']!r})", doc["doc_id"])
-        elif len(doc["text"].strip()) < min_chars:
-            corpus.rejected.append(
-                {
-                    "location": location,
-                    "doc_id": doc["doc_id"],
-                    "reason": f"text shorter than {min_chars} characters",
-                }
-            )
-        else:
-            seen.add(doc["doc_id"])
-            kept.append({**doc, "lang": lang, "domain": domain or doc.get("domain") or "general"})
+        location, doc_id, text = doc["source"].split(":", 1)[-1], doc["doc_id"], doc["text"]
+        reason = None
+        if doc_id in seen and seen[doc_id] != (doc["title"], text):
+            policy.bad(location, f"duplicate doc_id with other text ({doc_id!r})", doc_id)
+            continue
+        if doc_id in seen:
+            reason = f"repeated document ({doc_id!r})"
+        elif not text.strip():
+            reason = "empty text"
+        elif len(text.strip()) < min_chars:
+            reason = f"text shorter than {min_chars} characters"
+        elif max_chars is not None and len(text) > max_chars:
+            reason = f"text longer than {max_chars} characters"
+        if reason:
+            corpus.rejected.append({"location": location, "doc_id": doc_id, "reason": reason})
+            continue
+        seen[doc_id] = (doc["title"], text)
+        kept.append({**doc, "lang": lang, "domain": domain or doc.get("domain") or "general"})
     judgments = [j for j in corpus.judgments if j["doc_id"] in seen]
     return Corpus(kept, judgments, corpus.rejected)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -18,15 +19,22 @@ import polars as pl
 logger = logging.getLogger(__name__)
 
 
+class InputError(ValueError):
+    """Bad input a user can fix (a corpus row, a params entry): reported as one line, not a traceback."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
     A killed or failing stage therefore never leaves a half-written output that looks done,
-    and the previous artifact stays intact until the new one is complete.
+    and the previous artifact stays intact until the new one is complete. What a killed writer left
+    beside ``path`` is removed by the next one (each output has one writer: its stage).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     target = tmp if directory else tmp / path.name
     try:
@@ -73,3 +81,16 @@ def setup_logging(log_path: str | Path | None) -> None:
         handlers=handlers,
         force=True,
     )
+
+
+def report_input_errors() -> None:
+    """Make an uncaught InputError end the process with its message logged (stderr and the stage's log)
+    instead of a traceback; anything else still shows its traceback."""
+
+    def hook(kind, error, traceback) -> None:
+        if issubclass(kind, InputError):
+            logging.getLogger("synthembed").error("%s", error)
+        else:
+            sys.__excepthook__(kind, error, traceback)
+
+    sys.excepthook = hook

@@ -8,13 +8,15 @@ from typing import Any
 import jsonschema
 import yaml
 
+from synthembed.io import InputError
+
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 
 
 def validate_params(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
     """Validate params against the schema and return them unchanged.
 
-    Raises ValueError naming the source and the offending key path, e.g.
+    Raises InputError naming the source and the offending key path, e.g.
     ``params.yaml: filter.min_cosine: 3 is greater than the maximum of 1``.
     """
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
@@ -22,9 +24,9 @@ def validate_params(params: dict[str, Any], source: str = "params") -> dict[str,
     if errors:
         first = errors[0]
         where = ".".join(str(p) for p in first.path) or "<top>"
-        raise ValueError(f"{source}: {where}: {first.message}")
+        raise InputError(f"{source}: {where}: {first.message}")
     for where, message in cross_field_errors(params):
-        raise ValueError(f"{source}: {where}: {message}")
+        raise InputError(f"{source}: {where}: {message}")
     return params
 
 
