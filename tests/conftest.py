@@ -45,9 +45,10 @@ TINY = {
 }
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Run a command; fail the test with its output when it fails."""
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command (in ``env``, default this process's environment); fail the test with its output
+    when it fails."""
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         pytest.fail(
             f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
