@@ -2,8 +2,8 @@ rule filtered:
     input:
         queries="results/queries.parquet",
         docs="results/docs.parquet",
-        few_shot="prompts/queries_few_shot.yaml",
-        report="prompts/queries_report.yaml",
+        few_shot=project_file("prompts/queries_few_shot.yaml"),
+        report=project_file("prompts/queries_report.yaml"),
     output:
         filtered="results/filtered.parquet",
         rejected="results/rejected.parquet",

@@ -20,9 +20,9 @@ rule docs:
 rule configs:
     input:
         docs="results/docs.parquet",
-        personas="prompts/personas.yaml",
-        glossary="prompts/glossary.yaml",
-        prompt="prompts/configs_llm.yaml",
+        personas=project_file("prompts/personas.yaml"),
+        glossary=project_file("prompts/glossary.yaml"),
+        prompt=project_file("prompts/configs_llm.yaml"),
     output:
         configs="results/configs.parquet",
         stats="results/stats/configs.json",
@@ -58,7 +58,7 @@ rule structural:
 rule doc2query:
     input:
         structural="results/structural.parquet",
-        prompt="prompts/doc2query.yaml",
+        prompt=project_file("prompts/doc2query.yaml"),
     output:
         model=directory("results/doc2query"),
         curve=report("results/plots/doc2query_loss.csv", category="Generation"),
@@ -81,9 +81,9 @@ rule queries:
         configs="results/configs.parquet",
         structural="results/structural.parquet",
         doc2query="results/doc2query",
-        few_shot="prompts/queries_few_shot.yaml",
-        report="prompts/queries_report.yaml",
-        doc2query_prompt="prompts/doc2query.yaml",
+        few_shot=project_file("prompts/queries_few_shot.yaml"),
+        report=project_file("prompts/queries_report.yaml"),
+        doc2query_prompt=project_file("prompts/doc2query.yaml"),
     output:
         queries="results/queries.parquet",
         stats="results/stats/queries.json",

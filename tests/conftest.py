@@ -56,6 +56,18 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subproc
     return result
 
 
+def stage_command(project: Path, stage: str) -> str:
+    """A stage's command line exactly as dvc.yaml (and the Snakefile, tested equal) runs it."""
+    command = " ".join(yaml.safe_load((project / "dvc.yaml").read_text())["stages"][stage]["cmd"].split())
+    return command.replace("python ", f"{sys.executable} ", 1)
+
+
+def run_stage(project: Path, stage: str, **options) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "-c", stage_command(project, stage)], cwd=project, capture_output=True, text=True, **options
+    )
+
+
 def update_params(project: Path, changes: dict) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     for group, values in changes.items():

@@ -12,7 +12,7 @@ without an answer, or an answer after a delay), then gets ``reply``; ``always`` 
 becomes the first field of the requested JSON schema. Any other request is answered from the prompt
 itself: the first words of its document, as JSON with every field of the schema or as one line.
 
-``GET /stats`` says how many requests came and which Authorization headers they carried.
+``GET /stats`` says how many requests came, which Authorization headers and response formats.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CASE = re.compile(r"\[\[case:(\w+)\]\]")
 DOCUMENT = re.compile(r"(?:Passage|Text):\n(.*?)(?:\n\n|$)", re.DOTALL)
+CANDIDATE = re.compile(r"^- ([^:\n]+):", re.MULTILINE)
 LANGUAGE = re.compile(r"(?:Language: the query should be in|Language:) (\w+)")
 
 
@@ -37,22 +38,31 @@ class State:
         self.attempts: dict[str, int] = {}
         self.requests = 0
         self.authorization: set[str] = set()
+        self.response_formats: dict[str, int] = {}
         self.lock = threading.Lock()
 
 
-def default_answer(prompt: str, fields: list[str] | None) -> str:
+def default_answer(prompt: str, schema: dict | None) -> str:
+    """The first words of the document as one line, or under a schema: each enum's first value, the
+    first listed candidate as the Character, that line for any other field."""
     match = DOCUMENT.search(prompt)
     words = re.findall(r"[A-Za-z]{3,}", CASE.sub("", match.group(1) if match else prompt))
     line = f"{' '.join(words[:3])}: {' '.join(words[3:9])}"
-    return json.dumps(dict.fromkeys(fields, line)) if fields else line
+    if schema is None:
+        return line
+    answer = {}
+    for name, spec in schema["properties"].items():
+        candidate = CANDIDATE.search(prompt) if name == "Character" else None
+        answer[name] = spec["enum"][0] if "enum" in spec else candidate.group(1) if candidate else line
+    return json.dumps(answer)
 
 
-def scripted_answer(case: dict, prompt: str, fields: list[str] | None) -> str:
+def scripted_answer(case: dict, prompt: str, schema: dict | None) -> str:
     reply = case["reply"]
     if isinstance(reply, dict):
         language = LANGUAGE.search(prompt)
         reply = reply[language.group(1) if language else "English"]
-    return reply.replace("{field}", fields[0] if fields else "Query")
+    return reply.replace("{field}", next(iter(schema["properties"])) if schema else "Query")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -74,7 +84,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, {"status": "ok"})
         elif self.path == "/stats":
             with self.state.lock:
-                stats = {"requests": self.state.requests, "authorization": sorted(self.state.authorization)}
+                stats = {
+                    "requests": self.state.requests,
+                    "authorization": sorted(self.state.authorization),
+                    "response_formats": self.state.response_formats,
+                }
             self.send_json(200, stats)
         else:
             self.send_json(404, {"error": "not found"})
@@ -82,14 +96,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         prompt = "\n".join(m["content"] for m in body["messages"])
-        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
-        fields = list(schema["properties"]) if schema else None
+        response_format = body.get("response_format") or {}
+        schema = response_format.get("json_schema", {}).get("schema")
         match = CASE.search(prompt)
         case = self.state.script.get(match.group(1), {}) if match else {}
         key = hashlib.sha256(json.dumps([body["messages"], body.get("seed")]).encode()).hexdigest()
         with self.state.lock:
             self.state.requests += 1
             self.state.authorization.add(self.headers.get("Authorization", ""))
+            kind = response_format.get("type", "none")
+            self.state.response_formats[kind] = self.state.response_formats.get(kind, 0) + 1
             attempt = self.state.attempts.get(key, 0)
             self.state.attempts[key] = attempt + 1
         faults = case.get("faults", [])
@@ -103,7 +119,7 @@ class Handler(BaseHTTPRequestHandler):
         elif fault:
             self.send_json(int(fault), {"error": {"message": f"scripted {fault}", "type": "scripted"}})
             return
-        content = scripted_answer(case, prompt, fields) if "reply" in case else default_answer(prompt, fields)
+        content = scripted_answer(case, prompt, schema) if "reply" in case else default_answer(prompt, schema)
         self.send_json(
             200,
             {

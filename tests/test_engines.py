@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sqlite3
 import sys
@@ -118,6 +119,21 @@ def test_profile_and_lint():
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
     dry = run(["snakemake", "-n", "--forceall"], ROOT).stdout
     assert all(f"rule {stage}:" in dry for stage in STAGES)
+
+
+@pytest.mark.parametrize("profile", ["slurm", "kubernetes"])
+def test_cluster_profiles_plan_every_stage_with_its_resources(profile):
+    """The executors cannot run here; a dry run through each plugin checks the profile is complete."""
+    env = os.environ | {"SYNTHEMBED_LLM_BASE_URL": "http://llm.cluster:8000/v1"}
+    command = ["snakemake", "--workflow-profile", f"profiles/{profile}", "-n", "--forceall"]
+    dry = run(command, ROOT, env=env).stdout
+    jobs = dict(re.findall(r"\nrule (\w+):\n(.*?)\n\n", dry, re.DOTALL))
+    assert set(jobs) == {*STAGES, "all"}
+    gpu = "gpu=1" if profile == "slurm" else "nvidia_gpu=1"
+    assert all(
+        gpu in jobs[stage] and "threads: 8" in jobs[stage] for stage in ("doc2query", "model", "metrics")
+    )
+    assert "mem_mb=16000" in jobs["queries"] and gpu not in jobs["queries"]
 
 
 # --- the whole DAG on a tiny configuration, then the rerun behaviour of both engines ---------------------

@@ -143,6 +143,14 @@ def test_openai_backend_gives_up_on_timeouts(tmp_path):
         assert llm.stats_dict()["failures"] == {"timeout": 2}
 
 
+def test_server_address_from_the_environment_wins_over_params(tmp_path, monkeypatch):
+    with katan_server("-b", "echo") as url:
+        monkeypatch.setenv("SYNTHEMBED_LLM_BASE_URL", url)
+        llm = openai_llm("http://127.0.0.1:1/v1", tmp_path / "c.sqlite", max_retries=0)
+        assert llm.generate(prompts(1), seed=1)[0].endswith("User: q0")
+        assert served_requests(url) == 1
+
+
 def test_openai_key_comes_only_from_the_named_environment_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("SYNTHEMBED_TEST_KEY", raising=False)
     with pytest.raises(ValueError, match="SYNTHEMBED_TEST_KEY, which is not set"):

@@ -26,7 +26,6 @@ import re
 import resource
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from conftest import (
     make_project,
     openai_llm_params,
     run,
+    run_stage,
     scripted_server,
     scripted_stats,
     update_params,
@@ -55,18 +55,6 @@ GOOD = {
 def jsonl(*records: dict | str) -> bytes:
     lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
     return ("\n".join(lines) + "\n").encode()
-
-
-def stage_command(project: Path, stage: str) -> str:
-    """A stage's command line exactly as dvc.yaml (and the Snakefile, tested equal) runs it."""
-    command = " ".join(yaml.safe_load((project / "dvc.yaml").read_text())["stages"][stage]["cmd"].split())
-    return command.replace("python ", f"{sys.executable} ", 1)
-
-
-def run_stage(project: Path, stage: str, **options) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", "-c", stage_command(project, stage)], cwd=project, capture_output=True, text=True, **options
-    )
 
 
 @dataclass
@@ -545,6 +533,9 @@ def test_a_killed_stage_leaves_no_half_output_and_is_rerun_to_the_same_bytes(run
     assert f"rule {stage}:" in run(["snakemake", "-n", "--until", stage], project).stdout
     run(["snakemake", "--cores", "2", "--until", stage], project, env=env)
     assert {o: (project / o).read_bytes() for o in data} == {o: before[o] for o in data}
+    if stage == "queries":  # only the call that never got an answer is asked again (its server is gone)
+        stats = json.loads((project / "results" / "stats" / "queries.json").read_text())
+        assert (stats["llm_calls"], stats["cache_hits"]) == (1, len(TOPICS) + len(SCRIPT) - 1)
     assert list((project / "results").rglob(".*.*")) == []  # the killed writer's leftovers are gone
 
 

@@ -259,7 +259,7 @@ class OpenAIGenerator:
 
     def __init__(self, cfg: dict[str, Any]):
         self.model_name = cfg["model"]
-        self.base_url = cfg["base_url"]
+        self.base_url = server_url(cfg["base_url"])
         self.api_key = api_key(cfg["api_key_env"])
         self.concurrency = cfg["concurrency"]
         self.max_retries = cfg["max_retries"]
@@ -362,6 +362,19 @@ class OpenAIGenerator:
         self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
     ) -> None:
         asyncio.run(self.run_async(requests, seed, schema, on_done))
+
+
+BASE_URL_ENV = "SYNTHEMBED_LLM_BASE_URL"
+
+
+def server_url(base_url: str) -> str:
+    """The server to ask: ``SYNTHEMBED_LLM_BASE_URL`` when set (where a cluster run finds its server;
+    answers do not depend on it, so no stage reruns), else ``llm.base_url``.
+
+    >>> server_url("http://127.0.0.1:8000/v1")
+    'http://127.0.0.1:8000/v1'
+    """
+    return os.environ.get(BASE_URL_ENV) or base_url
 
 
 def api_key(env_name: str | None) -> str:
