@@ -7,3 +7,7 @@ def project_file(path):
     """A file that ships with the project (a prompt): read from the working copy, never from a storage
     provider, so cluster profiles that move results through storage still find it."""
     return local(path)
+
+
+wildcard_constraints:
+    shard=r"\d+",

@@ -75,7 +75,7 @@ rule doc2query:
         " --out {output.model} --out-curve {output.curve} --out-stats {output.stats} --log {log}"
 
 
-rule queries:
+rule queries_shard:
     input:
         docs="results/docs.parquet",
         configs="results/configs.parquet",
@@ -85,17 +85,39 @@ rule queries:
         report=project_file("prompts/queries_report.yaml"),
         doc2query_prompt=project_file("prompts/doc2query.yaml"),
     output:
+        queries="results/shards/queries/{shard}.parquet",
+        stats="results/shards/queries/{shard}.json",
+    log:
+        "logs/queries_shard_{shard}.log",
+    conda:
+        "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
+    params:
+        **groups("seed", "shards", "embedder", "llm", "queries", "doc2query"),
+    shell:
+        "python scripts/queries.py --params params.yaml --docs {input.docs} --configs {input.configs}"
+        " --structural {input.structural} --doc2query {input.doc2query} --doc2query-prompt {input.doc2query_prompt}"
+        " --few-shot-prompt {input.few_shot} --report-prompt {input.report} --shard {wildcards.shard}"
+        " --out {output.queries} --out-stats {output.stats} --log {log}"
+
+
+rule queries:
+    input:
+        configs="results/configs.parquet",
+        shards=expand(
+            "results/shards/queries/{shard}.{ext}",
+            shard=config["shards"],
+            ext=["parquet", "json"],
+        ),
+    output:
         queries="results/queries.parquet",
         stats="results/stats/queries.json",
     log:
         "logs/queries.log",
     conda:
         "../envs/synthembed.yaml"
-    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
-        **groups("seed", "embedder", "llm", "queries", "doc2query"),
+        **groups("shards"),
     shell:
-        "python scripts/queries.py --params params.yaml --docs {input.docs} --configs {input.configs}"
-        " --structural {input.structural} --doc2query {input.doc2query} --doc2query-prompt {input.doc2query_prompt}"
-        " --few-shot-prompt {input.few_shot} --report-prompt {input.report}"
-        " --out {output.queries} --out-stats {output.stats} --log {log}"
+        "python scripts/gather_queries.py --params params.yaml --configs {input.configs}"
+        " --shards-dir results/shards/queries --out {output.queries} --out-stats {output.stats} --log {log}"

@@ -46,7 +46,7 @@ rule metrics:
         balanced="results/balanced.parquet",
         stats=RUN_STATS + ["results/stats/model.json"],
     output:
-        metrics="results/metrics.json",
+        metrics=report("results/metrics.json", category="Evaluation"),
         plot=report("results/plots/ndcg.csv", category="Evaluation"),
     log:
         "logs/metrics.log",

@@ -1,6 +1,7 @@
-"""queries: the generator writes, per configuration, a query, paraphrase, label or translation (and
-for code documents a hard negative), through the LLM cache; with queries.generator doc2query the
-self-trained doc2query model writes the retrieval queries."""
+"""queries (one shard of it): the generator writes, per configuration, a query, paraphrase, label or
+translation (and for code documents a hard negative), through the LLM cache; with queries.generator
+doc2query the self-trained doc2query model writes the retrieval queries. scripts/gather_queries.py
+puts the shards together."""
 
 from collections import Counter
 
@@ -14,6 +15,7 @@ from synthembed.io import write_json, write_parquet
 from synthembed.llm import open_llm
 from synthembed.models import load_embedder
 from synthembed.prompts import load_task_prompts, truncate
+from synthembed.shards import shard_rows
 from synthembed.structural import example_pool, nearest_examples
 
 parser = stage_parser(__doc__)
@@ -26,12 +28,13 @@ parser.add_argument("--few-shot-prompt", required=True, help="prompts of queries
 parser.add_argument("--report-prompt", required=True, help="prompts of queries.prompt_style report")
 parser.add_argument("--doc2query", required=True, help="doc2query stage's model")
 parser.add_argument("--doc2query-prompt", required=True, help="prompts/doc2query.yaml")
+parser.add_argument("--shard", type=int, required=True, help="which of the shards in params to write")
 parser.add_argument("--out", required=True)
 parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
 cfg = params["queries"]
 
-configs = pl.read_parquet(args.configs)
+configs = shard_rows(pl.read_parquet(args.configs), params["shards"], args.shard)
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
 documents = passages(configs.select("doc_id").join(docs, on="doc_id", how="left", maintain_order="left"))
 prompt = load_task_prompts(args.few_shot_prompt if cfg["prompt_style"] == "few_shot" else args.report_prompt)

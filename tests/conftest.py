@@ -56,16 +56,17 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subproc
     return result
 
 
-def stage_command(project: Path, stage: str) -> str:
-    """A stage's command line exactly as dvc.yaml (and the Snakefile, tested equal) runs it."""
-    command = " ".join(yaml.safe_load((project / "dvc.yaml").read_text())["stages"][stage]["cmd"].split())
+def stage_command(project: Path, stage: str, shard: int = 0) -> str:
+    """A stage's command line exactly as dvc.yaml (and the Snakefile, tested equal) runs it; a stage
+    over shards for the one given."""
+    spec = yaml.safe_load((project / "dvc.yaml").read_text())["stages"][stage]
+    command = " ".join(spec.get("do", spec)["cmd"].replace("${item}", str(shard)).split())
     return command.replace("python ", f"{sys.executable} ", 1)
 
 
 def run_stage(project: Path, stage: str, **options) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", "-c", stage_command(project, stage)], cwd=project, capture_output=True, text=True, **options
-    )
+    command = stage_command(project, stage, options.pop("shard", 0))
+    return subprocess.run(["bash", "-c", command], cwd=project, capture_output=True, text=True, **options)
 
 
 def update_params(project: Path, changes: dict) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -9,6 +11,7 @@ import re
 import sqlite3
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -22,6 +25,7 @@ STAGES = [
     "configs",
     "structural",
     "doc2query",
+    "queries_shard",
     "queries",
     "filtered",
     "balanced",
@@ -31,6 +35,11 @@ STAGES = [
 ]
 DOWNSTREAM_OF_FILTER = ["filtered", "balanced", "negatives", "model", "metrics"]
 CODE_PREFIXES = ("scripts/", "src/")
+# A rule over shards is one template in both engines; the gather rule's inputs are the shard files,
+# DVC's the folder that holds them.
+SHARD_WILDCARD = SimpleNamespace(shard="{shard}")
+SHARD_FILE = re.compile(r"^(results/shards/\w+)/\d+\.\w+$")
+CONSTRAINT = re.compile(r"\{(\w+),[^}]*\}")  # {shard,\d+}: a wildcard with its constraint
 # Fingerprints of data outside the DAG: Snakemake-only (DVC reruns those stages with `dvc repro -f`).
 SNAKEMAKE_ONLY_PARAMS = {"docs": {"source"}, "metrics": {"eval_sets"}}
 
@@ -46,11 +55,16 @@ def snakemake_stages(project: Path) -> dict[str, dict]:
         )._workflow
         return {
             rule.name: {
-                "cmd": " ".join(
-                    rule.shellcmd.format(input=rule.input, output=rule.output, log=rule.log).split()
+                "cmd": CONSTRAINT.sub(
+                    r"{\1}",
+                    " ".join(
+                        rule.shellcmd.format(
+                            input=rule.input, output=rule.output, log=rule.log, wildcards=SHARD_WILDCARD
+                        ).split()
+                    ),
                 ),
-                "inputs": sorted(rule.input),
-                "outputs": sorted(rule.output),
+                "inputs": sorted({SHARD_FILE.sub(r"\1", path) for path in rule.input}),
+                "outputs": sorted(CONSTRAINT.sub(r"{\1}", path) for path in rule.output),
                 "params": sorted(set(rule.params.keys()) - SNAKEMAKE_ONLY_PARAMS.get(rule.name, set())),
             }
             for rule in workflow.rules
@@ -59,8 +73,11 @@ def snakemake_stages(project: Path) -> dict[str, dict]:
 
 
 def dvc_stages(dvc_yaml: dict) -> dict[str, dict]:
+    """Each stage's command line, inputs, outputs and params groups; a foreach stage by its template,
+    with its item written as Snakemake's {shard} wildcard."""
     stages = {}
-    for name, stage in dvc_yaml["stages"].items():
+    for name, entry in dvc_yaml["stages"].items():
+        stage = yaml.safe_load(yaml.safe_dump(entry.get("do", entry)).replace("${item}", "{shard}"))
         outs = [
             next(iter(o)) if isinstance(o, dict) else o
             for o in stage.get("outs", []) + stage.get("metrics", [])
@@ -133,7 +150,7 @@ def test_cluster_profiles_plan_every_stage_with_its_resources(profile):
     assert all(
         gpu in jobs[stage] and "threads: 8" in jobs[stage] for stage in ("doc2query", "model", "metrics")
     )
-    assert "mem_mb=16000" in jobs["queries"] and gpu not in jobs["queries"]
+    assert "mem_mb=16000" in jobs["queries_shard"] and gpu not in jobs["queries_shard"]
 
 
 # --- the whole DAG on a tiny configuration, then the rerun behaviour of both engines ---------------------
@@ -287,11 +304,12 @@ def test_doc2query_stage_trains_the_generator_and_queries_ask_it(project, tmp_pa
         "results/doc2query ": f"{tmp_path / 'doc2query'} ",
         "results/plots/doc2query_loss.csv": str(tmp_path / "loss.csv"),
         "results/stats/doc2query.json": str(tmp_path / "doc2query.json"),
-        "results/queries.parquet": str(tmp_path / "queries.parquet"),
-        "results/stats/queries.json": str(tmp_path / "queries.json"),
+        "results/shards/queries/{shard}.parquet": str(tmp_path / "queries.parquet"),
+        "results/shards/queries/{shard}.json": str(tmp_path / "queries.json"),
+        "{shard}": "0",
     }
-    for stage in ("doc2query", "queries"):
-        command = stages[stage]["cmd"].replace(f"--log logs/{stage}.log", "")
+    for stage in ("doc2query", "queries_shard"):
+        command = re.sub(r"--log \S+", "", stages[stage]["cmd"])
         for path, replacement in outputs.items():
             command = command.replace(path, replacement)
         run(["bash", "-c", command.replace("python ", f"{sys.executable} ", 1)], project)
@@ -368,3 +386,44 @@ def test_metrics_diff_compares_branches(project):
     assert "eval.stdlib.tuned.ndcg@10" in values
     assert set(values["eval.stdlib.tuned.ndcg@10"]) >= {"old", "new"}
     assert values["counts.filtered.kept"]["old"] >= values["counts.filtered.kept"]["new"]
+
+
+@pytest.mark.slow
+def test_report_holds_the_plots_and_the_metrics(project):
+    run(["snakemake", "--report", "report.html"], project)
+    html = (project / "report.html").read_text()
+    for name in (
+        "filter_scores.png",
+        "negative_margins.png",
+        "training_loss.csv",
+        "ndcg.csv",
+        "metrics.json",
+    ):
+        assert name in html
+
+
+@pytest.mark.slow
+def test_dvc_remote_restores_every_artifact_in_a_fresh_clone(project, tmp_path):
+    run(["dvc", "remote", "add", "-d", "store", str(tmp_path / "remote")], project)
+    run(["git", "commit", "-qam", "artifact store"], project)
+    run(["dvc", "push"], project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    for path in ("results/filtered.parquet", "results/metrics.json", "results/model/model.safetensors"):
+        assert (clone / path).read_bytes() == (project / path).read_bytes()
+    assert run(["dvc", "status"], clone).stdout.strip().endswith("up to date.")
+
+
+@pytest.mark.slow
+def test_a_threshold_sweep_as_experiments_reruns_only_downstream_of_filter(project, llm_cache_dir):
+    calls = cached_calls(llm_cache_dir)
+    for value in (0.11, 0.13):
+        output = run(["dvc", "exp", "run", "-S", f"filter.min_cosine={value}"], project).stdout
+        assert dvc_ran(output) == DOWNSTREAM_OF_FILTER
+    assert cached_calls(llm_cache_dir) == calls
+    rows = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], project).stdout)))
+    threshold = next(k for k in rows[0] if k.endswith("filter.min_cosine"))
+    kept = next(k for k in rows[0] if k.endswith("counts.filtered.kept"))
+    swept = {float(r[threshold]): int(r[kept]) for r in rows if r["Experiment"]}
+    assert set(swept) == {0.11, 0.13} and swept[0.11] >= swept[0.13]

@@ -202,7 +202,8 @@ def write_stage_inputs(folder: Path, n: int, base_url: str, cache_dir: Path) -> 
     command += ["--structural", str(folder / "structural.parquet"), "--doc2query", str(folder / "doc2query")]
     command += ["--doc2query-prompt", str(ROOT / "prompts" / "doc2query.yaml")]
     command += ["--few-shot-prompt", str(PROMPTS["few_shot"]), "--report-prompt", str(PROMPTS["report"])]
-    return [*command, "--out", str(folder / "queries.parquet"), "--out-stats", str(folder / "stats.json")]
+    command += ["--shard", "0", "--out", str(folder / "queries.parquet")]
+    return [*command, "--out-stats", str(folder / "stats.json")]
 
 
 def cached_calls(path: Path) -> int:

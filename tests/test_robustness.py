@@ -490,17 +490,18 @@ def test_two_runs_write_byte_identical_data(runs):
 
 
 def stage_outputs(project: Path, stage: str) -> list[str]:
-    """The files a stage writes (its folders, such as the model, aside)."""
+    """The files a stage writes (its folders, such as the model, aside); over shards: shard 0's."""
     spec = yaml.safe_load((project / "dvc.yaml").read_text())["stages"][stage]
+    spec = spec.get("do", spec)
     outs = [
         next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])
     ]
-    return [o for o in outs if Path(o).suffix]
+    return [o.replace("${item}", "0") for o in outs if Path(o).suffix]
 
 
 def killed_when_started(project: Path, command: list[str], stage: str, env: dict) -> None:
     """Run ``command`` and SIGKILL its whole process group once the stage has logged its start."""
-    log = project / "logs" / f"{stage}.log"
+    log = project / "logs" / (f"{stage}_0.log" if stage.endswith("_shard") else f"{stage}.log")
     log.unlink(missing_ok=True)
     process = subprocess.Popen(
         command, cwd=project, env=env, start_new_session=True, stdout=subprocess.DEVNULL
@@ -515,7 +516,17 @@ def killed_when_started(project: Path, command: list[str], stage: str, env: dict
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "stage",
-    ["docs", "configs", "structural", "queries", "filtered", "balanced", "negatives", "model", "metrics"],
+    [
+        "docs",
+        "configs",
+        "structural",
+        "queries_shard",
+        "filtered",
+        "balanced",
+        "negatives",
+        "model",
+        "metrics",
+    ],
 )
 def test_a_killed_stage_leaves_no_half_output_and_is_rerun_to_the_same_bytes(runs, stage):
     project, _ = runs["snakemake"]
@@ -533,8 +544,8 @@ def test_a_killed_stage_leaves_no_half_output_and_is_rerun_to_the_same_bytes(run
     assert f"rule {stage}:" in run(["snakemake", "-n", "--until", stage], project).stdout
     run(["snakemake", "--cores", "2", "--until", stage], project, env=env)
     assert {o: (project / o).read_bytes() for o in data} == {o: before[o] for o in data}
-    if stage == "queries":  # only the call that never got an answer is asked again (its server is gone)
-        stats = json.loads((project / "results" / "stats" / "queries.json").read_text())
+    if stage == "queries_shard":  # only the call never answered is asked again (its server is gone)
+        stats = json.loads((project / "results" / "shards" / "queries" / "0.json").read_text())
         assert (stats["llm_calls"], stats["cache_hits"]) == (1, len(TOPICS) + len(SCRIPT) - 1)
     assert list((project / "results").rglob(".*.*")) == []  # the killed writer's leftovers are gone
 
