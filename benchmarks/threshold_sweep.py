@@ -39,7 +39,7 @@ def main() -> None:
         {
             "run": "first dvc repro",
             "seconds": round(first_s, 1),
-            "stages": re.findall(r"Running stage '(\w+)'", output),
+            "stages": re.findall(r"Running stage '(\w+(?:@\w+)?)'", output),
         }
     ]
     print(json.dumps(rows[-1]), flush=True)
@@ -47,7 +47,7 @@ def main() -> None:
     subprocess.run(["git", "commit", "-qm", "baseline of the sweep"], cwd=args.project, check=True)
     for value in args.values:
         seconds, output = timed(["dvc", "exp", "run", "-S", f"{args.param}={value}"], args.project)
-        stages = re.findall(r"Running stage '(\w+)'", output)
+        stages = re.findall(r"Running stage '(\w+(?:@\w+)?)'", output)
         rows.append({"run": f"{args.param}={value}", "seconds": round(seconds, 1), "stages": stages})
         print(json.dumps(rows[-1]), flush=True)
     sweep = sum(r["seconds"] for r in rows[1:])

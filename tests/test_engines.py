@@ -166,7 +166,7 @@ def planned_jobs(project: Path) -> list[str]:
 
 
 def dvc_ran(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
+    return re.findall(r"Running stage '(\w+)(?:@\w+)?'", output)  # a foreach stage: name@item
 
 
 def cached_calls(cache_dir: Path) -> int:
