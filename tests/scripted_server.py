@@ -147,6 +147,7 @@ def main() -> None:
     port, script_path = int(sys.argv[1]), sys.argv[2]
     with open(script_path) as handle:
         Handler.state = State(json.load(handle))
+    ThreadingHTTPServer.request_queue_size = 256  # several shards' concurrent requests at once
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     server.serve_forever()

@@ -55,6 +55,10 @@ def test_shards_gather_into_the_one_shard_result(tmp_path):
         assert (results[name] / "queries.parquet").read_bytes() == (
             reference / "queries.parquet"
         ).read_bytes()
+        # Retries are how the run went, not what it wrote: three shards at once may meet a busy server.
         stats = json.loads((results[name] / "stats" / "queries.json").read_text())
-        assert stats == json.loads((reference / "stats" / "queries.json").read_text())
+        expected = json.loads((reference / "stats" / "queries.json").read_text())
+        assert {k: v for k, v in stats.items() if k != "retries"} == {
+            k: v for k, v in expected.items() if k != "retries"
+        }
     assert json.loads((reference / "stats" / "queries.json").read_text())["written"] == 60
