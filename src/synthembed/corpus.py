@@ -278,7 +278,8 @@ def read_table_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
         reader = csv.DictReader(handle)
         for row in reader:
             location = f"{path}:{reader.line_num}"
-            reason = next((r for r in map(not_utf8, [*row.keys(), *map(str, row.values())]) if r), None)
+            # str(): a row with extra fields keeps them under the key None, as a list
+            reason = next((r for r in map(not_utf8, map(str, [*row.keys(), *row.values()])) if r), None)
             if reason:
                 policy.bad(location, reason)
                 continue
