@@ -3,6 +3,12 @@ def groups(*names):
     return {name: config[name] for name in names}
 
 
+def keys(group, *names):
+    """Single params of a group, named as in dvc.yaml: editing another key of the group leaves the step
+    alone."""
+    return {f"{group}.{name}": config[group][name] for name in names}
+
+
 def project_file(path):
     """A file that ships with the project (a prompt): read from the working copy, never from a storage
     provider, so cluster profiles that move results through storage still find it."""

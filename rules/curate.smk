@@ -1,9 +1,47 @@
-rule filtered:
+rule filtered_shard:
     input:
         queries="results/queries.parquet",
         docs="results/docs.parquet",
         few_shot=project_file("prompts/queries_few_shot.yaml"),
         report=project_file("prompts/queries_report.yaml"),
+    output:
+        checks="results/shards/filtered/{shard}.parquet",
+        vectors="results/shards/filtered/{shard}.npz",
+    log:
+        "logs/filtered_shard_{shard}.log",
+    conda:
+        "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
+    params:
+        **groups("shards", "embedder"),
+        **keys("queries", "prompt_style"),
+        # Only the checks a shard makes: a threshold sweep reruns the gather, not the embeddings.
+        **keys(
+            "filter",
+            "min_words",
+            "max_words",
+            "language_check",
+            "language_min_probability",
+            "repetition_check",
+            "echo_min_words",
+            "copied_min_words",
+            "round_trip_top_k",
+        ),
+    shell:
+        "python scripts/filter_shard.py --params params.yaml --queries {input.queries} --docs {input.docs}"
+        " --few-shot-prompt {input.few_shot} --report-prompt {input.report} --shard {wildcards.shard}"
+        " --out {output.checks} --out-vectors {output.vectors} --log {log}"
+
+
+rule filtered:
+    input:
+        queries="results/queries.parquet",
+        docs="results/docs.parquet",
+        shards=expand(
+            "results/shards/filtered/{shard}.{ext}",
+            shard=config["shards"],
+            ext=["parquet", "npz"],
+        ),
     output:
         filtered="results/filtered.parquet",
         rejected="results/rejected.parquet",
@@ -14,14 +52,13 @@ rule filtered:
         "logs/filtered.log",
     conda:
         "../envs/synthembed.yaml"
-    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
+    threads: workflow.cores  # the round trip searches the corpus with torch
     params:
-        **groups("seed", "embedder", "search", "queries", "filter"),
+        **groups("seed", "shards", "search", "filter"),
     shell:
         "python scripts/filter.py --params params.yaml --queries {input.queries} --docs {input.docs}"
-        " --few-shot-prompt {input.few_shot} --report-prompt {input.report}"
-        " --out {output.filtered} --out-rejected {output.rejected} --out-scores {output.scores}"
-        " --out-plot {output.plot} --out-stats {output.stats} --log {log}"
+        " --shards-dir results/shards/filtered --out {output.filtered} --out-rejected {output.rejected}"
+        " --out-scores {output.scores} --out-plot {output.plot} --out-stats {output.stats} --log {log}"
 
 
 rule balanced:

@@ -17,12 +17,35 @@ rule docs:
         " --out-rejected {output.rejected} --out-stats {output.stats} --log {log}"
 
 
-rule configs:
+rule configs_shard:
     input:
         docs="results/docs.parquet",
         personas=project_file("prompts/personas.yaml"),
         glossary=project_file("prompts/glossary.yaml"),
         prompt=project_file("prompts/configs_llm.yaml"),
+    output:
+        configs="results/shards/configs/{shard}.parquet",
+        stats="results/shards/configs/{shard}.json",
+    log:
+        "logs/configs_shard_{shard}.log",
+    conda:
+        "../envs/synthembed.yaml"
+    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
+    params:
+        **groups("seed", "shards", "embedder", "llm", "configs", "queries"),
+    shell:
+        "python scripts/configs.py --params params.yaml --docs {input.docs} --personas {input.personas}"
+        " --glossary {input.glossary} --prompt {input.prompt} --shard {wildcards.shard}"
+        " --out {output.configs} --out-stats {output.stats} --log {log}"
+
+
+rule configs:
+    input:
+        shards=expand(
+            "results/shards/configs/{shard}.{ext}",
+            shard=config["shards"],
+            ext=["parquet", "json"],
+        ),
     output:
         configs="results/configs.parquet",
         stats="results/stats/configs.json",
@@ -30,12 +53,11 @@ rule configs:
         "logs/configs.log",
     conda:
         "../envs/synthembed.yaml"
-    threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
-        **groups("seed", "embedder", "llm", "configs", "queries"),
+        **groups("shards", "configs"),
     shell:
-        "python scripts/configs.py --params params.yaml --docs {input.docs} --personas {input.personas}"
-        " --glossary {input.glossary} --prompt {input.prompt} --out {output.configs} --out-stats {output.stats} --log {log}"
+        "python scripts/gather_configs.py --params params.yaml --shards-dir results/shards/configs"
+        " --out {output.configs} --out-stats {output.stats} --log {log}"
 
 
 rule structural:

@@ -1,28 +1,33 @@
-"""configs: per document a task type, a persona (top-k retrieved, one chosen) with its style, question
-type, difficulty, languages, length and glossary terms."""
+"""configs (one shard of it): per document a task type, a persona (top-k retrieved, one chosen) with its
+style, question type, difficulty, languages, length and glossary terms. The controls are drawn for all
+sampled documents at once (stratified shares hold over the whole run); a shard retrieves personas and
+asks the LLM for its own rows only. scripts/gather_configs.py puts the shards together."""
 
+import numpy as np
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
 from synthembed.configs import (
-    achieved_shares,
+    CONFIG_SCHEMA,
     choose_with_llm,
-    control_targets,
+    config_plan,
+    config_row,
     load_glossary,
     load_personas,
     persona_text,
-    sampled_configs,
     top_k_indices,
 )
 from synthembed.corpus import passages
 from synthembed.io import write_json, write_parquet
-from synthembed.models import load_embedder
+from synthembed.models import encode_batches, length_batches, load_embedder
+from synthembed.shards import shard_items, shard_rows
 
 parser = stage_parser(__doc__)
 parser.add_argument("--docs", required=True)
 parser.add_argument("--personas", required=True)
 parser.add_argument("--glossary", required=True, help="domain terms per document domain")
 parser.add_argument("--prompt", required=True, help="configuration prompt (policy llm)")
+parser.add_argument("--shard", type=int, required=True, help="which of the shards in params to write")
 parser.add_argument("--out", required=True)
 parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
@@ -31,23 +36,26 @@ cfg, seed = params["configs"], params["seed"]
 docs = pl.read_parquet(args.docs)
 docs = docs.sample(n=min(cfg["n_docs"], docs.height), seed=seed).sort("doc_id")
 personas = load_personas(args.personas)
+k = min(cfg["persona_candidates"], len(personas))
+plan = shard_items(config_plan(docs.height, k, cfg, seed), params["shards"], args.shard)
+docs = shard_rows(docs, params["shards"], args.shard)
 embedder = load_embedder(params["embedder"], params["runtime"]["device"])
 texts = passages(docs)
-doc_vectors = embedder.encode(
-    texts,
-    normalize_embeddings=True,
-    batch_size=params["embedder"]["batch_size"],
-    show_progress_bar=True,
-    convert_to_numpy=True,
-).astype("float32")
-persona_vectors = embedder.encode(
+order, vectors = encode_batches(
+    embedder.encode_document, texts, length_batches(texts, params["embedder"]["batch_size"]), "documents"
+)
+doc_vectors = vectors[np.argsort(order)] if len(order) else vectors
+persona_vectors = embedder.encode_document(
     [persona_text(p) for p in personas], normalize_embeddings=True, convert_to_numpy=True
 ).astype("float32")
-k = min(cfg["persona_candidates"], len(personas))
-nearest = top_k_indices(doc_vectors, persona_vectors, k)
+nearest = top_k_indices(doc_vectors, persona_vectors, k) if len(order) else []
 candidates = [[personas[j] for j in row] for row in nearest]
 doc_rows = docs.select("doc_id", "domain", "lang").with_columns(pl.Series("text", texts)).to_dicts()
-rows = sampled_configs(doc_rows, candidates, cfg, load_glossary(args.glossary), seed)
+glossary = load_glossary(args.glossary)
+rows = [
+    config_row(doc, draw, persona_candidates, glossary, cfg["glossary_terms"])
+    for doc, draw, persona_candidates in zip(doc_rows, plan, candidates, strict=True)
+]
 stats = {"documents": len(rows)}
 
 if cfg["policy"] == "llm":
@@ -60,15 +68,6 @@ if cfg["policy"] == "llm":
     )
     stats |= llm.stats_dict() | {"answer_failures": failures}
 
-frame = pl.DataFrame(
-    rows,
-    schema_overrides={"domain_terms": pl.List(pl.String), "length_words": pl.Int64}
-    | dict.fromkeys(["question_type", "difficulty"], pl.String),
-    infer_schema_length=None,
-)
-stats["config_source"] = dict(frame["config_source"].value_counts().sort("config_source").iter_rows())
-stats["shares"] = achieved_shares(rows, control_targets(cfg, k))
-stats["with_domain_terms"] = int((frame["domain_terms"].list.len() > 0).sum())
-stats["cross_lingual"] = int(frame["cross_lingual"].sum())
+frame = pl.DataFrame(rows, schema=CONFIG_SCHEMA)
 write_parquet(frame, args.out)
 write_json(stats, args.out_stats)

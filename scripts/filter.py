@@ -1,7 +1,8 @@
 """filtered: keep pairs whose generated text parsed, is well formed, does not loop or echo its prompt, is
-not copied from its document, in the
-requested language, close to its document, finds its document again, and is not a duplicate; every
-other row goes to the rejected file with its reason and scores."""
+not copied from its document, in the requested language, close to its document, finds its document
+again, and is not a duplicate; every other row goes to the rejected file with its reason and scores.
+Gathers the shards of scripts/filter_shard.py (per-row checks and vectors) and makes the decisions that
+compare rows."""
 
 from collections import Counter
 
@@ -11,34 +12,27 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import passages
 from synthembed.filtering import (
-    LanguageChecker,
     anchor_and_positive,
     best_candidates,
-    copied_span,
     cosine_thresholds,
-    echoes,
     filter_decisions,
-    format_reason,
-    repetitive,
 )
-from synthembed.io import write_csv, write_json, write_parquet
-from synthembed.models import load_embedder
+from synthembed.io import read_arrays, write_csv, write_json, write_parquet
 from synthembed.plots import histogram_png
-from synthembed.prompts import load_task_prompts, prompt_text
 from synthembed.search import rank_of
+from synthembed.shards import shard_paths
 
 parser = stage_parser(__doc__)
 parser.add_argument("--queries", required=True)
 parser.add_argument("--docs", required=True)
-parser.add_argument("--few-shot-prompt", required=True, help="the prompts of queries.prompt_style few_shot")
-parser.add_argument("--report-prompt", required=True, help="the prompts of queries.prompt_style report")
+parser.add_argument("--shards-dir", required=True, help="the shards' <id>.parquet and <id>.npz")
 parser.add_argument("--out", required=True)
 parser.add_argument("--out-rejected", required=True)
 parser.add_argument("--out-scores", required=True, help="CSV of scores and decisions, for plots")
 parser.add_argument("--out-plot", required=True, help="PNG histogram of the cosine scores, kept vs rejected")
 parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
-cfg, emb = params["filter"], params["embedder"]
+cfg = params["filter"]
 
 docs = pl.read_parquet(args.docs)
 corpus = passages(docs)
@@ -51,50 +45,39 @@ anchors, positives = zip(
     *(anchor_and_positive(t, q or "", d) for t, q, d in zip(task_types, texts, documents, strict=True)),
     strict=True,
 )
-scorable = [
-    i
-    for i, (q, e) in enumerate(zip(texts, pairs["parse_error"], strict=True))
-    if e is None and q is not None and format_reason(q, cfg["min_words"], cfg["max_words"]) is None
-]
+checks = pl.concat(pl.read_parquet(p) for p in shard_paths(args.shards_dir, params["shards"], ".parquet"))
+checks = checks.sort("row").to_dict(as_series=False)
+if checks["row"] != list(range(len(texts))):
+    raise ValueError(f"{args.shards_dir}: the shards' checks miss rows of {args.queries} ({len(texts)} rows)")
+vectors = [read_arrays(p) for p in shard_paths(args.shards_dir, params["shards"], ".npz")]
+query_rows = np.concatenate([v["query_rows"] for v in vectors])
 n = len(texts)
 cosines: list[float | None] = [None] * n
 doc_ranks: list[int | None] = [None] * n
-if scorable:
-    model = load_embedder(emb, params["runtime"]["device"])
-    encode = {"batch_size": emb["batch_size"], "normalize_embeddings": True, "show_progress_bar": True}
-    # Retrieval queries carry the query instruction; the other tasks are symmetric texts.
-    text_vectors = model.encode_query(
-        [(emb["query_prompt"] if task_types[i] == "retrieval" else "") + texts[i] for i in scorable], **encode
-    )
-    round_trip = cfg["round_trip_top_k"] is not None
-    # The round trip searches the whole corpus; otherwise only the scored rows' documents are needed.
-    wanted = np.arange(len(corpus)) if round_trip else np.unique(doc_index[scorable])
+if len(query_rows):
+    order = np.argsort(query_rows)
+    scored_rows = query_rows[order]
+    text_vectors = np.concatenate([v["query_vectors"] for v in vectors if len(v["query_rows"])])[order]
     doc_vectors = np.zeros((len(corpus), text_vectors.shape[1]), dtype=np.float32)
-    doc_vectors[wanted] = model.encode_document([corpus[i] for i in wanted], **encode)
-    pair_scores = (text_vectors * doc_vectors[doc_index[scorable]]).sum(axis=1)
-    for i, score in zip(scorable, pair_scores.tolist(), strict=True):
+    for part in vectors:
+        if len(part["doc_rows"]):
+            doc_vectors[part["doc_rows"]] = part["doc_vectors"]
+    pair_scores = (text_vectors * doc_vectors[doc_index[scored_rows]]).sum(axis=1)
+    for i, score in zip(scored_rows.tolist(), pair_scores.tolist(), strict=True):
         cosines[i] = score
-    if round_trip:
-        searched = [j for j, i in enumerate(scorable) if task_types[i] != "classification"]
+    if cfg["round_trip_top_k"] is not None:
+        searched = [j for j, i in enumerate(scored_rows) if task_types[i] != "classification"]
         ranks = rank_of(
             text_vectors[searched],
             doc_vectors,
-            doc_index[[scorable[j] for j in searched]],
+            doc_index[scored_rows[searched]],
             cfg["round_trip_top_k"],
             params["search"],
         )
         for j, rank in zip(searched, ranks, strict=True):
-            doc_ranks[scorable[j]] = rank
-detected: list[str | None] = [None] * n
-if cfg["language_check"] and scorable:
-    checker = LanguageChecker(set(pairs["language"]) | set(pairs["doc_language"]))
-    for i in scorable:
-        language, probability = checker.detect(texts[i])
-        detected[i] = language if probability >= cfg["language_min_probability"] else None
+            doc_ranks[scored_rows[j]] = rank
+detected = checks["detected_language"]
 thresholds = cosine_thresholds(task_types, cosines, cfg)
-style = params["queries"]["prompt_style"]
-prompt = load_task_prompts(args.few_shot_prompt if style == "few_shot" else args.report_prompt)
-echo_source = {t: prompt_text(prompt, t) for t in set(pairs["template"].drop_nulls())}
 rows = []
 for i in range(n):
     row = {
@@ -103,16 +86,11 @@ for i in range(n):
         "parse_error": pairs["parse_error"][i],
         "cosine": cosines[i],
         "threshold": thresholds[task_types[i]],
-        "copied": cfg["copied_min_words"] is not None
-        and task_types[i] != "classification"
-        and texts[i] is not None
-        and copied_span(texts[i], documents[i], cfg["copied_min_words"]),
+        "copied": checks["copied"][i],
         "detected_language": detected[i],
         "language": pairs["language"][i],
-        "repetitive": cfg["repetition_check"] and texts[i] is not None and repetitive(texts[i]),
-        "echo": cfg["echo_min_words"] is not None
-        and texts[i] is not None
-        and echoes(texts[i], echo_source[pairs["template"][i]], cfg["echo_min_words"]),
+        "repetitive": checks["repetitive"][i],
+        "echo": checks["echo"][i],
     }
     if cfg["round_trip_top_k"] is not None and task_types[i] != "classification":
         row["doc_rank"] = doc_ranks[i]

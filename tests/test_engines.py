@@ -22,11 +22,13 @@ from synthembed.structural import PAIR_SCHEMA
 
 STAGES = [
     "docs",
+    "configs_shard",
     "configs",
     "structural",
     "doc2query",
     "queries_shard",
     "queries",
+    "filtered_shard",
     "filtered",
     "balanced",
     "negatives",

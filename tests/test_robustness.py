@@ -518,9 +518,10 @@ def killed_when_started(project: Path, command: list[str], stage: str, env: dict
     "stage",
     [
         "docs",
-        "configs",
+        "configs_shard",
         "structural",
         "queries_shard",
+        "filtered_shard",
         "filtered",
         "balanced",
         "negatives",

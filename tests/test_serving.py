@@ -63,7 +63,7 @@ def test_configs_and_queries_ask_the_server_for_schema_guided_json(tmp_path):
             },
             tmp_path / "cache",
         )
-        for stage in ("docs", "configs", "queries_shard", "queries"):
+        for stage in ("docs", "configs_shard", "configs", "queries_shard", "queries"):
             result = run_stage(project, stage)
             assert result.returncode == 0, result.stderr[-3000:]
         seen = scripted_stats(url)

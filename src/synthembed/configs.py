@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import yaml
 
 from synthembed.answers import parse_json_answer
@@ -16,6 +17,24 @@ from synthembed.balance import quota_targets
 logger = logging.getLogger(__name__)
 
 PERSONA_KEYS = ("name", "domain", "description", "style")
+CONFIG_SCHEMA = {
+    "doc_id": pl.String,
+    "task_type": pl.String,
+    "domain": pl.String,
+    "doc_language": pl.String,
+    "language": pl.String,
+    "cross_lingual": pl.Boolean,
+    "persona_candidates": pl.List(pl.String),
+    "persona_rank": pl.Int64,
+    "persona": pl.String,
+    "persona_description": pl.String,
+    "style": pl.String,
+    "question_type": pl.String,
+    "difficulty": pl.String,
+    "length_words": pl.Int64,
+    "domain_terms": pl.List(pl.String),
+    "config_source": pl.String,
+}
 
 
 def load_personas(path: str | Path) -> list[dict[str, str]]:
@@ -92,24 +111,24 @@ def stratified_subset(
     return labels
 
 
-def sampled_configs(
-    docs: list[dict[str, Any]],
-    candidates: list[list[dict[str, str]]],
-    cfg: dict[str, Any],
-    glossary: dict[str, list[str]],
-    seed: int,
-) -> list[dict[str, Any]]:
-    """Seeded stratified draws of every control, one row per document.
+def config_plan(n: int, persona_candidates: int, cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Seeded stratified draws of every control for ``n`` documents: task type, question type,
+    difficulty, language, persona rank (0-based, among ``persona_candidates``) and length.
 
-    ``docs`` rows have doc_id, domain, lang and text. Task types follow ``cfg['task_types']``; the
-    persona is drawn evenly over the ranks of each document's candidates. A control is set only on the
-    rows whose prompts use it, and drawn among those rows, so its shares hold there: question type and
-    difficulty on retrieval rows, length on retrieval and sts rows, the query language
-    (``cfg['languages']``) on all rows but bitext, whose target language comes from
-    ``cfg['bitext_languages']``.
+    Task types follow ``cfg['task_types']``; the persona is drawn evenly over the ranks of each
+    document's candidates. A control is set only on the rows whose prompts use it, and drawn among those
+    rows, so its shares hold there: question type and difficulty on retrieval rows, length on retrieval
+    and sts rows, the query language (``cfg['languages']``) on all rows but bitext, whose target
+    language comes from ``cfg['bitext_languages']``. The plan depends on ``n`` only, not on the
+    documents, so each shard of a split corpus takes its rows from the one plan.
+
+    >>> cfg = {"task_types": {"retrieval": 1.0}, "question_types": {"summary": 1.0},
+    ...        "difficulties": {"phd": 1.0}, "languages": {"en": 1.0}, "bitext_languages": {"de": 1.0},
+    ...        "length_words": [5, 5]}
+    >>> [(d["task_type"], d["language"], d["persona_rank"]) for d in config_plan(2, 2, cfg, seed=0)]
+    [('retrieval', 'en', 1), ('retrieval', 'en', 0)]
     """
     rng = np.random.default_rng(seed)
-    n = len(docs)
     task_types = stratified_labels(cfg["task_types"], n, rng)
     where = {task: [i for i, t in enumerate(task_types) if t == task] for task in cfg["task_types"]}
     retrieval = where.get("retrieval", [])
@@ -119,36 +138,66 @@ def sampled_configs(
     difficulties = stratified_subset(cfg["difficulties"], retrieval, n, rng)
     languages = stratified_subset(cfg["languages"], monolingual_tasks, n, rng)
     targets = stratified_subset(cfg["bitext_languages"], where.get("bitext", []), n, rng)
-    ranks = stratified_labels({str(r): 1.0 for r in range(len(candidates[0]) if n else 0)}, n, rng)
+    ranks = stratified_labels({str(r): 1.0 for r in range(persona_candidates if n else 0)}, n, rng)
     low, high = cfg["length_words"]
     lengths = rng.integers(low, high + 1, size=n)
-    rows = []
-    for i, doc in enumerate(docs):
-        persona = candidates[i][int(ranks[i])]
-        language = targets[i] if task_types[i] == "bitext" else languages[i]
-        rows.append(
-            {
-                "doc_id": doc["doc_id"],
-                "task_type": task_types[i],
-                "domain": doc["domain"],
-                "doc_language": doc["lang"],
-                "language": language,
-                "cross_lingual": language != doc["lang"],
-                "persona_candidates": [c["name"] for c in candidates[i]],
-                "persona_rank": int(ranks[i]) + 1,
-                "persona": persona["name"],
-                "persona_description": persona["description"],
-                "style": persona["style"],
-                "question_type": question_types[i],
-                "difficulty": difficulties[i],
-                "length_words": int(lengths[i]) if i in with_length else None,
-                "domain_terms": glossary_matches(
-                    doc["text"], glossary.get(doc["domain"], []), cfg["glossary_terms"]
-                ),
-                "config_source": "sampled",
-            }
-        )
-    return rows
+    return [
+        {
+            "task_type": task_types[i],
+            "question_type": question_types[i],
+            "difficulty": difficulties[i],
+            "language": targets[i] if task_types[i] == "bitext" else languages[i],
+            "persona_rank": int(ranks[i]),
+            "length_words": int(lengths[i]) if i in with_length else None,
+        }
+        for i in range(n)
+    ]
+
+
+def config_row(
+    doc: dict[str, Any],
+    draw: dict[str, Any],
+    candidates: list[dict[str, str]],
+    glossary: dict[str, list[str]],
+    glossary_terms: int,
+) -> dict[str, Any]:
+    """One document's configuration: its ``config_plan`` draw with the drawn persona among its
+    ``candidates`` and the glossary terms found in its text (``doc`` has doc_id, domain, lang, text)."""
+    persona = candidates[draw["persona_rank"]]
+    return {
+        "doc_id": doc["doc_id"],
+        "task_type": draw["task_type"],
+        "domain": doc["domain"],
+        "doc_language": doc["lang"],
+        "language": draw["language"],
+        "cross_lingual": draw["language"] != doc["lang"],
+        "persona_candidates": [c["name"] for c in candidates],
+        "persona_rank": draw["persona_rank"] + 1,
+        "persona": persona["name"],
+        "persona_description": persona["description"],
+        "style": persona["style"],
+        "question_type": draw["question_type"],
+        "difficulty": draw["difficulty"],
+        "length_words": draw["length_words"],
+        "domain_terms": glossary_matches(doc["text"], glossary.get(doc["domain"], []), glossary_terms),
+        "config_source": "sampled",
+    }
+
+
+def sampled_configs(
+    docs: list[dict[str, Any]],
+    candidates: list[list[dict[str, str]]],
+    cfg: dict[str, Any],
+    glossary: dict[str, list[str]],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """One configuration per document (``config_plan`` then ``config_row``); ``candidates`` are each
+    document's retrieved personas, best first."""
+    plan = config_plan(len(docs), len(candidates[0]) if docs else 0, cfg, seed)
+    return [
+        config_row(doc, draw, persona_candidates, glossary, cfg["glossary_terms"])
+        for doc, draw, persona_candidates in zip(docs, plan, candidates, strict=True)
+    ]
 
 
 def answer_schema(

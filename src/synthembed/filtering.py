@@ -11,8 +11,17 @@ import re
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 WORD = re.compile(r"\w+")
+# The per-row checks a shard writes (scripts/filter_shard.py), by row of the queries file.
+CHECK_SCHEMA = {
+    "row": pl.Int64,
+    "detected_language": pl.String,
+    "copied": pl.Boolean,
+    "repetitive": pl.Boolean,
+    "echo": pl.Boolean,
+}
 
 
 def normalized(text: str) -> str:
@@ -38,6 +47,42 @@ def format_reason(query: str, min_words: int, max_words: int) -> str | None:
     if words > max_words:
         return "too_long"
     return None
+
+
+def scorable_rows(texts: list[str | None], parse_errors: list[str | None], cfg: dict[str, Any]) -> list[int]:
+    """The rows worth embedding: parsed, with a well-formed text (the other checks need the scores).
+
+    >>> cfg = {"min_words": 2, "max_words": 9}
+    >>> scorable_rows(["sort a dict", None, "x"], [None, "unparsable", None], cfg)
+    [0]
+    """
+    bounds = cfg["min_words"], cfg["max_words"]
+    return [
+        i
+        for i, (text, error) in enumerate(zip(texts, parse_errors, strict=True))
+        if error is None and text is not None and format_reason(text, *bounds) is None
+    ]
+
+
+def text_checks(
+    text: str | None, document: str, task_type: str, echo_source: str, cfg: dict[str, Any]
+) -> dict[str, bool]:
+    """The checks of one generated text that need no model: copied from its document (not for
+    classification, whose text is a label), looping, echoing its prompt; each off when its param is.
+
+    >>> cfg = {"copied_min_words": 4, "repetition_check": True, "echo_min_words": 5}
+    >>> text_checks("the cat sat on the mat", "so the cat sat on the mat today", "retrieval", "", cfg)
+    {'copied': True, 'repetitive': False, 'echo': False}
+    """
+    if text is None:
+        return {"copied": False, "repetitive": False, "echo": False}
+    return {
+        "copied": cfg["copied_min_words"] is not None
+        and task_type != "classification"
+        and copied_span(text, document, cfg["copied_min_words"]),
+        "repetitive": cfg["repetition_check"] and repetitive(text),
+        "echo": cfg["echo_min_words"] is not None and echoes(text, echo_source, cfg["echo_min_words"]),
+    }
 
 
 def anchor_and_positive(task_type: str, generated: str, document: str) -> tuple[str, str]:

@@ -10,10 +10,12 @@ import os
 import shutil
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,22 @@ def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         frame.write_parquet(tmp)
     logger.info("wrote %s (%d rows)", path, frame.height)
+
+
+def write_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> None:
+    """Named arrays in one .npz file, atomically and byte-reproducibly (``np.savez`` stamps the time);
+    no pickled objects: ``read_arrays`` refuses them."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for name, array in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(member, "w", force_zip64=True) as stream:
+                np.lib.format.write_array(stream, np.asarray(array), allow_pickle=False)
+    logger.info("wrote %s (%s)", path, ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
+
+
+def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
 
 
 def write_csv(frame: pl.DataFrame, path: str | Path) -> None:

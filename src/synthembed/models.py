@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from synthembed.io import atomic_path
@@ -177,3 +179,40 @@ def load_embedder(
     if not for_training:
         model = model.to(encode_dtype(cfg["encode_dtype"], device))
     return model
+
+
+def length_batches(texts: list[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts`` in batches of ``batch_size``, longest first (ties by position), so each
+    batch pads little.
+
+    >>> length_batches(["a", "ccc", "bb", "dd", "e"], 2)
+    [[1, 2], [3, 0], [4]]
+    """
+    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def encode_batches(
+    encode: Callable[..., np.ndarray], texts: list[str], batches: list[list[int]], desc: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, normalised float32 vectors) of the texts in ``batches``, in batch order.
+
+    Each batch is one ``encode`` call (``model.encode_query`` or ``model.encode_document``): a text's
+    vector then depends on its batch only, not on which other batches a job encodes, so shards that
+    split a list of batches reproduce a one-job run bit for bit (batched float sums round differently
+    with other batch mates).
+    """
+    from tqdm.auto import tqdm
+
+    indices = np.array([i for batch in batches for i in batch], dtype=np.int64)
+    vectors = [
+        encode(
+            [texts[i] for i in batch],
+            batch_size=len(batch),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ).astype(np.float32)
+        for batch in tqdm(batches, desc=desc, mininterval=10)
+    ]
+    return indices, np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)

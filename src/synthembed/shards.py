@@ -4,9 +4,22 @@ outputs put back together exactly as one job would have written them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
+
+T = TypeVar("T")
+
+
+def shard_position(shard_ids: list[int], shard: int) -> tuple[int, int]:
+    """(position of ``shard`` among the shards in params, number of shards).
+
+    >>> shard_position([0, 1, 2], 2)
+    (2, 3)
+    """
+    if shard not in shard_ids:
+        raise ValueError(f"shard {shard} is not one of the shards in params: {shard_ids}")
+    return shard_ids.index(shard), len(shard_ids)
 
 
 def shard_rows(frame: pl.DataFrame, shard_ids: list[int], shard: int) -> pl.DataFrame:
@@ -16,10 +29,34 @@ def shard_rows(frame: pl.DataFrame, shard_ids: list[int], shard: int) -> pl.Data
     >>> shard_rows(frame, [0, 1], 1)["doc_id"].to_list()
     ['b', 'd']
     """
-    if shard not in shard_ids:
-        raise ValueError(f"shard {shard} is not one of the shards in params: {shard_ids}")
-    position = shard_ids.index(shard)
-    return frame.filter(pl.int_range(pl.len()) % len(shard_ids) == position)
+    position, count = shard_position(shard_ids, shard)
+    return frame.gather_every(count, offset=position)
+
+
+def shard_items(items: list[T], shard_ids: list[int], shard: int) -> list[T]:
+    """The items of one shard, split as ``shard_rows`` splits rows.
+
+    >>> shard_items(list(range(7)), [0, 1, 2], 1)
+    [1, 4]
+    """
+    position, count = shard_position(shard_ids, shard)
+    return items[position::count]
+
+
+def interleave(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The inverse of ``shard_rows``: row j of part k back at position ``j * len(parts) + k``.
+
+    >>> frame = pl.DataFrame({"doc_id": list("abcde")})
+    >>> parts = [shard_rows(frame, [0, 1, 2], s) for s in (0, 1, 2)]
+    >>> interleave(parts)["doc_id"].to_list()
+    ['a', 'b', 'c', 'd', 'e']
+    """
+    count = len(parts)
+    numbered = [
+        part.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) * count + k).alias("_position"))
+        for k, part in enumerate(parts)
+    ]
+    return pl.concat(numbered).sort("_position").drop("_position")
 
 
 def shard_paths(folder: str | Path, shard_ids: list[int], suffix: str) -> list[Path]:
