@@ -1,5 +1,10 @@
-"""Wall time and peak memory of the docs and balanced stages (the real scripts) at corpus sizes such as
-100,000 and 1,000,000 documents, on synthetic inputs written first.
+"""Wall time and peak memory of the docs, filtered and balanced stages (the real scripts) at corpus sizes
+such as 100,000 and 1,000,000 documents, on synthetic inputs written first.
+
+The filtered stage (its shard job, then its gather) runs with a tiny randomly initialised embedder
+(tests/tiny_models.py, two layers of width 32): the figures are the stage's own work (reading, the
+checks that need no model, language identification, vectors, duplicates, decisions, writing), not the
+embedding model's, which scales with the model chosen and the device.
 
     python benchmarks/stage_memory.py --params params.yaml --workdir /tmp/stage-memory --sizes 100000 1000000
 """
@@ -35,6 +40,29 @@ def synthetic_corpus(path: Path, n: int, seed: int) -> None:
             for i, row in enumerate(words, start=start):
                 record = {"_id": f"d{i:07d}", "title": row[0], "text": " ".join(row[1:])}
                 handle.write(json.dumps(record) + "\n")
+
+
+def synthetic_queries(path: Path, n: int, seed: int) -> None:
+    """``n`` generated rows, one per document, with the columns the filtered stage reads; a tenth of them
+    repeat an earlier text, so the duplicate checks have work."""
+    rng = np.random.default_rng(seed)
+    task_types = np.array(["retrieval", "sts", "classification", "bitext"])[rng.integers(0, 4, n)]
+    texts = [" ".join(WORDS[rng.integers(0, len(WORDS), 8)]) + f" {i}" for i in range(n)]
+    repeats = rng.integers(0, n, n // 10)
+    for i, j in zip(range(0, n, 10), repeats, strict=False):
+        texts[i] = texts[j]
+    pl.DataFrame(
+        {
+            "doc_id": [f"d{i:07d}" for i in range(n)],
+            "task_type": task_types,
+            "language": ["en"] * n,
+            "doc_language": ["en"] * n,
+            "template": task_types,
+            "candidate": [0] * n,
+            "query": texts,
+            "parse_error": pl.Series([None] * n, dtype=pl.String),
+        }
+    ).write_parquet(path)
 
 
 def synthetic_filtered(path: Path, structural: Path, n: int, seed: int) -> None:
@@ -96,6 +124,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--out", help="JSON file for the table")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import build_tiny_qwen3
+
+    tiny_embedder = build_tiny_qwen3(args.workdir / "tiny-embedder")
     rows = []
     for n in args.sizes:
         folder = args.workdir / str(n)
@@ -105,6 +137,8 @@ def main() -> None:
         params = yaml.safe_load(Path(args.params).read_text())
         params["docs"] |= {"source": "jsonl", "path": str(folder / "corpus.jsonl"), "max_docs": None}
         params["balance"] |= {"structural_share": 0.5, "max_pairs": n}
+        params["embedder"] |= {"model": str(tiny_embedder), "pooling": "mean", "encode_dtype": "float32"}
+        params["embedder"] |= {"max_seq_length": 16, "batch_size": 512}
         (folder / "params.yaml").write_text(yaml.safe_dump(params))
         params_arg = ["--params", str(folder / "params.yaml")]
         docs_out = ["--out-docs", str(folder / "docs.parquet"), "--out-eval", str(folder / "eval.parquet")]
@@ -115,6 +149,28 @@ def main() -> None:
             str(folder / "docs.json"),
         ]
         docs = measured([sys.executable, "scripts/docs.py", *params_arg, *docs_out])
+        synthetic_queries(folder / "queries.parquet", n, seed=n)
+        corpus_args = ["--queries", str(folder / "queries.parquet"), "--docs", str(folder / "docs.parquet")]
+        shard_args = ["--few-shot-prompt", "prompts/queries_few_shot.yaml"]
+        shard_args += ["--report-prompt", "prompts/queries_report.yaml", "--shard", "0"]
+        shard_args += [
+            "--out",
+            str(folder / "shards" / "0.parquet"),
+            "--out-vectors",
+            str(folder / "shards" / "0.npz"),
+        ]
+        filtered_shard = measured(
+            [sys.executable, "scripts/filter_shard.py", *params_arg, *corpus_args, *shard_args]
+        )
+        gather_args = ["--shards-dir", str(folder / "shards"), "--out", str(folder / "kept.parquet")]
+        gather_args += [
+            "--out-rejected",
+            str(folder / "rejected.parquet"),
+            "--out-stats",
+            str(folder / "f.json"),
+        ]
+        gather_args += ["--out-scores", str(folder / "scores.csv"), "--out-plot", str(folder / "scores.png")]
+        filtered = measured([sys.executable, "scripts/filter.py", *params_arg, *corpus_args, *gather_args])
         inputs = [
             "--filtered",
             str(folder / "filtered.parquet"),
@@ -123,7 +179,13 @@ def main() -> None:
         ]
         outputs = ["--out", str(folder / "balanced.parquet"), "--out-stats", str(folder / "balanced.json")]
         balanced = measured([sys.executable, "scripts/balance.py", *params_arg, *inputs, *outputs])
-        for stage, result in (("docs", docs), ("balanced", balanced)):
+        measurements = {
+            "docs": docs,
+            "filtered_shard": filtered_shard,
+            "filtered": filtered,
+            "balanced": balanced,
+        }
+        for stage, result in measurements.items():
             rows.append({"stage": stage, "rows": n, **result})
             print(json.dumps(rows[-1]), flush=True)
     if args.out:

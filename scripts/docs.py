@@ -1,7 +1,8 @@
-"""docs: normalise the corpus source into documents, evaluation judgments and rejected rows."""
+"""docs: normalise the corpus source into documents, evaluation judgments and rejected rows. Documents
+stream through reading and cleaning and are spilled in chunks, so memory does not grow with the corpus."""
 
 from synthembed.cli import stage_parser, start_stage
-from synthembed.corpus import clean_documents, corpus_frames, corpus_stats, read_corpus, sample_documents
+from synthembed.corpus import clean_documents, corpus_frames, corpus_stats, read_corpus, write_documents
 from synthembed.io import write_json, write_parquet
 
 parser = stage_parser(__doc__)
@@ -12,22 +13,23 @@ parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
 cfg = params["docs"]
 
-corpus = read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"])
-read = len(corpus.docs) + len(corpus.rejected)
 corpus = clean_documents(
-    corpus,
+    read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"]),
     min_chars=cfg["min_chars"],
     max_chars=cfg["max_chars"],
     on_bad_row=cfg["on_bad_row"],
     lang=cfg["lang"],
     domain=cfg["domain"],
 )
-kept_before_sampling = len(corpus.docs)
-corpus = sample_documents(corpus, cfg["max_docs"], params["seed"])
-docs, judgments, rejected = corpus_frames(corpus)
-write_parquet(docs, args.out_docs)
-write_parquet(judgments, args.out_eval)
-write_parquet(rejected, args.out_rejected)
+kept_before_sampling, ids = write_documents(corpus, args.out_docs, cfg["max_docs"], params["seed"])
+sampled = set(ids.to_list())
+judgments = [j for j in corpus.judgments if j["doc_id"] in sampled]
+eval_frame, rejected_frame = corpus_frames(judgments, corpus.rejected)
+write_parquet(eval_frame, args.out_eval)
+write_parquet(rejected_frame, args.out_rejected)
+read = kept_before_sampling + len(corpus.rejected)
 write_json(
-    corpus_stats(read, corpus) | {"not_sampled": kept_before_sampling - len(corpus.docs)}, args.out_stats
+    corpus_stats(read, len(sampled), judgments, corpus.rejected)
+    | {"not_sampled": kept_before_sampling - len(sampled)},
+    args.out_stats,
 )

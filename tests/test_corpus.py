@@ -2,15 +2,20 @@ import json
 import textwrap
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from synthembed.corpus import (
+    Corpus,
     CorpusError,
     first_sentence,
     read_beir_set,
     read_corpus,
     read_stdlib,
-    sample_documents,
+    sampled_ids,
+    spill_documents,
+    write_documents,
+    write_sorted_documents,
 )
 
 MODULE = textwrap.dedent('''
@@ -135,7 +140,7 @@ def write_beir(folder: Path, qrels: str) -> Path:
 def test_beir_folder_is_a_corpus_and_an_eval_set_over_the_whole_corpus(tmp_path):
     folder = write_beir(tmp_path / "toy", "q1\td2\t1\nq1\td0\t0\n")
     corpus = read_corpus("beir", str(folder))
-    assert len(corpus.docs) == 3 and corpus.judgments == []  # queries only ever serve evaluation
+    assert len(list(corpus.docs)) == 3 and corpus.judgments == []  # queries only ever serve evaluation
     eval_set = read_beir_set(folder, "dev")
     assert eval_set.name == "toy"
     assert eval_set.corpus == {"d0": "doc 0", "d1": "doc 1", "d2": "T\ndoc 2"}
@@ -156,12 +161,25 @@ def test_beir_judgment_of_an_unknown_query_or_document_names_the_line(tmp_path, 
         read_beir_set(folder, "test")
 
 
-def test_sampling_is_seeded_and_keeps_judgments_of_sampled_docs(fake_stdlib):
-    corpus = read_stdlib(fake_stdlib)
-    first = sample_documents(corpus, 2, seed=3)
-    again = sample_documents(corpus, 2, seed=3)
-    assert first.docs == again.docs and len(first.docs) == 2
-    assert {j["doc_id"] for j in first.judgments} == {d["doc_id"] for d in first.docs}
+def test_sampling_is_seeded_and_written_in_id_order_one_range_at_a_time(fake_stdlib, tmp_path):
+    docs = read_stdlib(fake_stdlib).docs
+    count, first = write_documents(Corpus(docs), tmp_path / "a.parquet", 2, seed=3)
+    _, again = write_documents(Corpus(docs), tmp_path / "b.parquet", 2, seed=3)
+    assert count == len(docs) and len(first) == 2 and first.to_list() == again.to_list()
+    written = pl.read_parquet(tmp_path / "a.parquet")
+    assert written["doc_id"].to_list() == sorted(first.to_list())
+    # Spilled in chunks of two documents, written in ranges of one: still the whole corpus, in id order.
+    spilled = tmp_path / "spilled"
+    assert spill_documents(iter(docs), spilled, chunk_rows=2) == len(docs)
+    assert len(list(spilled.iterdir())) == -(-len(docs) // 2)
+    ids = sampled_ids(spilled, None, seed=0)
+    write_sorted_documents(spilled, ids, tmp_path / "all.parquet", chunk_rows=1)
+    everything = pl.read_parquet(tmp_path / "all.parquet")
+    assert everything["doc_id"].to_list() == sorted(d["doc_id"] for d in docs)
+    assert (
+        everything.drop("lang", "domain").sort("doc_id").rows()
+        == pl.DataFrame(docs).select("doc_id", "title", "text", "source").sort("doc_id").rows()
+    )
 
 
 def test_real_beir_dev_sets_load():

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import inspect
+import itertools
 import json
 import logging
 import re
@@ -22,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from synthembed.io import InputError
+from synthembed.io import InputError, atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ DOC_SCHEMA = {
     "domain": pl.String,
     "source": pl.String,
 }
+# Documents per spilled chunk and per written row group of the docs stage: its memory is about this many
+# documents, whatever the corpus size.
+CHUNK_ROWS = 50_000
 EVAL_SCHEMA = {
     "eval_set": pl.String,
     "query_id": pl.String,
@@ -83,9 +88,10 @@ class CorpusError(InputError):
 
 @dataclass
 class Corpus:
-    """Documents, their evaluation judgments and the rows rejected on the way."""
+    """Documents, their evaluation judgments and the rows rejected on the way. ``docs`` may be a
+    stream (read and cleaned one document at a time); ``rejected`` fills as it is consumed."""
 
-    docs: list[dict[str, Any]] = field(default_factory=list)
+    docs: Iterable[dict[str, Any]] = field(default_factory=list)
     judgments: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
@@ -377,17 +383,19 @@ def records_for(source: str, path: Path, policy: RowPolicy) -> Iterable[tuple[st
 
 
 def read_corpus(source: str, path: str | None, on_bad_row: str = "error") -> Corpus:
-    """Read any supported source into documents and evaluation judgments (not yet cleaned)."""
+    """Read any supported source into documents and evaluation judgments (not yet cleaned); the
+    documents of a file source come as a stream."""
     if source == "stdlib":
         return read_stdlib(Path(path) if path else None)
     if path is None:
         raise CorpusError(f"docs.path is required for source '{source}'")
     corpus = Corpus()
     policy = RowPolicy(on_bad_row, corpus.rejected)
-    for location, record in records_for(source, Path(path), policy):
-        doc = _record_to_doc(record, location, policy, f"{source}:{location}")
-        if doc is not None:
-            corpus.docs.append(doc)
+    records = records_for(source, Path(path), policy)
+    documents = (
+        _record_to_doc(record, location, policy, f"{source}:{location}") for location, record in records
+    )
+    corpus.docs = (doc for doc in documents if doc is not None)
     return corpus
 
 
@@ -404,58 +412,113 @@ def clean_documents(
 
     An id seen before with other text is bad input (follows ``on_bad_row``). Always rejected rows, as
     they are not malformed: a repeat of the same document, an empty or whitespace-only text, a text under
-    ``min_chars`` or over ``max_chars`` (None: no limit). Judgments on removed documents are dropped.
+    ``min_chars`` or over ``max_chars`` (None: no limit). The documents stay a stream: a repeat is
+    recognised by a digest of its title and text, not by keeping them.
     """
     policy = RowPolicy(on_bad_row, corpus.rejected)
-    seen: dict[str, tuple[str, str]] = {}
-    kept = []
-    for doc in corpus.docs:
-        location, doc_id, text = doc["source"].split(":", 1)[-1], doc["doc_id"], doc["text"]
-        reason = None
-        if doc_id in seen and seen[doc_id] != (doc["title"], text):
-            policy.bad(location, f"duplicate doc_id with other text ({doc_id!r})", doc_id)
-            continue
-        if doc_id in seen:
-            reason = f"repeated document ({doc_id!r})"
-        elif not text.strip():
-            reason = "empty text"
-        elif len(text.strip()) < min_chars:
-            reason = f"text shorter than {min_chars} characters"
-        elif max_chars is not None and len(text) > max_chars:
-            reason = f"text longer than {max_chars} characters"
-        if reason:
-            corpus.rejected.append({"location": location, "doc_id": doc_id, "reason": reason})
-            continue
-        seen[doc_id] = (doc["title"], text)
-        kept.append({**doc, "lang": lang, "domain": domain or doc.get("domain") or "general"})
-    judgments = [j for j in corpus.judgments if j["doc_id"] in seen]
-    return Corpus(kept, judgments, corpus.rejected)
+
+    def cleaned() -> Iterator[dict[str, Any]]:
+        seen: dict[str, bytes] = {}
+        for doc in corpus.docs:
+            location, doc_id, text = doc["source"].split(":", 1)[-1], doc["doc_id"], doc["text"]
+            digest = hashlib.blake2b(f"{doc['title']}\0{text}".encode(), digest_size=16).digest()
+            reason = None
+            if doc_id in seen and seen[doc_id] != digest:
+                policy.bad(location, f"duplicate doc_id with other text ({doc_id!r})", doc_id)
+                continue
+            if doc_id in seen:
+                reason = f"repeated document ({doc_id!r})"
+            elif not text.strip():
+                reason = "empty text"
+            elif len(text.strip()) < min_chars:
+                reason = f"text shorter than {min_chars} characters"
+            elif max_chars is not None and len(text) > max_chars:
+                reason = f"text longer than {max_chars} characters"
+            if reason:
+                corpus.rejected.append({"location": location, "doc_id": doc_id, "reason": reason})
+                continue
+            seen[doc_id] = digest
+            yield {**doc, "lang": lang, "domain": domain or doc.get("domain") or "general"}
+
+    return Corpus(cleaned(), corpus.judgments, corpus.rejected)
 
 
-def sample_documents(corpus: Corpus, max_docs: int | None, seed: int) -> Corpus:
-    """A seeded sample of at most ``max_docs`` documents, in doc_id order, with their judgments."""
-    docs = pl.DataFrame(corpus.docs, schema=DOC_SCHEMA) if corpus.docs else pl.DataFrame(schema=DOC_SCHEMA)
-    if max_docs is not None and docs.height > max_docs:
-        docs = docs.sample(n=max_docs, seed=seed)
-    docs = docs.sort("doc_id")
-    keep = set(docs["doc_id"].to_list())
-    return Corpus(docs.to_dicts(), [j for j in corpus.judgments if j["doc_id"] in keep], corpus.rejected)
+def spill_documents(docs: Iterable[dict[str, Any]], folder: Path, chunk_rows: int = CHUNK_ROWS) -> int:
+    """Write ``docs`` into ``folder`` as numbered Parquet files of ``chunk_rows`` documents; how many."""
+    folder.mkdir(parents=True, exist_ok=True)
+    count, chunk = 0, []
+    for doc in itertools.chain(docs, [None]):
+        if doc is not None:
+            chunk.append(doc)
+        if chunk and (doc is None or len(chunk) == chunk_rows):
+            pl.DataFrame(chunk, schema=DOC_SCHEMA).write_parquet(
+                folder / f"{count // chunk_rows:06d}.parquet"
+            )
+            count, chunk = count + len(chunk), []
+    return count
 
 
-def corpus_frames(corpus: Corpus) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Documents, judgments and rejected rows as typed DataFrames."""
-    docs = pl.DataFrame(corpus.docs, schema=DOC_SCHEMA)
-    judgments = pl.DataFrame(corpus.judgments, schema=EVAL_SCHEMA).sort("eval_set", "query_id", "doc_id")
-    rejected = pl.DataFrame(corpus.rejected, schema=REJECT_SCHEMA)
-    return docs, judgments, rejected
+def sampled_ids(folder: Path, max_docs: int | None, seed: int) -> pl.Series:
+    """The ids of a seeded sample of at most ``max_docs`` spilled documents, sorted; only the id column
+    is read."""
+    files = sorted(folder.glob("*.parquet"))
+    ids = (
+        pl.scan_parquet(files).select("doc_id").collect()
+        if files
+        else pl.DataFrame(schema={"doc_id": pl.String})
+    )
+    if max_docs is not None and ids.height > max_docs:
+        ids = ids.sample(n=max_docs, seed=seed)
+    return ids["doc_id"].sort()
 
 
-def corpus_stats(read: int, corpus: Corpus) -> dict[str, Any]:
-    """Counts for metrics: read = kept + rejected + not sampled."""
-    queries = {(j["eval_set"], j["query_id"]) for j in corpus.judgments}
+def write_sorted_documents(folder: Path, ids: pl.Series, path: Path, chunk_rows: int = CHUNK_ROWS) -> None:
+    """The spilled documents whose id is in ``ids`` (sorted), written to ``path`` in id order, one id
+    range of ``chunk_rows`` at a time as one Parquet row group: memory holds one range, not the corpus."""
+    import pyarrow.parquet as pq
+
+    files = sorted(folder.glob("*.parquet"))
+    schema = pl.DataFrame(schema=DOC_SCHEMA).to_arrow().schema
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, len(ids), chunk_rows):
+            in_range = pl.col("doc_id").is_in(ids[start : start + chunk_rows].implode())
+            part = pl.scan_parquet(files).filter(in_range).collect()
+            writer.write_table(part.sort("doc_id").to_arrow().cast(schema))
+
+
+def write_documents(
+    corpus: Corpus, path: str | Path, max_docs: int | None, seed: int
+) -> tuple[int, pl.Series]:
+    """Consume the document stream into ``path``: a seeded sample of at most ``max_docs``, in doc_id
+    order, with memory bounded by the chunk size (documents are spilled beside ``path`` first).
+    Returns how many documents there were before sampling, and the sampled ids."""
+    with atomic_path(path) as target:
+        spilled = target.parent / "spilled"
+        count = spill_documents(corpus.docs, spilled)
+        ids = sampled_ids(spilled, max_docs, seed)
+        write_sorted_documents(spilled, ids, target)
+    logger.info("wrote %s (%d of %d documents)", path, len(ids), count)
+    return count, ids
+
+
+def corpus_frames(
+    judgments: list[dict[str, Any]], rejected: list[dict[str, Any]]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Judgments and rejected rows as typed DataFrames."""
+    return (
+        pl.DataFrame(judgments, schema=EVAL_SCHEMA).sort("eval_set", "query_id", "doc_id"),
+        pl.DataFrame(rejected, schema=REJECT_SCHEMA),
+    )
+
+
+def corpus_stats(
+    read: int, kept: int, judgments: list[dict[str, Any]], rejected: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Counts for metrics: read = kept + rejected (+ not sampled, added by the caller)."""
+    queries = {(j["eval_set"], j["query_id"]) for j in judgments}
     return {
         "read": read,
-        "rejected": dict(Counter(r["reason"].split(" (")[0] for r in corpus.rejected)),
-        "kept": len(corpus.docs),
+        "rejected": dict(Counter(r["reason"].split(" (")[0] for r in rejected)),
+        "kept": kept,
         "eval_queries": dict(Counter(eval_set for eval_set, _ in queries)),
     }
