@@ -1,11 +1,12 @@
 """balanced: quotas per column, structural pseudo-queries mixed in at their share, then a seeded
-train/dev split with no document on both sides."""
+train/dev split with no document on both sides. Decided on the key columns, then written in slices, so
+memory does not grow with the text of the pairs."""
 
 import polars as pl
 
-from synthembed.balance import apply_quota, split_by_document, with_structural
+from synthembed.balance import balance_plan, write_balanced
 from synthembed.cli import stage_parser, start_stage
-from synthembed.io import write_json, write_parquet
+from synthembed.io import write_json
 
 parser = stage_parser(__doc__)
 parser.add_argument("--filtered", required=True)
@@ -15,26 +16,29 @@ parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
 cfg = params["balance"]
 
-frame = pl.read_parquet(args.filtered)
-read = frame.height
-quota_tables = {}
-for column, shares in cfg["quotas"].items():
-    frame, quota_tables[column] = apply_quota(frame, column, shares, cfg["max_pairs"], params["seed"])
-generated = frame.height
-structural = pl.read_parquet(args.structural)
-frame = with_structural(frame, structural, cfg["structural_share"], params["seed"])
-frame = split_by_document(frame.sort("doc_id", "query"), cfg["dev_fraction"], params["seed"])
-write_parquet(frame, args.out)
+keys = ["doc_id", "query", *cfg["quotas"]]
+filtered = pl.scan_parquet(args.filtered).select(keys).with_row_index("row").collect()
+structural = (
+    pl.scan_parquet(args.structural).select("doc_id", "query", "kind").with_row_index("row").collect()
+)
+plan, quota_tables = balance_plan(
+    filtered.with_columns(pl.col("row").cast(pl.Int64)),
+    structural.with_columns(pl.col("row").cast(pl.Int64)),
+    cfg,
+    params["seed"],
+)
+write_balanced(plan, args.filtered, args.structural, args.out)
+generated = plan.filter(pl.col("source") == "llm").height
 write_json(
     {
-        "read": read,  # generated pairs that passed the filter
+        "read": filtered.height,  # generated pairs that passed the filter
         "kept": generated,
-        "rejected": {"over_quota": read - generated},
-        "structural": {"available": structural.height, "kept": frame.height - generated},
-        "pairs": frame.height,
-        "by_generator": dict(frame["generator"].value_counts().sort("generator").iter_rows()),
+        "rejected": {"over_quota": filtered.height - generated},
+        "structural": {"available": structural.height, "kept": plan.height - generated},
+        "pairs": plan.height,
+        "by_generator": dict(plan["generator"].value_counts().sort("generator").iter_rows()),
         "quotas": quota_tables,
-        "split": dict(frame["split"].value_counts().sort("split").iter_rows()),
+        "split": dict(plan["split"].value_counts().sort("split").iter_rows()),
     },
     args.out_stats,
 )

@@ -3,7 +3,7 @@ import polars as pl
 import pytest
 
 from synthembed.answers import clean_line
-from synthembed.balance import apply_quota, quota_targets, split_by_document
+from synthembed.balance import apply_quota, balance_plan, quota_targets, split_by_document, write_balanced
 from synthembed.filtering import (
     LanguageChecker,
     copied_span,
@@ -266,3 +266,50 @@ def test_split_keeps_each_document_on_one_side():
     assert sides["n"].max() == 1
     assert split.filter(pl.col("split") == "dev")["doc_id"].n_unique() == 10
     assert split.equals(split_by_document(frame, 0.2, seed=1))
+
+
+def test_balanced_rows_are_written_in_plan_order_whatever_the_slice_size(tmp_path):
+    filtered = pl.DataFrame(
+        {
+            "doc_id": [f"d{i % 7}" for i in range(20)],
+            "task_type": ["sts", "retrieval"] * 10,
+            "query": [f"query {i}" for i in range(20)],
+            "anchor": [f"query {i}" for i in range(20)],
+            "positive": [f"text {i % 7}" for i in range(20)],
+        }
+    )
+    structural = pl.DataFrame(
+        {
+            "doc_id": [f"d{i}" for i in range(5)],
+            "kind": ["title"] * 5,
+            "query": [f"title {i}" for i in range(5)],
+            "positive": [f"body {i}" for i in range(5)],
+            "lang": ["en"] * 5,
+        }
+    )
+    filtered.write_parquet(tmp_path / "filtered.parquet")
+    structural.write_parquet(tmp_path / "structural.parquet")
+    cfg = {"quotas": {"task_type": {"sts": 0.5, "retrieval": 0.5}}, "max_pairs": 12}
+    cfg |= {"structural_share": 0.2, "dev_fraction": 0.3}
+    keys = filtered.select("doc_id", "query", "task_type").with_row_index("row")
+    plan, tables = balance_plan(
+        keys.with_columns(pl.col("row").cast(pl.Int64)),
+        structural.select("doc_id", "query", "kind").with_row_index("row").cast({"row": pl.Int64}),
+        cfg,
+        seed=2,
+    )
+    assert tables["task_type"]["sts"] == {"target": 6, "available": 10, "kept": 6}
+    assert plan["generator"].value_counts().sort("generator").rows() == [("llm", 12), ("structural:title", 3)]
+    write_balanced(
+        plan, tmp_path / "filtered.parquet", tmp_path / "structural.parquet", tmp_path / "one.parquet"
+    )
+    write_balanced(
+        plan, tmp_path / "filtered.parquet", tmp_path / "structural.parquet", tmp_path / "sliced.parquet", 4
+    )
+    one, sliced = pl.read_parquet(tmp_path / "one.parquet"), pl.read_parquet(tmp_path / "sliced.parquet")
+    assert one.equals(sliced) and one["query"].to_list() == plan["query"].to_list()
+    assert one.columns == [*filtered.columns, "generator", "split"]
+    pseudo = one.filter(pl.col("generator") == "structural:title")
+    assert (pseudo["anchor"] == pseudo["query"]).all() and pseudo["positive"].str.starts_with("body").all()
+    with_texts = one.filter(pl.col("generator") == "llm").join(filtered, on="query")
+    assert (with_texts["positive"] == with_texts["positive_right"]).all()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import polars as pl
+
+from synthembed.io import atomic_path
 
 
 def quota_targets(shares: dict[str, float], total: int) -> dict[str, int]:
@@ -63,16 +68,10 @@ def structural_count(generated: int, available: int, share: float) -> int:
     return min(available, round(share / (1 - share) * generated))
 
 
-def with_structural(frame: pl.DataFrame, structural: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
-    """The generated pairs plus a seeded sample of structural pairs making ``share`` of the result.
-
-    Structural pairs are retrieval pairs (query -> the text the query was taken from); every row says
-    where it came from in ``generator``: ``llm`` or ``structural:<kind>``.
-    """
-    generated = frame.with_columns(pl.lit("llm").alias("generator"))
-    n = structural_count(generated.height, structural.height, share)
-    chosen = structural.sample(n=n, seed=seed) if n < structural.height else structural
-    pseudo = chosen.select(
+def structural_rows(structural: pl.DataFrame) -> pl.DataFrame:
+    """Structural pairs as balanced rows: retrieval pairs (query -> the text the query was taken from)
+    whose ``generator`` is ``structural:<kind>``."""
+    return structural.select(
         "doc_id",
         pl.lit("retrieval").alias("task_type"),
         pl.col("query"),
@@ -82,4 +81,81 @@ def with_structural(frame: pl.DataFrame, structural: pl.DataFrame, share: float,
         pl.col("lang").alias("doc_language"),
         ("structural:" + pl.col("kind")).alias("generator"),
     )
-    return pl.concat([generated, pseudo], how="diagonal_relaxed")
+
+
+def with_structural(frame: pl.DataFrame, structural: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
+    """The generated pairs plus a seeded sample of structural pairs making ``share`` of the result; every
+    row says where it came from in ``generator``: ``llm`` or ``structural:<kind>``.
+    """
+    generated = frame.with_columns(pl.lit("llm").alias("generator"))
+    n = structural_count(generated.height, structural.height, share)
+    chosen = structural.sample(n=n, seed=seed) if n < structural.height else structural
+    return pl.concat([generated, structural_rows(chosen)], how="diagonal_relaxed")
+
+
+def balance_plan(
+    filtered: pl.DataFrame, structural: pl.DataFrame, cfg: dict[str, Any], seed: int
+) -> tuple[pl.DataFrame, dict[str, dict[str, dict[str, int]]]]:
+    """Which rows the balanced set has, decided on key columns only: ``filtered`` holds doc_id, query and
+    the quota columns of the filtered pairs, ``structural`` doc_id, query and kind of the structural
+    pairs, each with its ``row`` number in its file. Returns the plan (source, row, doc_id, query,
+    generator, split) in output order (doc_id, then query) and the quota tables.
+
+    >>> filtered = pl.DataFrame({"row": [0, 1], "doc_id": ["b", "a"], "query": ["q1", "q2"],
+    ...                          "task_type": ["sts", "sts"]})
+    >>> structural = pl.DataFrame({"row": [0], "doc_id": ["a"], "query": ["title"], "kind": ["title"]})
+    >>> cfg = {"quotas": {"task_type": {"sts": 1.0}}, "max_pairs": 10, "structural_share": 0.5,
+    ...        "dev_fraction": 0.0}
+    >>> balance_plan(filtered, structural, cfg, seed=0)[0].select("source", "row", "generator").rows()
+    [('llm', 1, 'llm'), ('structural', 0, 'structural:title'), ('llm', 0, 'llm')]
+    """
+    quota_tables = {}
+    for column, shares in cfg["quotas"].items():
+        filtered, quota_tables[column] = apply_quota(filtered, column, shares, cfg["max_pairs"], seed)
+    n = structural_count(filtered.height, structural.height, cfg["structural_share"])
+    chosen = structural.sample(n=n, seed=seed) if n < structural.height else structural
+    columns = ["source", "row", "doc_id", "query", "generator"]
+    plan = pl.concat(
+        [
+            filtered.with_columns(source=pl.lit("llm"), generator=pl.lit("llm")).select(columns),
+            chosen.with_columns(source=pl.lit("structural"), generator="structural:" + pl.col("kind")).select(
+                columns
+            ),
+        ]
+    ).sort("doc_id", "query", maintain_order=True)
+    return split_by_document(plan, cfg["dev_fraction"], seed), quota_tables
+
+
+def write_balanced(
+    plan: pl.DataFrame, filtered: Path, structural: Path, path: Path, chunk_rows: int = 50_000
+) -> None:
+    """The planned rows read from their files and written to ``path`` in plan order, one slice of
+    ``chunk_rows`` at a time as one Parquet row group: memory holds a slice, not the pairs."""
+    import pyarrow.parquet as pq
+
+    sources = {"llm": pl.scan_parquet(filtered), "structural": pl.scan_parquet(structural)}
+    schema = sources["llm"].collect_schema() | {"generator": pl.String, "split": pl.String}
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+    with atomic_path(path) as target, pq.ParquetWriter(target, arrow_schema) as writer:
+        for start in range(0, max(plan.height, 1), chunk_rows):
+            part = plan.slice(start, chunk_rows)
+            rows = []
+            for source, scan in sources.items():
+                wanted = part.filter(pl.col("source") == source)["row"].implode()
+                found = scan.with_row_index("row").filter(pl.col("row").is_in(wanted)).collect()
+                if source == "structural":
+                    found = pl.concat(
+                        [found.select("row"), structural_rows(found).drop("generator")], how="horizontal"
+                    )
+                rows.append(found.with_columns(pl.lit(source).alias("source"), pl.col("row").cast(pl.Int64)))
+            ordered = part.select("source", "row", "generator", "split").join(
+                pl.concat(rows, how="diagonal_relaxed"),
+                on=["source", "row"],
+                how="left",
+                maintain_order="left",
+            )
+            columns = [
+                pl.col(c).cast(t) if c in ordered.columns else pl.lit(None, dtype=t).alias(c)
+                for c, t in schema.items()
+            ]
+            writer.write_table(ordered.select(columns).to_arrow().cast(arrow_schema))
