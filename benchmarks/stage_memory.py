@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--params", required=True)
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=STAGES)
     parser.add_argument("--out", help="JSON file for the table")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
@@ -133,6 +134,7 @@ def main() -> None:
         folder = args.workdir / str(n)
         folder.mkdir(parents=True, exist_ok=True)
         synthetic_corpus(folder / "corpus.jsonl", n, seed=n)
+        synthetic_queries(folder / "queries.parquet", n, seed=n)
         synthetic_filtered(folder / "filtered.parquet", folder / "structural.parquet", n, seed=n)
         params = yaml.safe_load(Path(args.params).read_text())
         params["docs"] |= {"source": "jsonl", "path": str(folder / "corpus.jsonl"), "max_docs": None}
@@ -140,56 +142,64 @@ def main() -> None:
         params["embedder"] |= {"model": str(tiny_embedder), "pooling": "mean", "encode_dtype": "float32"}
         params["embedder"] |= {"max_seq_length": 16, "batch_size": 512}
         (folder / "params.yaml").write_text(yaml.safe_dump(params))
-        params_arg = ["--params", str(folder / "params.yaml")]
-        docs_out = ["--out-docs", str(folder / "docs.parquet"), "--out-eval", str(folder / "eval.parquet")]
-        docs_out += [
-            "--out-rejected",
-            str(folder / "rejected.parquet"),
-            "--out-stats",
-            str(folder / "docs.json"),
-        ]
-        docs = measured([sys.executable, "scripts/docs.py", *params_arg, *docs_out])
-        synthetic_queries(folder / "queries.parquet", n, seed=n)
-        corpus_args = ["--queries", str(folder / "queries.parquet"), "--docs", str(folder / "docs.parquet")]
-        shard_args = ["--few-shot-prompt", "prompts/queries_few_shot.yaml"]
-        shard_args += ["--report-prompt", "prompts/queries_report.yaml", "--shard", "0"]
-        shard_args += [
-            "--out",
-            str(folder / "shards" / "0.parquet"),
-            "--out-vectors",
-            str(folder / "shards" / "0.npz"),
-        ]
-        filtered_shard = measured(
-            [sys.executable, "scripts/filter_shard.py", *params_arg, *corpus_args, *shard_args]
-        )
-        gather_args = ["--shards-dir", str(folder / "shards"), "--out", str(folder / "kept.parquet")]
-        gather_args += [
-            "--out-rejected",
-            str(folder / "rejected.parquet"),
-            "--out-stats",
-            str(folder / "f.json"),
-        ]
-        gather_args += ["--out-scores", str(folder / "scores.csv"), "--out-plot", str(folder / "scores.png")]
-        filtered = measured([sys.executable, "scripts/filter.py", *params_arg, *corpus_args, *gather_args])
-        inputs = [
-            "--filtered",
-            str(folder / "filtered.parquet"),
-            "--structural",
-            str(folder / "structural.parquet"),
-        ]
-        outputs = ["--out", str(folder / "balanced.parquet"), "--out-stats", str(folder / "balanced.json")]
-        balanced = measured([sys.executable, "scripts/balance.py", *params_arg, *inputs, *outputs])
-        measurements = {
-            "docs": docs,
-            "filtered_shard": filtered_shard,
-            "filtered": filtered,
-            "balanced": balanced,
-        }
-        for stage, result in measurements.items():
-            rows.append({"stage": stage, "rows": n, **result})
+        for stage in args.stages:
+            command = [sys.executable, *stage_arguments(stage, folder)]
+            rows.append({"stage": stage, "rows": n, **measured(command)})
             print(json.dumps(rows[-1]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+STAGES = ["docs", "filtered_shard", "filtered", "balanced"]
+
+
+def stage_arguments(stage: str, folder: Path) -> list[str]:
+    """The stage's script and arguments over the synthetic inputs in ``folder`` (docs runs first: the
+    filtered stage reads its documents)."""
+    files = {name: str(folder / name) for name in ("params.yaml", "docs.parquet", "queries.parquet")}
+    corpus = ["--queries", files["queries.parquet"], "--docs", files["docs.parquet"]]
+    shard = ["--out", str(folder / "shards" / "0.parquet"), "--out-vectors", str(folder / "shards" / "0.npz")]
+    arguments = {
+        "docs": [
+            "scripts/docs.py",
+            *("--out-docs", files["docs.parquet"], "--out-eval", str(folder / "eval.parquet")),
+            *(
+                "--out-rejected",
+                str(folder / "docs_rejected.parquet"),
+                "--out-stats",
+                str(folder / "docs.json"),
+            ),
+        ],
+        "filtered_shard": [
+            "scripts/filter_shard.py",
+            *corpus,
+            *("--few-shot-prompt", "prompts/queries_few_shot.yaml"),
+            *("--report-prompt", "prompts/queries_report.yaml", "--shard", "0", *shard),
+        ],
+        "filtered": [
+            "scripts/filter.py",
+            *corpus,
+            *("--shards-dir", str(folder / "shards"), "--out", str(folder / "kept.parquet")),
+            *(
+                "--out-rejected",
+                str(folder / "filter_rejected.parquet"),
+                "--out-stats",
+                str(folder / "f.json"),
+            ),
+            *("--out-scores", str(folder / "scores.csv"), "--out-plot", str(folder / "scores.png")),
+        ],
+        "balanced": [
+            "scripts/balance.py",
+            *(
+                "--filtered",
+                str(folder / "filtered.parquet"),
+                "--structural",
+                str(folder / "structural.parquet"),
+            ),
+            *("--out", str(folder / "balanced.parquet"), "--out-stats", str(folder / "balanced.json")),
+        ],
+    }
+    return [*arguments[stage][:1], "--params", files["params.yaml"], *arguments[stage][1:]]
 
 
 if __name__ == "__main__":
