@@ -46,11 +46,11 @@ def apply_quota(
 
 def split_by_document(frame: pl.DataFrame, dev_fraction: float, seed: int) -> pl.DataFrame:
     """Add a ``split`` column (train/dev) drawn per doc_id, so no document is on both sides."""
-    doc_ids = sorted(frame["doc_id"].unique().to_list())
+    doc_ids = frame["doc_id"].unique().sort()
     rng = np.random.default_rng(seed)
     n_dev = round(len(doc_ids) * dev_fraction)
-    dev = {doc_ids[i] for i in rng.permutation(len(doc_ids))[:n_dev]}
-    split = pl.when(pl.col("doc_id").is_in(list(dev))).then(pl.lit("dev")).otherwise(pl.lit("train"))
+    dev = doc_ids.gather(rng.permutation(len(doc_ids))[:n_dev])
+    split = pl.when(pl.col("doc_id").is_in(dev.implode())).then(pl.lit("dev")).otherwise(pl.lit("train"))
     return frame.with_columns(split.alias("split"))
 
 
@@ -142,7 +142,9 @@ def write_balanced(
             rows = []
             for source, scan in sources.items():
                 wanted = part.filter(pl.col("source") == source)["row"].implode()
-                found = scan.with_row_index("row").filter(pl.col("row").is_in(wanted)).collect()
+                found = (
+                    scan.with_row_index("row").filter(pl.col("row").is_in(wanted)).collect(engine="streaming")
+                )
                 if source == "structural":
                     found = pl.concat(
                         [found.select("row"), structural_rows(found).drop("generator")], how="horizontal"

@@ -482,7 +482,7 @@ def write_sorted_documents(folder: Path, ids: pl.Series, path: Path, chunk_rows:
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, len(ids), chunk_rows):
             in_range = pl.col("doc_id").is_in(ids[start : start + chunk_rows].implode())
-            part = pl.scan_parquet(files).filter(in_range).collect()
+            part = pl.scan_parquet(files).filter(in_range).collect(engine="streaming")
             writer.write_table(part.sort("doc_id").to_arrow().cast(schema))
 
 
