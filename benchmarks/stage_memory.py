@@ -2,9 +2,10 @@
 such as 100,000 and 1,000,000 documents, on synthetic inputs written first.
 
 The filtered stage (its shard job, then its gather) runs with a tiny randomly initialised embedder
-(tests/tiny_models.py, two layers of width 32): the figures are the stage's own work (reading, the
-checks that need no model, language identification, vectors, duplicates, decisions, writing), not the
-embedding model's, which scales with the model chosen and the device.
+(tests/tiny_models.py: one BERT layer of width 32 behind MiniLM's tokenizer, 16 tokens): the figures
+are the stage's own work (reading, the checks that need no model, language identification, tokenizing,
+vectors, duplicates, decisions, writing), not the embedding model's, which scales with the model chosen
+and the device.
 
     python benchmarks/stage_memory.py --params params.yaml --workdir /tmp/stage-memory --sizes 100000 1000000
 """
@@ -126,9 +127,11 @@ def main() -> None:
     parser.add_argument("--out", help="JSON file for the table")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import build_tiny_qwen3
+    from tiny_models import build_tiny_bert
 
-    tiny_embedder = build_tiny_qwen3(args.workdir / "tiny-embedder")
+    from synthembed.models import embedded_path
+
+    tiny_embedder = build_tiny_bert(args.workdir / "tiny-embedder", embedded_path("all-minilm-l6-v2"))
     rows = []
     for n in args.sizes:
         folder = args.workdir / str(n)

@@ -8,7 +8,7 @@ import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import passages
-from synthembed.filtering import CHECK_SCHEMA, LanguageChecker, scorable_rows, text_checks
+from synthembed.filtering import CHECK_SCHEMA, LanguageChecker, scorable_rows, text_checks, word_ngrams
 from synthembed.io import write_arrays, write_parquet
 from synthembed.models import encode_batches, length_batches, load_embedder
 from synthembed.prompts import load_task_prompts, prompt_text
@@ -36,7 +36,10 @@ scorable = scorable_rows(texts, pairs["parse_error"].to_list(), cfg)
 
 style = params["queries"]["prompt_style"]
 prompt = load_task_prompts(args.few_shot_prompt if style == "few_shot" else args.report_prompt)
-echo_source = {t: prompt_text(prompt, t) for t in set(pairs["template"].drop_nulls())}
+echo_grams = {
+    t: set(word_ngrams(prompt_text(prompt, t), cfg["echo_min_words"] or 1))
+    for t in set(pairs["template"].drop_nulls())
+}
 checker = None
 if cfg["language_check"]:
     checker = LanguageChecker(set(pairs["language"]) | set(pairs["doc_language"]))
@@ -47,10 +50,10 @@ for i in shard_items(list(range(pairs.height)), shards, args.shard):
     if checker is not None and i in is_scorable:
         language, probability = checker.detect(texts[i])
         detected = language if probability >= cfg["language_min_probability"] else None
-    echo = echo_source[templates[i]] if texts[i] is not None else ""
+    grams = echo_grams[templates[i]] if texts[i] is not None else set()
     checks.append(
         {"row": i, "detected_language": detected}
-        | text_checks(texts[i], corpus[doc_index[i]], task_types[i], echo, cfg)
+        | text_checks(texts[i], corpus[doc_index[i]], task_types[i], grams, cfg)
     )
 write_parquet(pl.DataFrame(checks, schema=CHECK_SCHEMA), args.out)
 

@@ -74,7 +74,7 @@ def test_filter_checks_run_in_order_and_give_reasons():
 
 
 def test_looping_and_prompt_echoing_texts_are_rejected_with_their_reason():
-    from synthembed.filtering import echoes, repetitive
+    from synthembed.filtering import echoes, repetitive, word_ngrams
     from synthembed.prompts import load_task_prompts, prompt_text
 
     prompt = load_task_prompts("prompts/queries_few_shot.yaml")
@@ -87,7 +87,7 @@ def test_looping_and_prompt_echoing_texts_are_rejected_with_their_reason():
     table = rows(
         texts,
         repetitive=[repetitive(t) for t in texts],
-        echo=[echoes(t, source, 5) for t in texts],
+        echo=[echoes(t, set(word_ngrams(source, 5)), 5) for t in texts],
     )
     assert filter_decisions(table, CHECKS | {"max_words": 12}, 0) == ["repetitive", "prompt_echo", None]
 

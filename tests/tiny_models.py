@@ -61,3 +61,25 @@ def build_tiny_qwen3(folder: Path, hidden_size: int = 32, layers: int = 2) -> Pa
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_tiny_bert(folder: Path, tokenizer_source: str | Path, hidden_size: int = 32) -> Path:
+    """A randomly initialised one-layer BERT with the tokenizer of ``tokenizer_source`` (a model folder,
+    e.g. the embedded MiniLM): a stand-in embedder whose cost is the tokenizer's, for measuring what a
+    stage does around its model."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

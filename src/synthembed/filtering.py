@@ -65,13 +65,14 @@ def scorable_rows(texts: list[str | None], parse_errors: list[str | None], cfg: 
 
 
 def text_checks(
-    text: str | None, document: str, task_type: str, echo_source: str, cfg: dict[str, Any]
+    text: str | None, document: str, task_type: str, prompt_grams: set[tuple[str, ...]], cfg: dict[str, Any]
 ) -> dict[str, bool]:
     """The checks of one generated text that need no model: copied from its document (not for
-    classification, whose text is a label), looping, echoing its prompt; each off when its param is.
+    classification, whose text is a label), looping, echoing its prompt (``prompt_grams``: the prompt's
+    word n-grams of ``cfg['echo_min_words']`` words); each off when its param is.
 
     >>> cfg = {"copied_min_words": 4, "repetition_check": True, "echo_min_words": 5}
-    >>> text_checks("the cat sat on the mat", "so the cat sat on the mat today", "retrieval", "", cfg)
+    >>> text_checks("the cat sat on the mat", "so the cat sat on the mat today", "retrieval", set(), cfg)
     {'copied': True, 'repetitive': False, 'echo': False}
     """
     if text is None:
@@ -81,7 +82,7 @@ def text_checks(
         and task_type != "classification"
         and copied_span(text, document, cfg["copied_min_words"]),
         "repetitive": cfg["repetition_check"] and repetitive(text),
-        "echo": cfg["echo_min_words"] is not None and echoes(text, echo_source, cfg["echo_min_words"]),
+        "echo": cfg["echo_min_words"] is not None and echoes(text, prompt_grams, cfg["echo_min_words"]),
     }
 
 
@@ -153,15 +154,16 @@ def repetitive(text: str, n: int = 3) -> bool:
     return len(set(grams)) < len(grams) or (len(words) >= 8 and len(set(words)) < 0.6 * len(words))
 
 
-def echoes(text: str, prompt_text: str, n: int) -> bool:
+def echoes(text: str, prompt_grams: set[tuple[str, ...]], n: int) -> bool:
     """Whether ``text`` repeats ``n`` consecutive words of the prompt (its instructions or worked
-    examples) instead of writing about the document.
+    examples; ``prompt_grams`` = ``set(word_ngrams(prompt, n))``, made once per prompt) instead of
+    writing about the document.
 
-    >>> prompt = "Write a short question that a nurse would type to find this text."
-    >>> echoes("a nurse would type to find hypertension", prompt, 5), echoes("hypertension drugs", prompt, 5)
+    >>> grams = set(word_ngrams("Write a short question that a nurse would type to find this text.", 5))
+    >>> echoes("a nurse would type to find hypertension", grams, 5), echoes("hypertension drugs", grams, 5)
     (True, False)
     """
-    return bool(set(word_ngrams(text, n)) & set(word_ngrams(prompt_text, n)))
+    return bool(set(word_ngrams(text, n)) & prompt_grams)
 
 
 # Languages a small generator drifts into even when a run asks for none of them.
