@@ -211,12 +211,16 @@ def near_duplicate_of(
     from datasketch import MinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # The seed's permutations, made once: making them per text was most of the stage's time.
+    template = MinHash(num_perm=num_perm, seed=seed)
     found: list[int | None] = []
     for i, text in enumerate(texts):
         if text is None:
             found.append(None)
             continue
-        signature = MinHash(num_perm=num_perm, seed=seed)
+        signature = MinHash(
+            num_perm=num_perm, seed=seed, permutations=template.permutations, scheme=template.scheme
+        )
         signature.update_batch([s.encode() for s in shingles(text)])
         matches = lsh.query(signature)
         found.append(min(int(m) for m in matches) if matches else None)
