@@ -4,9 +4,9 @@ memory does not grow with the text of the pairs."""
 
 import polars as pl
 
-from synthembed.balance import balance_plan, write_balanced
+from synthembed.balance import balance_plan, balanced_schema, balanced_slices
 from synthembed.cli import stage_parser, start_stage
-from synthembed.io import write_json
+from synthembed.io import write_json, write_parquet_row_groups
 
 parser = stage_parser(__doc__)
 parser.add_argument("--filtered", required=True)
@@ -27,7 +27,9 @@ plan, quota_tables = balance_plan(
     cfg,
     params["seed"],
 )
-write_balanced(plan, args.filtered, args.structural, args.out)
+write_parquet_row_groups(
+    balanced_slices(plan, args.filtered, args.structural), balanced_schema(args.filtered), args.out
+)
 generated = plan.filter(pl.col("source") == "llm").height
 write_json(
     {

@@ -37,7 +37,7 @@ scorable = scorable_rows(texts, pairs["parse_error"].to_list(), cfg)
 style = params["queries"]["prompt_style"]
 prompt = load_task_prompts(args.few_shot_prompt if style == "few_shot" else args.report_prompt)
 echo_grams = {
-    t: set(word_ngrams(prompt_text(prompt, t), cfg["echo_min_words"] or 1))
+    t: set(word_ngrams(prompt_text(prompt, t), cfg["echo_min_words"])) if cfg["echo_min_words"] else set()
     for t in set(pairs["template"].drop_nulls())
 }
 checker = None

@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from synthembed.corpus import (
+    DOC_SCHEMA,
     Corpus,
     CorpusError,
     first_sentence,
@@ -13,10 +14,11 @@ from synthembed.corpus import (
     read_corpus,
     read_stdlib,
     sampled_ids,
+    sorted_documents,
     spill_documents,
     write_documents,
-    write_sorted_documents,
 )
+from synthembed.io import write_parquet_row_groups
 
 MODULE = textwrap.dedent('''
     """A module."""
@@ -173,7 +175,9 @@ def test_sampling_is_seeded_and_written_in_id_order_one_range_at_a_time(fake_std
     assert spill_documents(iter(docs), spilled, chunk_rows=2) == len(docs)
     assert len(list(spilled.iterdir())) == -(-len(docs) // 2)
     ids = sampled_ids(spilled, None, seed=0)
-    write_sorted_documents(spilled, ids, tmp_path / "all.parquet", chunk_rows=1)
+    write_parquet_row_groups(
+        sorted_documents(spilled, ids, chunk_rows=1), DOC_SCHEMA, tmp_path / "all.parquet"
+    )
     everything = pl.read_parquet(tmp_path / "all.parquet")
     assert everything["doc_id"].to_list() == sorted(d["doc_id"] for d in docs)
     assert (

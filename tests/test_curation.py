@@ -3,7 +3,14 @@ import polars as pl
 import pytest
 
 from synthembed.answers import clean_line
-from synthembed.balance import apply_quota, balance_plan, quota_targets, split_by_document, write_balanced
+from synthembed.balance import (
+    apply_quota,
+    balance_plan,
+    balanced_schema,
+    balanced_slices,
+    quota_targets,
+    split_by_document,
+)
 from synthembed.filtering import (
     LanguageChecker,
     copied_span,
@@ -11,6 +18,7 @@ from synthembed.filtering import (
     filter_decisions,
     near_duplicate_of,
 )
+from synthembed.io import write_parquet_row_groups
 from synthembed.mine import mine_negatives, one_text_per_label
 from synthembed.search import exact_top_k, faiss_top_k, rank_of
 
@@ -300,12 +308,10 @@ def test_balanced_rows_are_written_in_plan_order_whatever_the_slice_size(tmp_pat
     )
     assert tables["task_type"]["sts"] == {"target": 6, "available": 10, "kept": 6}
     assert plan["generator"].value_counts().sort("generator").rows() == [("llm", 12), ("structural:title", 3)]
-    write_balanced(
-        plan, tmp_path / "filtered.parquet", tmp_path / "structural.parquet", tmp_path / "one.parquet"
-    )
-    write_balanced(
-        plan, tmp_path / "filtered.parquet", tmp_path / "structural.parquet", tmp_path / "sliced.parquet", 4
-    )
+    sources = (tmp_path / "filtered.parquet", tmp_path / "structural.parquet")
+    schema = balanced_schema(sources[0])
+    write_parquet_row_groups(balanced_slices(plan, *sources), schema, tmp_path / "one.parquet")
+    write_parquet_row_groups(balanced_slices(plan, *sources, 4), schema, tmp_path / "sliced.parquet")
     one, sliced = pl.read_parquet(tmp_path / "one.parquet"), pl.read_parquet(tmp_path / "sliced.parquet")
     assert one.equals(sliced) and one["query"].to_list() == plan["query"].to_list()
     assert one.columns == [*filtered.columns, "generator", "split"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-
-from synthembed.io import atomic_path
 
 
 def quota_targets(shares: dict[str, float], total: int) -> dict[str, int]:
@@ -126,38 +125,28 @@ def balance_plan(
     return split_by_document(plan, cfg["dev_fraction"], seed), quota_tables
 
 
-def write_balanced(
-    plan: pl.DataFrame, filtered: Path, structural: Path, path: Path, chunk_rows: int = 50_000
-) -> None:
-    """The planned rows read from their files and written to ``path`` in plan order, one slice of
-    ``chunk_rows`` at a time as one Parquet row group: memory holds a slice, not the pairs."""
-    import pyarrow.parquet as pq
+def balanced_schema(filtered: Path) -> dict[str, pl.DataType]:
+    """The columns of the balanced file: the filtered pairs' and where each row came from."""
+    return dict(pl.scan_parquet(filtered).collect_schema()) | {"generator": pl.String, "split": pl.String}
 
+
+def balanced_slices(
+    plan: pl.DataFrame, filtered: Path, structural: Path, chunk_rows: int = 50_000
+) -> Iterator[pl.DataFrame]:
+    """The planned rows read from their files in plan order, one slice of ``chunk_rows`` at a time:
+    memory holds a slice, not the pairs. Structural rows leave empty the columns they lack."""
     sources = {"llm": pl.scan_parquet(filtered), "structural": pl.scan_parquet(structural)}
-    schema = sources["llm"].collect_schema() | {"generator": pl.String, "split": pl.String}
-    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
-    with atomic_path(path) as target, pq.ParquetWriter(target, arrow_schema) as writer:
-        for start in range(0, max(plan.height, 1), chunk_rows):
-            part = plan.slice(start, chunk_rows)
-            rows = []
-            for source, scan in sources.items():
-                wanted = part.filter(pl.col("source") == source)["row"].implode()
-                found = (
-                    scan.with_row_index("row").filter(pl.col("row").is_in(wanted)).collect(engine="streaming")
+    for start in range(0, plan.height, chunk_rows):
+        part = plan.slice(start, chunk_rows)
+        rows = []
+        for source, scan in sources.items():
+            wanted = part.filter(pl.col("source") == source)["row"].implode()
+            found = scan.with_row_index("row").filter(pl.col("row").is_in(wanted)).collect(engine="streaming")
+            if source == "structural":
+                found = pl.concat(
+                    [found.select("row"), structural_rows(found).drop("generator")], how="horizontal"
                 )
-                if source == "structural":
-                    found = pl.concat(
-                        [found.select("row"), structural_rows(found).drop("generator")], how="horizontal"
-                    )
-                rows.append(found.with_columns(pl.lit(source).alias("source"), pl.col("row").cast(pl.Int64)))
-            ordered = part.select("source", "row", "generator", "split").join(
-                pl.concat(rows, how="diagonal_relaxed"),
-                on=["source", "row"],
-                how="left",
-                maintain_order="left",
-            )
-            columns = [
-                pl.col(c).cast(t) if c in ordered.columns else pl.lit(None, dtype=t).alias(c)
-                for c, t in schema.items()
-            ]
-            writer.write_table(ordered.select(columns).to_arrow().cast(arrow_schema))
+            rows.append(found.with_columns(pl.lit(source).alias("source"), pl.col("row").cast(pl.Int64)))
+        yield part.select("source", "row", "generator", "split").join(
+            pl.concat(rows, how="diagonal_relaxed"), on=["source", "row"], how="left", maintain_order="left"
+        )

@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from synthembed.io import InputError, atomic_path
+from synthembed.io import InputError, atomic_path, write_parquet_row_groups
 
 logger = logging.getLogger(__name__)
 
@@ -472,32 +472,27 @@ def sampled_ids(folder: Path, max_docs: int | None, seed: int) -> pl.Series:
     return ids["doc_id"].sort()
 
 
-def write_sorted_documents(folder: Path, ids: pl.Series, path: Path, chunk_rows: int = CHUNK_ROWS) -> None:
-    """The spilled documents whose id is in ``ids`` (sorted), written to ``path`` in id order, one id
-    range of ``chunk_rows`` at a time as one Parquet row group: memory holds one range, not the corpus."""
-    import pyarrow.parquet as pq
-
+def sorted_documents(folder: Path, ids: pl.Series, chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.DataFrame]:
+    """The spilled documents whose id is in ``ids`` (sorted), in id order, one range of ``chunk_rows``
+    ids at a time: memory holds one range, not the corpus."""
     files = sorted(folder.glob("*.parquet"))
-    schema = pl.DataFrame(schema=DOC_SCHEMA).to_arrow().schema
-    with pq.ParquetWriter(path, schema) as writer:
-        for start in range(0, len(ids), chunk_rows):
-            in_range = pl.col("doc_id").is_in(ids[start : start + chunk_rows].implode())
-            part = pl.scan_parquet(files).filter(in_range).collect(engine="streaming")
-            writer.write_table(part.sort("doc_id").to_arrow().cast(schema))
+    for start in range(0, len(ids), chunk_rows):
+        in_range = pl.col("doc_id").is_in(ids[start : start + chunk_rows].implode())
+        yield pl.scan_parquet(files).filter(in_range).collect(engine="streaming").sort("doc_id")
 
 
 def write_documents(
     corpus: Corpus, path: str | Path, max_docs: int | None, seed: int
 ) -> tuple[int, pl.Series]:
     """Consume the document stream into ``path``: a seeded sample of at most ``max_docs``, in doc_id
-    order, with memory bounded by the chunk size (documents are spilled beside ``path`` first).
-    Returns how many documents there were before sampling, and the sampled ids."""
+    order, with memory bounded by the chunk size (documents are spilled beside ``path`` first, in the
+    output's temporary folder). Returns how many documents there were before sampling, and the sampled
+    ids."""
     with atomic_path(path) as target:
         spilled = target.parent / "spilled"
         count = spill_documents(corpus.docs, spilled)
         ids = sampled_ids(spilled, max_docs, seed)
-        write_sorted_documents(spilled, ids, target)
-    logger.info("wrote %s (%d of %d documents)", path, len(ids), count)
+        write_parquet_row_groups(sorted_documents(spilled, ids), DOC_SCHEMA, target)
     return count, ids
 
 

@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,27 @@ def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         frame.write_parquet(tmp)
     logger.info("wrote %s (%d rows)", path, frame.height)
+
+
+def write_parquet_row_groups(
+    frames: Iterable[pl.DataFrame], schema: dict[str, pl.DataType], path: str | Path
+) -> int:
+    """Write ``frames`` one after another as row groups of one Parquet file with ``schema`` (a column a
+    frame lacks is empty), atomically, so a writer holds one frame at a time, not the file; returns the
+    rows written."""
+    import pyarrow.parquet as pq
+
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+    rows = 0
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, arrow_schema) as writer:
+        for frame in frames:
+            columns = [
+                pl.col(c) if c in frame.columns else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()
+            ]
+            writer.write_table(frame.select(columns).cast(schema).to_arrow().cast(arrow_schema))
+            rows += frame.height
+    logger.info("wrote %s (%d rows)", path, rows)
+    return rows
 
 
 def write_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> None:
