@@ -41,8 +41,9 @@ plan = shard_items(config_plan(docs.height, k, cfg, seed), params["shards"], arg
 docs = shard_rows(docs, params["shards"], args.shard)
 embedder = load_embedder(params["embedder"], params["runtime"]["device"])
 texts = passages(docs)
+batches = length_batches([len(t) for t in texts], params["embedder"]["batch_size"])
 order, vectors = encode_batches(
-    embedder.encode_document, texts, length_batches(texts, params["embedder"]["batch_size"]), "documents"
+    embedder.encode_document, lambda rows: [texts[i] for i in rows], batches, "documents"
 )
 doc_vectors = vectors[np.argsort(order)] if len(order) else vectors
 persona_vectors = embedder.encode_document(

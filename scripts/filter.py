@@ -2,7 +2,7 @@
 not copied from its document, in the requested language, close to its document, finds its document
 again, and is not a duplicate; every other row goes to the rejected file with its reason and scores.
 Gathers the shards of scripts/filter_shard.py (per-row checks and vectors) and makes the decisions that
-compare rows."""
+compare rows, column by column; the texts are read and written a slice at a time."""
 
 from collections import Counter
 
@@ -10,14 +10,9 @@ import numpy as np
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
-from synthembed.corpus import passages
-from synthembed.filtering import (
-    anchor_and_positive,
-    best_candidates,
-    cosine_thresholds,
-    filter_decisions,
-)
-from synthembed.io import read_arrays, write_csv, write_json, write_parquet
+from synthembed.corpus import read_passages
+from synthembed.filtering import anchor_and_positive, best_candidates, cosine_thresholds, filter_decisions
+from synthembed.io import CHUNK_ROWS, read_arrays, write_csv, write_json, write_parquet_row_groups
 from synthembed.plots import histogram_png
 from synthembed.search import rank_of
 from synthembed.shards import shard_paths
@@ -33,40 +28,48 @@ parser.add_argument("--out-plot", required=True, help="PNG histogram of the cosi
 parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
 cfg = params["filter"]
+round_trip = cfg["round_trip_top_k"] is not None
 
-docs = pl.read_parquet(args.docs)
-corpus = passages(docs)
-doc_row = {doc_id: i for i, doc_id in enumerate(docs["doc_id"])}
-pairs = pl.read_parquet(args.queries)
-doc_index = np.array([doc_row[d] for d in pairs["doc_id"]], dtype=np.int64)
-documents = [corpus[i] for i in doc_index]
-texts, task_types = pairs["query"].to_list(), pairs["task_type"].to_list()
-anchors, positives = zip(
-    *(anchor_and_positive(t, q or "", d) for t, q, d in zip(task_types, texts, documents, strict=True)),
-    strict=True,
+queries = pl.scan_parquet(args.queries)
+doc_rows = pl.scan_parquet(args.docs).select("doc_id").with_row_index("doc_row")
+# The columns the decisions need, one row per generated row; texts stay in the file.
+rows = (
+    queries.select("doc_id", "task_type")
+    .with_row_index("row")
+    .join(doc_rows, on="doc_id", how="left", maintain_order="left")
+    .with_columns(pl.col("row", "doc_row").cast(pl.Int64))
+    .collect()
 )
+n_docs = doc_rows.select(pl.len()).collect().item()
 checks = pl.concat(pl.read_parquet(p) for p in shard_paths(args.shards_dir, params["shards"], ".parquet"))
-checks = checks.sort("row").to_dict(as_series=False)
-if checks["row"] != list(range(len(texts))):
-    raise ValueError(f"{args.shards_dir}: the shards' checks miss rows of {args.queries} ({len(texts)} rows)")
+checks = checks.sort("row")
+if not checks["row"].equals(rows["row"], check_names=False):
+    raise ValueError(
+        f"{args.shards_dir}: the shards' checks miss rows of {args.queries} ({rows.height} rows)"
+    )
+if rows["doc_row"].null_count():
+    row = rows.filter(pl.col("doc_row").is_null()).row(0, named=True)
+    raise ValueError(
+        f"{args.queries}: row {row['row']} names doc_id {row['doc_id']!r}, which is not in {args.docs}"
+    )
+
+doc_index = rows["doc_row"].to_numpy()
+task_types = rows["task_type"]
 vectors = [read_arrays(p) for p in shard_paths(args.shards_dir, params["shards"], ".npz")]
 query_rows = np.concatenate([v["query_rows"] for v in vectors])
-n = len(texts)
-cosines: list[float | None] = [None] * n
-doc_ranks: list[int | None] = [None] * n
+cosines = np.full(rows.height, np.nan)
+doc_ranks = np.full(rows.height, -1, dtype=np.int64)
 if len(query_rows):
     order = np.argsort(query_rows)
     scored_rows = query_rows[order]
     text_vectors = np.concatenate([v["query_vectors"] for v in vectors if len(v["query_rows"])])[order]
-    doc_vectors = np.zeros((len(corpus), text_vectors.shape[1]), dtype=np.float32)
+    doc_vectors = np.zeros((n_docs, text_vectors.shape[1]), dtype=np.float32)
     for part in vectors:
         if len(part["doc_rows"]):
             doc_vectors[part["doc_rows"]] = part["doc_vectors"]
-    pair_scores = (text_vectors * doc_vectors[doc_index[scored_rows]]).sum(axis=1)
-    for i, score in zip(scored_rows.tolist(), pair_scores.tolist(), strict=True):
-        cosines[i] = score
-    if cfg["round_trip_top_k"] is not None:
-        searched = [j for j, i in enumerate(scored_rows) if task_types[i] != "classification"]
+    cosines[scored_rows] = (text_vectors * doc_vectors[doc_index[scored_rows]]).sum(axis=1)
+    if round_trip:
+        searched = np.flatnonzero((task_types.gather(scored_rows) != "classification").to_numpy())
         ranks = rank_of(
             text_vectors[searched],
             doc_vectors,
@@ -74,46 +77,77 @@ if len(query_rows):
             cfg["round_trip_top_k"],
             params["search"],
         )
-        for j, rank in zip(searched, ranks, strict=True):
-            doc_ranks[scored_rows[j]] = rank
-detected = checks["detected_language"]
-thresholds = cosine_thresholds(task_types, cosines, cfg)
-rows = []
-for i in range(n):
-    row = {
-        "query": texts[i],
-        "anchor": anchors[i],
-        "parse_error": pairs["parse_error"][i],
-        "cosine": cosines[i],
-        "threshold": thresholds[task_types[i]],
-        "copied": checks["copied"][i],
-        "detected_language": detected[i],
-        "language": pairs["language"][i],
-        "repetitive": checks["repetitive"][i],
-        "echo": checks["echo"][i],
-    }
-    if cfg["round_trip_top_k"] is not None and task_types[i] != "classification":
-        row["doc_rank"] = doc_ranks[i]
-    rows.append(row)
-decisions = filter_decisions(rows, cfg, params["seed"])
-# Several candidates of one configuration (queries.candidates > 1): the best one stays.
-keys = list(zip(pairs["doc_id"], pairs["task_type"], strict=True))
-decisions = best_candidates(keys, decisions, doc_ranks, cosines)
-scored = pairs.with_columns(
-    pl.Series("anchor", anchors, dtype=pl.String),
-    pl.Series("positive", positives, dtype=pl.String),
-    pl.Series("cosine", cosines, dtype=pl.Float64),
-    pl.Series("cosine_threshold", [r["threshold"] for r in rows], dtype=pl.Float64),
-    pl.Series("doc_rank", doc_ranks, dtype=pl.Int64),
-    pl.Series("detected_language", detected, dtype=pl.String),
-    pl.Series("reason", decisions, dtype=pl.String),
+        doc_ranks[scored_rows[searched]] = [-1 if rank is None else rank for rank in ranks]
+rows = rows.with_columns(
+    pl.Series("cosine", cosines).fill_nan(None),
+    pl.Series("doc_rank", doc_ranks).replace(-1, None),
+    checks["detected_language"],
+    checks["text_reason"],
+    checks["anchor_key"],
 )
-kept = scored.filter(pl.col("reason").is_null()).drop("reason")
-rejected = scored.filter(pl.col("reason").is_not_null())
-write_parquet(kept, args.out)
-write_parquet(rejected, args.out_rejected)
+thresholds = cosine_thresholds(rows.select("task_type", "cosine"), cfg)
+rows = rows.with_columns(
+    pl.col("task_type").replace_strict(thresholds, return_dtype=pl.Float64).alias("threshold"),
+    (pl.lit(round_trip) & (pl.col("task_type") != "classification")).alias("round_trip"),
+)
+query_texts = queries.select("query").collect()["query"]
+
+
+def anchor_texts(part: pl.DataFrame) -> list[str]:
+    """The anchors of some rows: the generated text, or the document for classification."""
+    documents = dict(
+        read_passages(args.docs, part.filter(pl.col("task_type") == "classification")["doc_id"]).iter_rows()
+    )
+    texts = query_texts.gather(part["row"])
+    return [
+        anchor_and_positive(task_type, text, documents.get(doc_id, ""))[0]
+        for task_type, text, doc_id in zip(part["task_type"], texts, part["doc_id"], strict=True)
+    ]
+
+
+reasons = filter_decisions(rows, cfg, params["seed"], anchor_texts)
+# Several candidates of one configuration (queries.candidates > 1): the best one stays.
+reasons = best_candidates(rows.with_columns(reasons.alias("reason")), ["doc_id", "task_type"])
+decided = rows.select(
+    pl.col("cosine"),
+    pl.col("threshold").alias("cosine_threshold"),
+    "doc_rank",
+    "detected_language",
+    reasons.alias("reason"),
+)
+query_schema = queries.collect_schema()
+scored_schema = dict(query_schema) | {
+    "anchor": pl.String,
+    "positive": pl.String,
+    "cosine": pl.Float64,
+    "cosine_threshold": pl.Float64,
+    "doc_rank": pl.Int64,
+    "detected_language": pl.String,
+}
+
+
+def scored_slices(kept: bool):
+    """The rows kept (or rejected, with their reason) with their pair and scores, a slice at a time."""
+    for start in range(0, rows.height, CHUNK_ROWS):
+        part = queries.slice(start, CHUNK_ROWS).collect()
+        documents = dict(read_passages(args.docs, part["doc_id"]).iter_rows())
+        anchors, positives = [], []
+        for task_type, text, doc_id in part.select("task_type", "query", "doc_id").iter_rows():
+            anchor, positive = anchor_and_positive(task_type, text or "", documents[doc_id])
+            anchors.append(anchor)
+            positives.append(positive)
+        part = part.with_columns(
+            pl.Series("anchor", anchors, dtype=pl.String), pl.Series("positive", positives, dtype=pl.String)
+        ).hstack(decided.slice(start, CHUNK_ROWS))
+        chosen = part.filter(pl.col("reason").is_null() == kept)
+        yield chosen.drop("reason") if kept else chosen
+
+
+kept_rows = write_parquet_row_groups(scored_slices(kept=True), scored_schema, args.out)
+write_parquet_row_groups(scored_slices(kept=False), scored_schema | {"reason": pl.String}, args.out_rejected)
 decision = pl.col("reason").fill_null("kept").alias("decision")
-plotted = scored.select("task_type", "cosine", "doc_rank", decision).drop_nulls("cosine")
+plotted = rows.with_columns(reasons.alias("reason")).select("task_type", "cosine", "doc_rank", decision)
+plotted = plotted.drop_nulls("cosine")
 write_csv(plotted, args.out_scores)
 histogram_png(
     {
@@ -123,12 +157,13 @@ histogram_png(
     "cosine(generated text, document)",
     args.out_plot,
 )
+kept_by_task_type = rows.filter(reasons.is_null()).group_by("task_type").len().sort("task_type")
 write_json(
     {
-        "read": pairs.height,
-        "kept": kept.height,
-        "rejected": dict(Counter(r for r in decisions if r is not None)),
-        "kept_by_task_type": dict(kept.group_by("task_type").len().sort("task_type").iter_rows()),
+        "read": rows.height,
+        "kept": kept_rows,
+        "rejected": dict(Counter(r for r in reasons if r is not None)),
+        "kept_by_task_type": dict(kept_by_task_type.iter_rows()),
         "cosine_thresholds": thresholds,
     },
     args.out_stats,

@@ -1,18 +1,28 @@
-"""filtered (one shard of it): the checks of each generated text that need no model (copied, looping,
-prompt echo, language) for this shard's rows, and the embeddings of this shard's batches of texts and
-documents. scripts/filter.py scores the gathered vectors and makes the decisions that compare rows
-(thresholds by percentile, round trip over the whole corpus, duplicates, best of k)."""
+"""filtered (one shard of it): the checks of each generated text that need no model (format, looping,
+prompt echo, copied, language) for this shard's rows, and the embeddings of this shard's batches of texts
+and documents. scripts/filter.py scores the gathered vectors and makes the decisions that compare rows
+(thresholds by percentile, round trip over the whole corpus, duplicates, best of k).
+
+The queries and documents are read in slices, never whole: memory follows the slice, not the run."""
 
 import numpy as np
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
-from synthembed.corpus import passages
-from synthembed.filtering import CHECK_SCHEMA, LanguageChecker, scorable_rows, text_checks, word_ngrams
-from synthembed.io import write_arrays, write_parquet
+from synthembed.corpus import passage_column, read_passages
+from synthembed.filtering import (
+    CHECK_SCHEMA,
+    LanguageChecker,
+    anchor_and_positive,
+    anchor_key,
+    content_reason,
+    form_reason,
+    word_ngrams,
+)
+from synthembed.io import CHUNK_ROWS, read_rows, write_arrays, write_parquet_row_groups
 from synthembed.models import encode_batches, length_batches, load_embedder
 from synthembed.prompts import load_task_prompts, prompt_text
-from synthembed.shards import shard_items
+from synthembed.shards import shard_items, shard_position
 
 parser = stage_parser(__doc__)
 parser.add_argument("--queries", required=True)
@@ -24,52 +34,121 @@ parser.add_argument("--out", required=True, help="per-row checks of the shard's 
 parser.add_argument("--out-vectors", required=True, help=".npz of the shard's text and document vectors")
 args, params = start_stage(parser)
 cfg, emb, shards = params["filter"], params["embedder"], params["shards"]
+position, count = shard_position(shards, args.shard)
 
-docs = pl.read_parquet(args.docs)
-corpus = passages(docs)
-doc_row = {doc_id: i for i, doc_id in enumerate(docs["doc_id"])}
-pairs = pl.read_parquet(args.queries)
-doc_index = np.array([doc_row[d] for d in pairs["doc_id"]], dtype=np.int64)
-texts, task_types = pairs["query"].to_list(), pairs["task_type"].to_list()
-templates = pairs["template"].to_list()
-scorable = scorable_rows(texts, pairs["parse_error"].to_list(), cfg)
+queries = pl.scan_parquet(args.queries)
+n_rows = queries.select(pl.len()).collect().item()
+
+
+def distinct(column: str) -> set[str]:
+    return set(queries.select(pl.col(column).drop_nulls().unique()).collect()[column])
+
 
 style = params["queries"]["prompt_style"]
 prompt = load_task_prompts(args.few_shot_prompt if style == "few_shot" else args.report_prompt)
-echo_grams = {
-    t: set(word_ngrams(prompt_text(prompt, t), cfg["echo_min_words"])) if cfg["echo_min_words"] else set()
-    for t in set(pairs["template"].drop_nulls())
-}
-checker = None
-if cfg["language_check"]:
-    checker = LanguageChecker(set(pairs["language"]) | set(pairs["doc_language"]))
-is_scorable = set(scorable)
-checks = []
-for i in shard_items(list(range(pairs.height)), shards, args.shard):
-    detected = None
-    if checker is not None and i in is_scorable:
-        language, probability = checker.detect(texts[i])
-        detected = language if probability >= cfg["language_min_probability"] else None
-    grams = echo_grams[templates[i]] if texts[i] is not None else set()
-    checks.append(
-        {"row": i, "detected_language": detected}
-        | text_checks(texts[i], corpus[doc_index[i]], task_types[i], grams, cfg)
-    )
-write_parquet(pl.DataFrame(checks, schema=CHECK_SCHEMA), args.out)
+echo_grams = {}
+if cfg["echo_min_words"] is not None:
+    echo_grams = {
+        t: set(word_ngrams(prompt_text(prompt, t), cfg["echo_min_words"])) for t in distinct("template")
+    }
+checker = LanguageChecker(distinct("language") | distinct("doc_language")) if cfg["language_check"] else None
+
+
+def shard_checks():
+    """The shard's rows (row i goes to the shard at position i % shards) with their checks, a slice of
+    the queries file at a time."""
+    for start in range(0, n_rows, CHUNK_ROWS):
+        part = (
+            queries.slice(start, CHUNK_ROWS)
+            .with_row_index("row", offset=start)
+            .filter(pl.col("row") % count == position)
+            .select("row", "doc_id", "task_type", "language", "template", "query", "parse_error")
+            .collect()
+        )
+        documents = dict(read_passages(args.docs, part["doc_id"]).iter_rows())
+        checks = []
+        for row, doc_id, task_type, language, template, text, parse_error in part.iter_rows():
+            if doc_id not in documents:
+                raise ValueError(
+                    f"{args.queries}: row {row} names doc_id {doc_id!r}, which is not in {args.docs}"
+                )
+            reason, detected, key = form_reason(text, parse_error, cfg), None, None
+            if reason is None:
+                if checker is not None:
+                    language_found, probability = checker.detect(text)
+                    detected = language_found if probability >= cfg["language_min_probability"] else None
+                grams = echo_grams.get(template, set())
+                reason = content_reason(text, documents[doc_id], task_type, language, detected, grams, cfg)
+                key = anchor_key(anchor_and_positive(task_type, text, documents[doc_id])[0])
+            checks.append(
+                {"row": row, "detected_language": detected, "text_reason": reason, "anchor_key": key}
+            )
+        yield pl.DataFrame(checks, schema=CHECK_SCHEMA)
+
+
+write_parquet_row_groups(shard_checks(), CHECK_SCHEMA, args.out)
+
+
+def query_text(text: str, task_type: str) -> str:
+    # Retrieval queries carry the query instruction; the other tasks are symmetric texts.
+    return (emb["query_prompt"] if task_type == "retrieval" else "") + text
+
+
+# Every row's form is needed (not only this shard's): the batches are drawn over all texts to embed, so
+# any split into shards encodes the same batches.
+scorable_rows, text_lengths = [], []
+for start in range(0, n_rows, CHUNK_ROWS):
+    part = queries.slice(start, CHUNK_ROWS).select("query", "parse_error", "task_type").collect()
+    for row, (text, parse_error, task_type) in enumerate(part.iter_rows(), start=start):
+        if form_reason(text, parse_error, cfg) is None:
+            scorable_rows.append(row)
+            text_lengths.append(len(query_text(text, task_type)))
 
 no_rows, no_vectors = np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
 arrays = {"query_rows": no_rows, "query_vectors": no_vectors, "doc_rows": no_rows, "doc_vectors": no_vectors}
-if scorable:
+if scorable_rows:
     model = load_embedder(emb, params["runtime"]["device"])
-    # Retrieval queries carry the query instruction; the other tasks are symmetric texts.
-    query_texts = [(emb["query_prompt"] if task_types[i] == "retrieval" else "") + texts[i] for i in scorable]
-    batches = shard_items(length_batches(query_texts, emb["batch_size"]), shards, args.shard)
-    order, arrays["query_vectors"] = encode_batches(model.encode_query, query_texts, batches, "texts")
-    arrays["query_rows"] = np.array(scorable, dtype=np.int64)[order]
+    scored = np.array(scorable_rows, dtype=np.int64)
+
+    def fetch_texts(indices: list[int]) -> list[str]:
+        part = read_rows(args.queries, scored[indices], ["query", "task_type"])
+        return [query_text(text, task_type) for text, task_type in part.iter_rows()]
+
+    batches = shard_items(length_batches(text_lengths, emb["batch_size"]), shards, args.shard)
+    order, arrays["query_vectors"] = encode_batches(model.encode_query, fetch_texts, batches, "texts")
+    arrays["query_rows"] = scored[order]
+
+    docs = pl.scan_parquet(args.docs)
     # The round trip searches the whole corpus; otherwise only the scored rows' documents are needed.
-    wanted = np.arange(len(corpus)) if cfg["round_trip_top_k"] is not None else np.unique(doc_index[scorable])
-    doc_texts = [corpus[j] for j in wanted]
-    batches = shard_items(length_batches(doc_texts, emb["batch_size"]), shards, args.shard)
-    order, arrays["doc_vectors"] = encode_batches(model.encode_document, doc_texts, batches, "documents")
+    if cfg["round_trip_top_k"] is not None:
+        wanted = np.arange(docs.select(pl.len()).collect().item())
+    else:
+        scored_doc_ids = (
+            queries.select("doc_id")
+            .with_row_index("row")
+            .filter(pl.col("row").is_in(pl.Series(scorable_rows).implode()))
+            .select("doc_id")
+        )
+        wanted = (
+            docs.select("doc_id")
+            .with_row_index("doc_row")
+            .join(scored_doc_ids.unique(), on="doc_id", how="semi")
+            .select(pl.col("doc_row").cast(pl.Int64).sort())
+            .collect()["doc_row"]
+            .to_numpy()
+        )
+    doc_lengths = docs.select(passage_column().str.len_chars()).collect()["passage"].to_numpy()[wanted]
+
+    def fetch_documents(indices: list[int]) -> list[str]:
+        return (
+            read_rows(args.docs, wanted[indices], ["title", "text"])
+            .select(passage_column())["passage"]
+            .to_list()
+        )
+
+    batches = shard_items(length_batches(doc_lengths.tolist(), emb["batch_size"]), shards, args.shard)
+    order, arrays["doc_vectors"] = encode_batches(
+        model.encode_document, fetch_documents, batches, "documents"
+    )
     arrays["doc_rows"] = wanted[order]
 write_arrays(arrays, args.out_vectors)

@@ -13,10 +13,15 @@ from synthembed.balance import (
 )
 from synthembed.filtering import (
     LanguageChecker,
+    NearDuplicates,
+    anchor_key,
+    best_candidates,
+    content_reason,
     copied_span,
     cosine_thresholds,
     filter_decisions,
-    near_duplicate_of,
+    form_reason,
+    shingles,
 )
 from synthembed.io import write_parquet_row_groups
 from synthembed.mine import mine_negatives, one_text_per_label
@@ -37,17 +42,54 @@ def test_clean_line(raw, query):
     assert clean_line(raw) == query
 
 
-CHECKS = {"min_words": 2, "max_words": 5, "near_duplicate_threshold": None}
+CHECKS = {
+    "min_words": 2,
+    "max_words": 5,
+    "near_duplicate_threshold": None,
+    "repetition_check": True,
+    "echo_min_words": None,
+    "copied_min_words": 2,
+}
 
 
-def rows(queries, **columns):
-    """Filter rows that pass every check unless a column says otherwise."""
-    base = {"parse_error": None, "cosine": 0.9, "threshold": 0.5, "copied": False, "detected_language": None}
-    out = []
+def decide(
+    queries,
+    cfg=CHECKS,
+    documents=None,
+    parse_error=None,
+    cosine=None,
+    detected=None,
+    doc_rank=None,
+    anchors=None,
+    prompt_grams=frozenset(),
+):
+    """The filter's decisions for rows that pass every check unless an argument says otherwise, through
+    the shard's per-row reasons and the gather's column-wise decisions."""
+    n = len(queries)
+    documents = documents or ["an unrelated document"] * n
+    parse_error = parse_error or [None] * n
+    detected = detected or [None] * n
+    anchors = anchors or queries
+    rows = []
     for i, query in enumerate(queries):
-        row = base | {"query": query, "anchor": query, "language": "en"}
-        out.append(row | {name: values[i] for name, values in columns.items()})
-    return out
+        reason = form_reason(query, parse_error[i], cfg)
+        if reason is None:
+            reason = content_reason(query, documents[i], "retrieval", "en", detected[i], prompt_grams, cfg)
+        rows.append(
+            {
+                "row": i,
+                "text_reason": reason,
+                "cosine": 0.9 if cosine is None else cosine[i],
+                "threshold": 0.5,
+                "round_trip": doc_rank is not None,
+                "doc_rank": 0 if doc_rank is None else doc_rank[i],
+                "anchor_key": anchor_key(anchors[i]),
+            }
+        )
+    frame = pl.DataFrame(rows, schema_overrides={"cosine": pl.Float64, "doc_rank": pl.Int64})
+    return filter_decisions(
+        frame, cfg, 0, lambda part: [anchors[i] for i in part["row"]], chunk_rows=2
+    ).to_list()
 
 
 def test_filter_checks_run_in_order_and_give_reasons():
@@ -62,13 +104,13 @@ def test_filter_checks_run_in_order_and_give_reasons():
         None,
         "ok",
     ]
-    table = rows(
+    decisions = decide(
         queries,
+        documents=["doc"] * 6 + ["the copied query text", "doc", "doc"],
         cosine=[None, None, None, 0.9, 0.95, 0.2, 0.1, None, 0.9],
-        copied=[False] * 6 + [True, False, False],
         parse_error=[None] * 7 + ["llm_call_failed", None],
     )
-    assert filter_decisions(table, CHECKS, 0) == [
+    assert decisions == [
         "empty",
         "too_short",
         "too_long",
@@ -82,66 +124,103 @@ def test_filter_checks_run_in_order_and_give_reasons():
 
 
 def test_looping_and_prompt_echoing_texts_are_rejected_with_their_reason():
-    from synthembed.filtering import echoes, repetitive, word_ngrams
+    from synthembed.filtering import word_ngrams
     from synthembed.prompts import load_task_prompts, prompt_text
 
     prompt = load_task_prompts("prompts/queries_few_shot.yaml")
-    source = prompt_text(prompt, "retrieval")
     texts = [
         "how to fix cancer and how to cure cancer and how to",  # SmolLM2's loop
         "does vitamin d supplementation prevent respiratory infections",  # a worked example's answer
         "aspirin dose for fever in adults",
     ]
-    table = rows(
-        texts,
-        repetitive=[repetitive(t) for t in texts],
-        echo=[echoes(t, set(word_ngrams(source, 5)), 5) for t in texts],
-    )
-    assert filter_decisions(table, CHECKS | {"max_words": 12}, 0) == ["repetitive", "prompt_echo", None]
+    cfg = CHECKS | {"max_words": 12, "echo_min_words": 5}
+    grams = set(word_ngrams(prompt_text(prompt, "retrieval"), 5))
+    assert decide(texts, cfg, prompt_grams=grams) == ["repetitive", "prompt_echo", None]
+    assert decide(texts, cfg | {"repetition_check": False, "echo_min_words": None}) == [None, None, None]
 
 
 def test_duplicate_of_a_rejected_query_is_kept():
-    table = rows(["same q", "same q"], cosine=[0.1, 0.9])
-    assert filter_decisions(table, CHECKS, 0) == ["low_cosine", None]
+    assert decide(["same q", "same q"], cosine=[0.1, 0.9]) == ["low_cosine", None]
 
 
 def test_classification_labels_repeat_but_their_documents_are_deduplicated():
-    table = rows(["json: serialising objects"] * 3)
-    for row, doc in zip(table, ["def dumps(obj)", "def loads(s)", "def dumps(obj)"], strict=True):
-        row["anchor"] = doc
-    assert filter_decisions(table, CHECKS, 0) == [None, None, "duplicate"]
+    labels = ["json: serialising objects"] * 3
+    anchors = ["def dumps(obj)", "def loads(s)", "def dumps(obj)"]
+    assert decide(labels, CHECKS | {"max_words": 9}, anchors=anchors) == [None, None, "duplicate"]
 
 
-def test_near_duplicates_are_rejected_after_exact_ones():
-    queries = ["how to sort a dict by value", "how to sort a dict by values", "read a csv file row by row"]
-    assert filter_decisions(
-        rows(queries), CHECKS | {"max_words": 10, "near_duplicate_threshold": 0.7}, 0
-    ) == [
-        None,
-        "near_duplicate",
-        None,
+def test_near_duplicates_are_rejected_after_exact_ones_across_slices():
+    queries = [
+        "how to sort a dict by value",
+        "how to sort a dict by value",
+        "read a csv file row by row",
+        "how to sort a dict by values",
+        "how to sort a dict by values",
     ]
-    assert near_duplicate_of(queries, 0.95, 128, 0) == [None, None, None]
+    cfg = CHECKS | {"max_words": 10, "near_duplicate_threshold": 0.7}
+    # chunk_rows=2: the near duplicate (row 3) is read in a later slice than its original (row 0).
+    assert decide(queries, cfg) == [None, "duplicate", None, "near_duplicate", "duplicate"]
+    assert NearDuplicates(0.95, 128, 0).add(queries[2:4] + queries[:1]) == [False, False, False]
+
+
+def test_near_duplicate_keys_agree_with_datasketch_lsh():
+    from datasketch import MinHash, MinHashLSH
+
+    rng = np.random.default_rng(0)
+    words = ["sort", "dict", "value", "read", "csv", "file", "row", "json", "parse", "list", "merge"]
+    texts = [" ".join(rng.choice(words, 6)) for _ in range(300)]
+    lsh, expected = MinHashLSH(threshold=0.6, num_perm=128), []
+    for i, text in enumerate(texts):
+        signature = MinHash(num_perm=128, seed=3)
+        signature.update_batch([s.encode() for s in shingles(text)])
+        expected.append(bool(lsh.query(signature)))
+        if not expected[-1]:
+            lsh.insert(str(i), signature)
+    index = NearDuplicates(0.6, 128, 3)
+    assert sum(expected) == 29  # near duplicates among the 300
+    assert index.add(texts[:100]) + index.add(texts[100:]) == expected
 
 
 def test_round_trip_and_language_reasons():
-    table = rows(
-        ["open a socket", "ouvrir un fichier", "close a socket"], detected_language=[None, "fr", None]
-    )
-    table[0]["doc_rank"], table[1]["doc_rank"], table[2]["doc_rank"] = 3, 0, None
-    assert filter_decisions(table, CHECKS, 0) == [None, "wrong_language", "round_trip"]
+    queries = ["open a socket", "ouvrir un fichier", "close a socket"]
+    assert decide(queries, detected=[None, "fr", None], doc_rank=[3, 0, None]) == [
+        None,
+        "wrong_language",
+        "round_trip",
+    ]
     checker = LanguageChecker(["en", "de", "fr"])
     assert checker.detect("comment trier un dictionnaire par valeur")[0] == "fr"
     assert checker.detect("wie sortiere ich ein Wörterbuch nach Wert")[0] == "de"
     assert checker.detect("how do I sort a dictionary by value")[0] == "en"
 
 
+def test_best_candidate_of_each_configuration_is_kept():
+    rows = pl.DataFrame(
+        {
+            "doc_id": ["a", "a", "b", "b", "a"],
+            "task_type": ["sts", "sts", "sts", "sts", "retrieval"],
+            "reason": [None, None, None, "low_cosine", None],
+            "doc_rank": [2, 2, None, 0, None],
+            "cosine": [0.7, 0.8, 0.5, 0.9, 0.1],
+        }
+    )
+    assert best_candidates(rows, ["doc_id", "task_type"]).to_list() == [
+        "not_best",
+        None,
+        None,
+        "low_cosine",
+        None,
+    ]
+
+
 def test_percentile_thresholds_follow_each_task_types_scale():
     task_types = ["sts"] * 10 + ["bitext"] * 10
     scores = [0.5 + i / 100 for i in range(10)] + [0.1 + i / 100 for i in range(10)]
-    thresholds = cosine_thresholds(task_types, scores, {"min_cosine": None, "cosine_percentile": 20})
+    # A row that was not scored (null cosine) takes no part in its task type's percentile.
+    frame = pl.DataFrame({"task_type": [*task_types, "sts"], "cosine": [*scores, None]})
+    thresholds = cosine_thresholds(frame, {"min_cosine": None, "cosine_percentile": 20})
     assert thresholds == pytest.approx({"sts": 0.518, "bitext": 0.118})
-    strict = cosine_thresholds(task_types, scores, {"min_cosine": 0.3, "cosine_percentile": 20})
+    strict = cosine_thresholds(frame, {"min_cosine": 0.3, "cosine_percentile": 20})
     assert strict == pytest.approx({"sts": 0.518, "bitext": 0.3})
 
 

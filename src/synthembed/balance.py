@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from synthembed.io import CHUNK_ROWS
+
 
 def quota_targets(shares: dict[str, float], total: int) -> dict[str, int]:
     """Largest-remainder integer targets that sum to ``total``.
@@ -131,7 +133,7 @@ def balanced_schema(filtered: Path) -> dict[str, pl.DataType]:
 
 
 def balanced_slices(
-    plan: pl.DataFrame, filtered: Path, structural: Path, chunk_rows: int = 50_000
+    plan: pl.DataFrame, filtered: Path, structural: Path, chunk_rows: int = CHUNK_ROWS
 ) -> Iterator[pl.DataFrame]:
     """The planned rows read from their files in plan order, one slice of ``chunk_rows`` at a time:
     memory holds a slice, not the pairs. Structural rows leave empty the columns they lack."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from synthembed.io import InputError, atomic_path, write_parquet_row_groups
+from synthembed.io import CHUNK_ROWS, InputError, atomic_path, write_parquet_row_groups
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,35 @@ def passage(title: str | None, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
+def passage_column() -> pl.Expr:
+    """``passage`` as a polars expression over the title and text columns, named passage."""
+    titled = pl.col("title").is_not_null() & (pl.col("title") != "")
+    return (
+        pl.when(titled)
+        .then(pl.concat_str(pl.col("title"), pl.lit("\n"), pl.col("text")))
+        .otherwise(pl.col("text"))
+        .alias("passage")
+    )
+
+
 def passages(docs: pl.DataFrame) -> list[str]:
     """``passage`` of every row of a frame with title and text columns, in row order.
 
-    >>> passages(pl.DataFrame({"title": ["t", ""], "text": ["a", "b"]}))
-    ['t\\na', 'b']
+    >>> passages(pl.DataFrame({"title": ["t", "", None], "text": ["a", "b", "c"]}))
+    ['t\\na', 'b', 'c']
     """
-    return [passage(title, text) for title, text in docs.select("title", "text").iter_rows()]
+    return docs.select(passage_column())["passage"].to_list()
+
+
+def read_passages(path: str | Path, doc_ids: pl.Series) -> pl.DataFrame:
+    """doc_id and passage of the documents of a docs file with one of ``doc_ids``, read as a stream of
+    its row groups so only those documents are held."""
+    return (
+        pl.scan_parquet(path)
+        .filter(pl.col("doc_id").is_in(doc_ids.unique().implode()))
+        .select("doc_id", passage_column())
+        .collect(engine="streaming")
+    )
 
 
 DOC_SCHEMA = {
@@ -57,9 +79,6 @@ DOC_SCHEMA = {
     "domain": pl.String,
     "source": pl.String,
 }
-# Documents per spilled chunk and per written row group of the docs stage: its memory is about this many
-# documents, whatever the corpus size.
-CHUNK_ROWS = 50_000
 EVAL_SCHEMA = {
     "eval_set": pl.String,
     "query_id": pl.String,

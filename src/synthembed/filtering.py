@@ -7,20 +7,24 @@ round trip, then exact and near duplicates among the rows that passed everything
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from synthembed.io import CHUNK_ROWS
+
 WORD = re.compile(r"\w+")
-# The per-row checks a shard writes (scripts/filter_shard.py), by row of the queries file.
+# The per-row results a shard writes (scripts/filter_shard.py), by row of the queries file: the first
+# check that needs no model the row fails, and the key its anchor is deduplicated on.
 CHECK_SCHEMA = {
     "row": pl.Int64,
     "detected_language": pl.String,
-    "copied": pl.Boolean,
-    "repetitive": pl.Boolean,
-    "echo": pl.Boolean,
+    "text_reason": pl.String,
+    "anchor_key": pl.Int64,
 }
 
 
@@ -49,41 +53,71 @@ def format_reason(query: str, min_words: int, max_words: int) -> str | None:
     return None
 
 
-def scorable_rows(texts: list[str | None], parse_errors: list[str | None], cfg: dict[str, Any]) -> list[int]:
-    """The rows worth embedding: parsed, with a well-formed text (the other checks need the scores).
+def form_reason(text: str | None, parse_error: str | None, cfg: dict[str, Any]) -> str | None:
+    """Why a row has no well-formed text (its parse error, empty, too_short, too_long), or None: the
+    rows without such a reason are the ones worth embedding.
 
     >>> cfg = {"min_words": 2, "max_words": 9}
-    >>> scorable_rows(["sort a dict", None, "x"], [None, "unparsable", None], cfg)
-    [0]
+    >>> form_reason("sort a dict", None, cfg), form_reason(None, "unparsable: no JSON object", cfg)
+    (None, 'unparsable')
+    >>> form_reason("x", None, cfg), form_reason(None, None, cfg)
+    ('too_short', 'empty')
     """
-    bounds = cfg["min_words"], cfg["max_words"]
-    return [
-        i
-        for i, (text, error) in enumerate(zip(texts, parse_errors, strict=True))
-        if error is None and text is not None and format_reason(text, *bounds) is None
-    ]
+    if parse_error is not None or text is None:
+        return (parse_error or "empty").split(":")[0]
+    return format_reason(text, cfg["min_words"], cfg["max_words"])
 
 
-def text_checks(
-    text: str | None, document: str, task_type: str, prompt_grams: set[tuple[str, ...]], cfg: dict[str, Any]
-) -> dict[str, bool]:
-    """The checks of one generated text that need no model: copied from its document (not for
-    classification, whose text is a label), looping, echoing its prompt (``prompt_grams``: the prompt's
-    word n-grams of ``cfg['echo_min_words']`` words); each off when its param is.
+def content_reason(
+    text: str,
+    document: str,
+    task_type: str,
+    language: str,
+    detected_language: str | None,
+    prompt_grams: set[tuple[str, ...]],
+    cfg: dict[str, Any],
+) -> str | None:
+    """The first check of a well-formed text that needs no model which it fails, or None: looping
+    (repetitive), echoing its prompt (``prompt_grams``: the prompt's word n-grams of
+    ``cfg['echo_min_words']`` words), copied from its document (not for classification, whose text is a
+    label), written in another language than asked (``detected_language``: None when not checked or not
+    confident); each off when its param is.
 
     >>> cfg = {"copied_min_words": 4, "repetition_check": True, "echo_min_words": 5}
-    >>> text_checks("the cat sat on the mat", "so the cat sat on the mat today", "retrieval", set(), cfg)
-    {'copied': True, 'repetitive': False, 'echo': False}
+    >>> content_reason("the cat sat on the mat", "so the cat sat on the mat today", "retrieval", "en", None,
+    ...                set(), cfg)
+    'copied'
+    >>> content_reason("le chat dort", "the cat sleeps", "retrieval", "en", "fr", set(), cfg)
+    'wrong_language'
     """
-    if text is None:
-        return {"copied": False, "repetitive": False, "echo": False}
-    return {
-        "copied": cfg["copied_min_words"] is not None
+    if cfg["repetition_check"] and repetitive(text):
+        return "repetitive"
+    if cfg["echo_min_words"] is not None and echoes(text, prompt_grams, cfg["echo_min_words"]):
+        return "prompt_echo"
+    copied_min_words = cfg["copied_min_words"]
+    if (
+        copied_min_words is not None
         and task_type != "classification"
-        and copied_span(text, document, cfg["copied_min_words"]),
-        "repetitive": cfg["repetition_check"] and repetitive(text),
-        "echo": cfg["echo_min_words"] is not None and echoes(text, prompt_grams, cfg["echo_min_words"]),
-    }
+        and copied_span(text, document, copied_min_words)
+    ):
+        return "copied"
+    if detected_language not in (None, language):
+        return "wrong_language"
+    return None
+
+
+def anchor_key(anchor: str | None) -> int | None:
+    """The key exact duplicates share: a 64-bit hash of the normalised anchor (a collision is a
+    2**-64 chance), so deduplication keeps 8 bytes a row instead of the text.
+
+    >>> anchor_key("Sort a dict!") == anchor_key("sort a   dict"), anchor_key(None)
+    (True, None)
+    """
+    if anchor is None:
+        return None
+    return int.from_bytes(
+        hashlib.blake2b(normalized(anchor).encode(), digest_size=8).digest(), "big", signed=True
+    )
 
 
 def anchor_and_positive(task_type: str, generated: str, document: str) -> tuple[str, str]:
@@ -96,27 +130,27 @@ def anchor_and_positive(task_type: str, generated: str, document: str) -> tuple[
     return (document, generated) if task_type == "classification" else (generated, document)
 
 
-def cosine_thresholds(
-    task_types: list[str], scores: list[float | None], cfg: dict[str, Any]
-) -> dict[str, float]:
-    """The cosine threshold of each task type: ``min_cosine`` (one number, one per task type, or
-    null) and, when ``cosine_percentile`` is set, that percentile of the task type's scores in this
-    run — each embedding model has its own scale. The stricter of the two applies.
+def cosine_thresholds(scores: pl.DataFrame, cfg: dict[str, Any]) -> dict[str, float]:
+    """The cosine threshold of each task type of ``scores`` (columns task_type, cosine; null cosines are
+    rows not scored): ``min_cosine`` (one number, one per task type, or null) and, when
+    ``cosine_percentile`` is set, that percentile of the task type's scores in this run — each embedding
+    model has its own scale. The stricter of the two applies.
 
-    >>> cosine_thresholds(["sts"] * 4, [0.1, 0.2, 0.3, 0.4], {"min_cosine": 0.15, "cosine_percentile": 50})
+    >>> scores = pl.DataFrame({"task_type": ["sts"] * 4, "cosine": [0.1, 0.2, 0.3, 0.4]})
+    >>> cosine_thresholds(scores, {"min_cosine": 0.15, "cosine_percentile": 50})
     {'sts': 0.25}
-    >>> per_task = {"min_cosine": {"sts": 0.4}, "cosine_percentile": None}
-    >>> cosine_thresholds(["sts", "bitext"], [0.5, 0.1], per_task)
+    >>> scores = pl.DataFrame({"task_type": ["sts", "bitext"], "cosine": [0.5, 0.1]})
+    >>> cosine_thresholds(scores, {"min_cosine": {"sts": 0.4}, "cosine_percentile": None})
     {'sts': 0.4, 'bitext': -1.0}
     """
     thresholds = {}
-    for task_type in dict.fromkeys(task_types):
+    for task_type in scores["task_type"].unique(maintain_order=True).to_list():
         absolute = cfg["min_cosine"]
         if isinstance(absolute, dict):
             absolute = absolute.get(task_type)
         threshold = -1.0 if absolute is None else absolute
-        task_scores = [s for t, s in zip(task_types, scores, strict=True) if t == task_type and s is not None]
-        if cfg["cosine_percentile"] is not None and task_scores:
+        task_scores = scores.filter(pl.col("task_type") == task_type)["cosine"].drop_nulls().to_numpy()
+        if cfg["cosine_percentile"] is not None and len(task_scores):
             threshold = max(threshold, float(np.percentile(task_scores, cfg["cosine_percentile"])))
         thresholds[task_type] = threshold
     return thresholds
@@ -198,120 +232,144 @@ def shingles(text: str, size: int = 5) -> set[str]:
     return {text[i : i + size] for i in range(max(1, len(text) - size + 1))}
 
 
-def near_duplicate_of(
-    texts: list[str | None], threshold: float, num_perm: int, seed: int
-) -> list[int | None]:
-    """For each text, the index of an earlier text whose estimated Jaccard similarity of character
-    shingles (MinHash LSH, datasketch) is at least ``threshold``, or None. None entries are skipped.
+class NearDuplicates:
+    """Near-duplicate detection with MinHash LSH over character shingles (datasketch's signatures and
+    band layout for ``threshold``), keeping only one 8-byte key per band of each text added, in a
+    sorted array: about 8 bytes x bands a text, where datasketch's index keeps kilobytes. A text is a
+    near duplicate when it shares a band with an earlier text that was not one (what
+    ``MinHashLSH.query`` then ``insert`` decide, up to 64-bit key collisions).
 
-    >>> texts = ["how to sort a dict by value", None, "how to sort a dict by values", "read a csv file"]
-    >>> near_duplicate_of(texts, 0.7, 128, 1)
-    [None, None, 0, None]
+    >>> index = NearDuplicates(0.7, 128, 1)
+    >>> index.add(["how to sort a dict by value", "read a csv file"])
+    [False, False]
+    >>> index.add(["how to sort a dict by values", "read a csv file row by row"])
+    [True, False]
     """
-    from datasketch import MinHash, MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    # The seed's permutations, made once: making them per text was most of the stage's time.
-    template = MinHash(num_perm=num_perm, seed=seed)
-    found: list[int | None] = []
-    for i, text in enumerate(texts):
-        if text is None:
-            found.append(None)
-            continue
+    def __init__(self, threshold: float, num_perm: int, seed: int):
+        from datasketch import MinHash, MinHashLSH
+
+        layout = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.bands, self.band_width = layout.b, layout.r
+        # The seed's permutations, made once: making them per text was most of the stage's time.
+        self.template = MinHash(num_perm=num_perm, seed=seed)
+        self.seen = np.zeros(0, dtype=np.uint64)
+
+    def band_keys(self, text: str) -> list[int]:
+        from datasketch import MinHash
+
         signature = MinHash(
-            num_perm=num_perm, seed=seed, permutations=template.permutations, scheme=template.scheme
+            num_perm=len(self.template),
+            seed=self.template.seed,
+            permutations=self.template.permutations,
+            scheme=self.template.scheme,
         )
         signature.update_batch([s.encode() for s in shingles(text)])
-        matches = lsh.query(signature)
-        found.append(min(int(m) for m in matches) if matches else None)
-        if not matches:
-            lsh.insert(str(i), signature)
-    return found
+        values = signature.hashvalues
+        return [
+            int.from_bytes(
+                hashlib.blake2b(
+                    bytes([band]) + values[band * self.band_width : (band + 1) * self.band_width].tobytes(),
+                    digest_size=8,
+                ).digest(),
+                "big",
+            )
+            for band in range(self.bands)
+        ]
+
+    def add(self, texts: list[str]) -> list[bool]:
+        """Whether each text is a near duplicate of an earlier one, this call's included; the texts
+        that are not become the earlier ones of later texts and calls."""
+        keys = np.array([self.band_keys(t) for t in texts], dtype=np.uint64).reshape(len(texts), self.bands)
+        positions = np.searchsorted(self.seen, keys).clip(max=max(len(self.seen) - 1, 0))
+        seen_before = (
+            (self.seen[positions] == keys).any(axis=1) if len(self.seen) else np.zeros(len(texts), bool)
+        )
+        added: set[int] = set()
+        found = []
+        for row, earlier in zip(keys.tolist(), seen_before.tolist(), strict=True):
+            duplicate = earlier or not added.isdisjoint(row)
+            if not duplicate:
+                added.update(row)
+            found.append(duplicate)
+        self.seen = np.union1d(self.seen, np.fromiter(added, dtype=np.uint64, count=len(added)))
+        return found
 
 
-def filter_decisions(rows: list[dict[str, Any]], cfg: dict[str, Any], seed: int) -> list[str | None]:
-    """Per row, the rejection reason or None (kept).
+def filter_decisions(
+    rows: pl.DataFrame,
+    cfg: dict[str, Any],
+    seed: int,
+    anchor_texts: Callable[[pl.DataFrame], list[str]],
+    chunk_rows: int = CHUNK_ROWS,
+) -> pl.Series:
+    """Per row, the rejection reason or null (kept), decided column by column.
 
-    Each row has: query (the generated text), anchor, parse_error, cosine, threshold, copied, optionally
-    repetitive and echo (checked when present), detected_language (or None when not checked or not
-    confident), language (the one asked for) and
-    doc_rank (rank of the source document for its anchor over the corpus; None: not in the top k;
-    absent when the round trip is not checked). Duplicates are judged on the anchor among the rows
-    that passed every other check; the first occurrence is kept.
+    ``rows`` has: text_reason (the shard's checks: parse error, format, repetitive, prompt echo, copied,
+    wrong language), cosine and threshold, round_trip (whether the row's document must come back for
+    it) and doc_rank (its rank over the corpus; null: not in the top k), anchor_key (``anchor_key`` of
+    the anchor). Duplicates are judged on the anchor among the rows that passed every other check, the
+    first occurrence kept; near duplicates (``cfg['near_duplicate_threshold']``) then among the rest,
+    on the texts ``anchor_texts`` returns for a slice of ``rows`` (read ``chunk_rows`` at a time).
 
-    >>> base = {"parse_error": None, "cosine": 0.9, "threshold": 0.4, "copied": False,
-    ...         "detected_language": None, "language": "en", "doc_rank": 0}
-    >>> rows = [base | {"query": "sort a dict", "anchor": "sort a dict"},
-    ...         base | {"query": "Sort a dict!", "anchor": "Sort a dict!"},
-    ...         base | {"query": "x", "anchor": "x"},
-    ...         base | {"query": "read a file now", "anchor": "read a file now", "cosine": 0.1},
-    ...         base | {"query": None, "anchor": None, "parse_error": "unparsable: no JSON object"},
-    ...         base | {"query": "lies ein Datei", "anchor": "lies ein Datei", "detected_language": "de"},
-    ...         base | {"query": "open a socket", "anchor": "open a socket", "doc_rank": None}]
-    >>> filter_decisions(rows, {"min_words": 2, "max_words": 10, "near_duplicate_threshold": None}, 0)
-    [None, 'duplicate', 'too_short', 'low_cosine', 'unparsable', 'wrong_language', 'round_trip']
+    >>> rows = pl.DataFrame({
+    ...     "anchor": ["sort a dict", "Sort a dict!", None, "read a file now", "open a socket"],
+    ...     "text_reason": [None, None, "too_short", None, None],
+    ...     "cosine": [0.9, 0.9, None, 0.1, 0.9], "threshold": [0.4] * 5,
+    ...     "round_trip": [True] * 5, "doc_rank": [0, 0, None, 0, None]})
+    >>> keys = pl.Series("anchor_key", [anchor_key(a) for a in rows["anchor"]], dtype=pl.Int64)
+    >>> rows = rows.with_columns(keys)
+    >>> cfg = {"near_duplicate_threshold": None}
+    >>> filter_decisions(rows, cfg, 0, lambda part: part["anchor"].to_list()).to_list()
+    [None, 'duplicate', 'too_short', 'low_cosine', 'round_trip']
     """
-    decisions: list[str | None] = []
-    for row in rows:
-        reason = None
-        if row["parse_error"] is not None or row["query"] is None:
-            reason = (row["parse_error"] or "empty").split(":")[0]
-        else:
-            reason = format_reason(row["query"], cfg["min_words"], cfg["max_words"])
-        if reason is None and row.get("repetitive"):
-            reason = "repetitive"
-        if reason is None and row.get("echo"):
-            reason = "prompt_echo"
-        if reason is None and row["copied"]:
-            reason = "copied"
-        if reason is None and row["detected_language"] not in (None, row["language"]):
-            reason = "wrong_language"
-        if reason is None and (row["cosine"] is None or row["cosine"] < row["threshold"]):
-            reason = "low_cosine"
-        if reason is None and "doc_rank" in row and row["doc_rank"] is None:
-            reason = "round_trip"
-        decisions.append(reason)
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        if decisions[i] is None:
-            key = normalized(row["anchor"])
-            decisions[i] = "duplicate" if key in seen else None
-            seen.add(key)
+    decided = rows.select(
+        pl.when(pl.col("text_reason").is_not_null())
+        .then(pl.col("text_reason"))
+        .when(pl.col("cosine").is_null() | (pl.col("cosine") < pl.col("threshold")))
+        .then(pl.lit("low_cosine"))
+        .when(pl.col("round_trip") & pl.col("doc_rank").is_null())
+        .then(pl.lit("round_trip"))
+        .alias("reason"),
+        pl.col("anchor_key"),
+    ).with_row_index("_row")
+    passed = decided.filter(pl.col("reason").is_null())
+    duplicates = passed.filter(~pl.col("anchor_key").is_first_distinct())["_row"]
+    reasons = decided["reason"].scatter(duplicates, "duplicate")
     if cfg["near_duplicate_threshold"] is not None:
-        candidates = [row["anchor"] if decisions[i] is None else None for i, row in enumerate(rows)]
-        for i, earlier in enumerate(
-            near_duplicate_of(candidates, cfg["near_duplicate_threshold"], 128, seed)
-        ):
-            if earlier is not None:
-                decisions[i] = "near_duplicate"
-    return decisions
+        index = NearDuplicates(cfg["near_duplicate_threshold"], 128, seed)
+        remaining = passed.filter(pl.col("anchor_key").is_first_distinct())["_row"]
+        for start in range(0, len(remaining), chunk_rows):
+            positions = remaining.slice(start, chunk_rows)
+            found = index.add(anchor_texts(rows.select(pl.all().gather(positions))))
+            reasons = reasons.scatter(positions.filter(pl.Series(found, dtype=pl.Boolean)), "near_duplicate")
+    return reasons
 
 
-def best_candidates(
-    keys: list[tuple[str, ...]],
-    decisions: list[str | None],
-    doc_ranks: list[int | None],
-    cosines: list[float | None],
-) -> list[str | None]:
-    """Best-of-k: among the kept candidates of one configuration (same key), keep the one whose document
-    ranks highest for it (round trip), then the closest; the others are rejected as ``not_best``.
+def best_candidates(rows: pl.DataFrame, keys: list[str]) -> pl.Series:
+    """Best-of-k: among the kept candidates (null reason) of one configuration (same ``keys``), keep the
+    one whose document ranks highest for it (round trip), then the closest, then the first; the others
+    are rejected as ``not_best``. ``rows`` has the key columns, reason, doc_rank and cosine.
 
-    >>> best_candidates([("a",), ("a",), ("a",), ("b",)], [None, None, "low_cosine", None],
-    ...                 [3, 0, 0, None], [0.9, 0.5, 0.1, 0.4])
+    >>> rows = pl.DataFrame({"key": ["a", "a", "a", "b"], "reason": [None, None, "low_cosine", None],
+    ...                      "doc_rank": [3, 0, 0, None], "cosine": [0.9, 0.5, 0.1, 0.4]})
+    >>> best_candidates(rows, ["key"]).to_list()
     ['not_best', None, 'low_cosine', None]
-    >>> best_candidates([("a",), ("a",)], [None, None], [None, None], [0.5, 0.7])
+    >>> rows = pl.DataFrame({"key": ["a", "a"], "reason": [None, None], "doc_rank": [None, None],
+    ...                      "cosine": [0.5, 0.7]}, schema_overrides={"doc_rank": pl.Int64})
+    >>> best_candidates(rows, ["key"]).to_list()
     ['not_best', None]
     """
-    best: dict[tuple[str, ...], int] = {}
-    for i, key in enumerate(keys):
-        if decisions[i] is not None:
-            continue
-        score = (doc_ranks[i] if doc_ranks[i] is not None else float("inf"), -(cosines[i] or 0.0))
-        j = best.get(key)
-        if j is None or score < (
-            doc_ranks[j] if doc_ranks[j] is not None else float("inf"),
-            -(cosines[j] or 0.0),
-        ):
-            best[key] = i
-    chosen = set(best.values())
-    return [d if d is not None or i in chosen else "not_best" for i, d in enumerate(decisions)]
+    numbered = rows.with_row_index("_row")
+    order = [pl.col("doc_rank").fill_null(np.iinfo(np.int64).max), -pl.col("cosine").fill_null(0.0), "_row"]
+    best = (
+        numbered.filter(pl.col("reason").is_null())
+        .group_by(keys)
+        .agg(pl.col("_row").sort_by(order).first())["_row"]
+    )
+    return numbered.select(
+        pl.when(pl.col("reason").is_null() & ~pl.col("_row").is_in(best.implode()))
+        .then(pl.lit("not_best"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )["reason"]

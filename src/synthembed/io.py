@@ -19,6 +19,9 @@ import numpy as np
 import polars as pl
 
 logger = logging.getLogger(__name__)
+# Rows a stage holds at once where it streams over a file (the docs stage's spilled chunks and row
+# groups, the filtered stage's slices, the balanced stage's slices): its memory follows this, not the file.
+CHUNK_ROWS = 50_000
 
 
 class InputError(ValueError):
@@ -74,6 +77,27 @@ def write_parquet_row_groups(
             rows += frame.height
     logger.info("wrote %s (%d rows)", path, rows)
     return rows
+
+
+def read_rows(path: str | Path, rows: np.ndarray, columns: list[str]) -> pl.DataFrame:
+    """``columns`` of the rows at positions ``rows`` of a Parquet file, in the order of ``rows``; the
+    file is read as a stream, so only those rows are held.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "t.parquet"
+    >>> pl.DataFrame({"x": list("abcde"), "y": range(5)}).write_parquet(path)
+    >>> read_rows(path, np.array([3, 0, 3]), ["x"])["x"].to_list()
+    ['d', 'a', 'd']
+    """
+    wanted = pl.DataFrame({"_row": pl.Series(rows).cast(pl.get_index_type())})
+    found = (
+        pl.scan_parquet(path)
+        .select(columns)
+        .with_row_index("_row")
+        .filter(pl.col("_row").is_in(wanted["_row"].unique().implode()))
+        .collect(engine="streaming")
+    )
+    return wanted.join(found, on="_row", how="left", maintain_order="left").drop("_row")
 
 
 def write_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> None:

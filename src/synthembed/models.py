@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from synthembed.io import atomic_path
+from synthembed.io import CHUNK_ROWS, atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -181,21 +181,27 @@ def load_embedder(
     return model
 
 
-def length_batches(texts: list[str], batch_size: int) -> list[list[int]]:
-    """Indices of ``texts`` in batches of ``batch_size``, longest first (ties by position), so each
-    batch pads little.
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices of texts of ``lengths`` in batches of ``batch_size``, longest first (ties by position),
+    so each batch pads little.
 
-    >>> length_batches(["a", "ccc", "bb", "dd", "e"], 2)
+    >>> length_batches([1, 3, 2, 2, 1], 2)
     [[1, 2], [3, 0], [4]]
     """
-    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def encode_batches(
-    encode: Callable[..., np.ndarray], texts: list[str], batches: list[list[int]], desc: str
+    encode: Callable[..., np.ndarray],
+    fetch: Callable[[list[int]], list[str]],
+    batches: list[list[int]],
+    desc: str,
+    chunk_texts: int = CHUNK_ROWS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, normalised float32 vectors) of the texts in ``batches``, in batch order.
+    """(indices, normalised float32 vectors) of the texts in ``batches``, in batch order; ``fetch``
+    returns the texts of a list of indices, asked for about ``chunk_texts`` at a time so a caller can
+    read them from a file instead of holding them all.
 
     Each batch is one ``encode`` call (``model.encode_query`` or ``model.encode_document``): a text's
     vector then depends on its batch only, not on which other batches a job encodes, so shards that
@@ -205,14 +211,38 @@ def encode_batches(
     from tqdm.auto import tqdm
 
     indices = np.array([i for batch in batches for i in batch], dtype=np.int64)
-    vectors = [
-        encode(
-            [texts[i] for i in batch],
-            batch_size=len(batch),
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        ).astype(np.float32)
-        for batch in tqdm(batches, desc=desc, mininterval=10)
-    ]
+    vectors = []
+    with tqdm(total=len(batches), desc=desc, mininterval=10) as progress:
+        for group in chunked_batches(batches, chunk_texts):
+            wanted = [i for batch in group for i in batch]
+            texts = dict(zip(wanted, fetch(wanted), strict=True))
+            for batch in group:
+                vectors.append(
+                    encode(
+                        [texts[i] for i in batch],
+                        batch_size=len(batch),
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    ).astype(np.float32)
+                )
+                progress.update()
     return indices, np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+
+
+def chunked_batches(batches: list[list[int]], chunk_texts: int) -> Iterator[list[list[int]]]:
+    """Consecutive runs of ``batches`` holding about ``chunk_texts`` texts each (at least one batch).
+
+    >>> list(chunked_batches([[0, 1], [2, 3], [4]], 3))
+    [[[0, 1], [2, 3]], [[4]]]
+    """
+    group: list[list[int]] = []
+    size = 0
+    for batch in batches:
+        group.append(batch)
+        size += len(batch)
+        if size >= chunk_texts:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
