@@ -58,3 +58,37 @@ def test_embedded_generator_writes_deterministic_completions(llm_cache_dir):
     assert len(first) == 2 and all(isinstance(c.text, str) and c.text for c in first)
     assert all(c.tokens_in > 5 and 0 < c.tokens_out <= 8 for c in first)
     assert generator.generate(batch, seed=0) == first
+
+
+def test_encode_batches_reads_texts_a_chunk_at_a_time_and_keeps_batch_order():
+    import numpy as np
+
+    from synthembed.models import encode_batches, length_batches
+
+    texts = ["a", "ccc", "bb", "dddd", "e", "ff", "ggggg"]
+    batches = length_batches([len(t) for t in texts], 2)
+    fetched = []
+
+    def fetch(indices):
+        fetched.append(list(indices))
+        return [texts[i] for i in indices]
+
+    def encode(batch, **options):
+        # A batch's vectors depend on its mates, as a real encoder's rounding does.
+        return np.array([[len(t), len(batch), ord(batch[0][0])] for t in batch], dtype=np.float32)
+
+    order, vectors = encode_batches(encode, fetch, batches, "texts", chunk_texts=3)
+    assert batches == [[6, 3], [1, 2], [5, 0], [4]]
+    assert fetched == [[6, 3, 1, 2], [5, 0, 4]]
+    assert order.tolist() == [6, 3, 1, 2, 5, 0, 4]
+    assert vectors.tolist() == [
+        [5, 2, ord("g")],
+        [4, 2, ord("g")],
+        [3, 2, ord("c")],
+        [2, 2, ord("c")],
+        [2, 2, ord("f")],
+        [1, 2, ord("f")],
+        [1, 1, ord("e")],
+    ]
+    whole = encode_batches(encode, fetch, batches, "texts")
+    assert (whole[0] == order).all() and (whole[1] == vectors).all()

@@ -62,7 +62,15 @@ def passages(docs: pl.DataFrame) -> list[str]:
 
 def read_passages(path: str | Path, doc_ids: pl.Series) -> pl.DataFrame:
     """doc_id and passage of the documents of a docs file with one of ``doc_ids``, read as a stream of
-    its row groups so only those documents are held."""
+    its row groups so only those documents are held.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "docs.parquet"
+    >>> docs = pl.DataFrame({"doc_id": ["a", "b", "c"], "title": ["t", None, ""], "text": ["x", "y", "z"]})
+    >>> docs.write_parquet(path)
+    >>> read_passages(path, pl.Series(["c", "a", "c"])).rows()
+    [('a', 't\\nx'), ('c', 'z')]
+    """
     return (
         pl.scan_parquet(path)
         .filter(pl.col("doc_id").is_in(doc_ids.unique().implode()))
