@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from synthembed.models import causal_lm_path, load_causal_lm, resolve_device
+from synthembed.prefix_cache import shared_prefix_attention_on, shared_prefix_cache
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,8 @@ class TransformersGenerator:
         Rows are laid out as ``shared prefix | padding | own suffix`` with the padding masked out,
         so positions and attention are those of each row alone: the answers are the ones a plain
         left-padded call gives (greedy: identical up to float rounding), at a fraction of the
-        prompt cost when the rows share a system message and worked examples.
+        prompt cost when the rows share a system message and worked examples. The prefix's keys and
+        values are kept once for the batch, not copied per row (``synthembed.prefix_cache``).
         """
         chat = self.tokenizer.apply_chat_template
         rows = [chat(m, add_generation_prompt=True, return_dict=True)["input_ids"] for m in batch]
@@ -158,16 +160,16 @@ class TransformersGenerator:
         )
         sample = self.sampling["temperature"] > 0
         torch.manual_seed(seed)
-        with torch.inference_mode():
-            prefix_cache = None
+        with torch.inference_mode(), shared_prefix_attention_on(self.model):
+            cache = None
             if shared:
                 prefix = input_ids[:1, :shared].to(self.device)
                 prefix_cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
-                prefix_cache.batch_repeat_interleave(len(rows))
+                cache = shared_prefix_cache(prefix_cache, len(rows), width + self.sampling["max_new_tokens"])
             output = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention_mask.to(self.device),
-                past_key_values=prefix_cache,
+                past_key_values=cache,
                 max_new_tokens=self.sampling["max_new_tokens"],
                 do_sample=sample,
                 temperature=self.sampling["temperature"] if sample else None,

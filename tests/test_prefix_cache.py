@@ -1,0 +1,87 @@
+"""Shared-prefix generation: the prefix's keys and values kept once for a whole batch."""
+
+import torch
+from torch.nn.functional import scaled_dot_product_attention
+from transformers import DynamicCache
+
+from synthembed.llm import TransformersGenerator
+from synthembed.prefix_cache import PrefixedKV, shared_prefix_attention, shared_prefix_cache
+
+GENERATION = {
+    "batch_size": 8,
+    "max_new_tokens": 6,
+    "temperature": 0.0,
+    "top_p": 1.0,
+    "repetition_penalty": 1.3,
+    "stop": None,
+}
+
+
+def test_decoding_attention_equals_sdpa_over_each_rows_copy_of_the_prefix():
+    torch.manual_seed(0)
+    rows, heads, kv_heads, dim, shared, own = 3, 4, 2, 8, 5, 4
+    query = torch.randn(rows, heads, 1, dim)
+    prefix_keys, prefix_values = torch.randn(1, kv_heads, shared, dim), torch.randn(1, kv_heads, shared, dim)
+    own_keys, own_values = torch.randn(rows, kv_heads, own, dim), torch.randn(rows, kv_heads, own, dim)
+    mask = torch.ones(rows, 1, 1, shared + own, dtype=torch.bool)
+    mask[0, :, :, shared : shared + 2] = False  # row 0 is left-padded by two tokens after the prefix
+    output, _ = shared_prefix_attention(
+        torch.nn.Module(),
+        query,
+        PrefixedKV(prefix_keys, own_keys),
+        PrefixedKV(prefix_values, own_values),
+        mask,
+        scaling=0.5,
+    )
+    keys = torch.cat([prefix_keys.expand(rows, -1, -1, -1), own_keys], dim=-2).repeat_interleave(2, dim=1)
+    values = torch.cat([prefix_values.expand(rows, -1, -1, -1), own_values], dim=-2).repeat_interleave(
+        2, dim=1
+    )
+    expected = scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=0.5).transpose(1, 2)
+    assert output.shape == (rows, 1, heads, dim)
+    torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cache_keeps_the_prefix_once_and_each_rows_tokens_in_place():
+    prefix = DynamicCache()
+    prefix.update(torch.randn(1, 2, 7, 4), torch.randn(1, 2, 7, 4), 0)
+    cache = shared_prefix_cache(prefix, rows=3, capacity=10)
+    first_keys, _ = cache.update(torch.ones(3, 2, 4, 4), torch.ones(3, 2, 4, 4), 0)
+    keys, values = cache.update(torch.full((3, 2, 1, 4), 2.0), torch.full((3, 2, 1, 4), 2.0), 0)
+    assert cache.get_seq_length() == 7 + 5
+    assert cache.layers[0].get_mask_sizes(query_length=1) == (13, 0)
+    assert keys.prefix.shape == (1, 2, 7, 4) and keys.prefix.data_ptr() == prefix.layers[0].keys.data_ptr()
+    assert keys.own.shape == (3, 2, 5, 4) and keys.own.data_ptr() == first_keys.own.data_ptr()
+    assert keys.own[:, :, :4].eq(1).all() and values.own[:, :, 4].eq(2).all()
+
+
+def test_generation_over_a_shared_prefix_answers_as_plain_left_padded_generation(tiny_qwen3, tmp_path):
+    generator = TransformersGenerator(GENERATION | {"model": str(tiny_qwen3)}, tmp_path)
+    # at the initial scale a random model repeats one token whatever the prompt: larger weights make
+    # each answer depend on the row's own tokens
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, weight in generator.model.named_parameters():
+            if "norm" not in name:
+                weight.normal_(0.0, 0.5)
+    system = {"role": "system", "content": "Write one search query for the document. " * 6}
+    documents = ["def add(a, b): return a + b", "import os", "class Stack: pass # a list with push and pop"]
+    requests = [[system, {"role": "user", "content": text}] for text in documents]
+    answers = [a.text for a in generator.generate(requests, seed=0)]
+    assert generator.model.config._attn_implementation == "sdpa"  # restored for every other use
+
+    tokenizer = generator.tokenizer
+    encoded = tokenizer.apply_chat_template(
+        requests, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
+    )
+    with torch.inference_mode():
+        output = generator.model.generate(
+            **encoded,
+            max_new_tokens=6,
+            do_sample=False,
+            repetition_penalty=1.3,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    plain = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert answers == [text.strip() for text in plain]
+    assert all(answers) and len(set(answers)) == len(answers)
