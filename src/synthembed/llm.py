@@ -208,19 +208,38 @@ def shared_prefix_length(rows: list[list[int]]) -> int:
 
 
 def prefix_batches(requests: list[Messages], batch_size: int) -> list[tuple[int, int]]:
-    """Consecutive batches of at most ``batch_size`` requests, cut where the earlier turns (system
-    message, worked examples) change, so each batch shares their whole prompt prefix.
+    """Consecutive batches of at most ``batch_size`` requests. A run of requests with the same earlier
+    turns (system message, worked examples) is batched on its own, so each batch shares their whole
+    prompt prefix; consecutive requests whose earlier turns are their own (worked examples chosen per
+    document) are batched together and share what their prompts have in common.
 
     >>> system = lambda text: [{"role": "system", "content": text}, {"role": "user", "content": "q"}]
     >>> prefix_batches([system("a")] * 3 + [system("b")] * 2, batch_size=2)
     [(0, 2), (2, 3), (3, 5)]
+    >>> prefix_batches([system(text) for text in "abcd"] + [system("e")] * 2, batch_size=3)
+    [(0, 3), (3, 4), (4, 6)]
     """
-    batches: list[tuple[int, int]] = []
+    runs: list[tuple[int, int]] = []
     start = 0
     for i in range(1, len(requests) + 1):
-        if i == len(requests) or i - start == batch_size or requests[i][:-1] != requests[start][:-1]:
-            batches.append((start, i))
+        if i == len(requests) or requests[i][:-1] != requests[start][:-1]:
+            runs.append((start, i))
             start = i
+    batches: list[tuple[int, int]] = []
+    lone_start = None  # first request of the open batch of lone requests
+    for run_start, run_end in runs:
+        if run_end - run_start == 1:
+            if lone_start is None or run_start - lone_start == batch_size:
+                if lone_start is not None:
+                    batches.append((lone_start, run_start))
+                lone_start = run_start
+            continue
+        if lone_start is not None:
+            batches.append((lone_start, run_start))
+            lone_start = None
+        batches += [(b, min(b + batch_size, run_end)) for b in range(run_start, run_end, batch_size)]
+    if lone_start is not None:
+        batches.append((lone_start, len(requests)))
     return batches
 
 
