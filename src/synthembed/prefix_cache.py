@@ -132,6 +132,8 @@ def shared_prefix_attention_on(model: torch.nn.Module) -> Iterator[None]:
     """Run ``model`` with shared-prefix attention inside the block, its own implementation after."""
     own = model.config._attn_implementation
     model.set_attn_implementation(ATTENTION)
+    if model.config._attn_implementation != ATTENTION:  # transformers only warns
+        raise ValueError(f"{type(model).__name__} cannot switch its attention implementation")
     try:
         yield
     finally:
