@@ -6,9 +6,10 @@ SmolLM2's ~600) and differs only in its document. The plain way to reuse the pre
 concatenates each row's whole cache again and attends over each copy: measured on the 2-core CPU, a
 decoding step of 16 rows spent 30 % of its time in that concatenation and 15 % in attention.
 
-Here the prefix's keys and values are kept once (batch 1), each row's own tokens go into a buffer
-filled in place, and attention scores a row's query against the prefix (broadcast, no copy) and
-against its own tokens, with one softmax over both: the same attention, without the copies.
+Here the prefix's keys and values are kept once (batch 1) and each row's own tokens go into a buffer
+filled in place. The prompt's own tokens attend through SDPA over one copy of the prefix per row,
+made once; every decoding step scores the rows' queries against the single prefix and against their
+own tokens, with one softmax over both: the same attention, without the copies at every step.
 """
 
 from __future__ import annotations
