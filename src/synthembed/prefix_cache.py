@@ -43,21 +43,20 @@ class SharedPrefixLayer(DynamicLayer):
         super().__init__()
         self.prefix_keys, self.prefix_values = keys, values
         shape = (rows, keys.shape[1], capacity, keys.shape[3])
-        self.own_keys, self.own_values = keys.new_empty(shape), values.new_empty(shape)
+        self.keys, self.values = keys.new_empty(shape), values.new_empty(shape)  # the rows' own tokens
         self.length = 0
         self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-        self.keys, self.values = self.own_keys, self.own_values
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
     ) -> tuple[PrefixedKV, PrefixedKV]:
         end = self.length + key_states.shape[-2]
-        self.own_keys[:, :, self.length : end] = key_states
-        self.own_values[:, :, self.length : end] = value_states
+        self.keys[:, :, self.length : end] = key_states
+        self.values[:, :, self.length : end] = value_states
         self.length = end
         return (
-            PrefixedKV(self.prefix_keys, self.own_keys[:, :, :end]),
-            PrefixedKV(self.prefix_values, self.own_values[:, :, :end]),
+            PrefixedKV(self.prefix_keys, self.keys[:, :, :end]),
+            PrefixedKV(self.prefix_values, self.values[:, :, :end]),
         )
 
     def get_seq_length(self) -> int:
