@@ -1,13 +1,15 @@
 """Queries per second of the transformers backend (shared-prefix KV reuse, cache, batching, parsing)
-against the naive batched call: model.generate on the same prompts, left-padded, in batches of
-similar length, in the same process. Both are greedy, so their answers can be compared one by one.
+against the naive batched call: model.generate on the same prompts, left-padded, in the same batches
+with the same seeds, in the same process, so their answers can be compared one by one (greedy, or
+sampled with --temperature: the same draws).
 
     python benchmarks/generation_throughput.py --params params.yaml --docs results/docs.parquet \
         --configs results/configs.parquet --prompt prompts/queries_few_shot.yaml --n 64 --repeats 2
 
-Each repeat times both paths (the order alternates); the generator starts from an empty cache every
-time, so every prompt is generated. Prints calls per second of both, the speedup and how many
-answers are identical.
+--samples k asks every prompt k times (best-of-k candidates, seeds seed .. seed + k - 1; needs
+--temperature > 0). Each repeat times both paths (the order alternates); the generator starts from an
+empty cache every time, so every call is made. Prints calls per second of both, the speedup and how
+many answers are identical.
 """
 
 import argparse
@@ -22,7 +24,7 @@ import torch
 
 from synthembed.corpus import passages
 from synthembed.generation import shown_text
-from synthembed.llm import CachedLLM, LLMCache, TransformersGenerator
+from synthembed.llm import CachedLLM, LLMCache, TransformersGenerator, batch_order, prefix_batches
 from synthembed.params import load_params
 from synthembed.prompts import load_task_prompts, row_fields, task_messages, template_name
 
@@ -33,9 +35,11 @@ parser.add_argument("--configs", required=True)
 parser.add_argument("--prompt", required=True)
 parser.add_argument("--n", type=int, default=64)
 parser.add_argument("--repeats", type=int, default=2)
+parser.add_argument("--samples", type=int, default=1)
+parser.add_argument("--temperature", type=float, default=0.0)
 args = parser.parse_args()
 params = load_params(args.params)
-params["llm"]["temperature"] = 0.0
+params["llm"]["temperature"] = args.temperature
 
 configs = pl.read_parquet(args.configs).head(args.n)
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
@@ -50,17 +54,23 @@ for row, document in zip(configs.iter_rows(named=True), documents, strict=True):
         )
     )
 generator = TransformersGenerator(params["llm"], params["runtime"]["cache_dir"], params["runtime"]["device"])
-batch = generator.batch_size
-order = sorted(range(len(requests)), key=lambda i: len(json.dumps(requests[i])))
+seed = params["seed"]
+# the generator's calls in its order: sample j of prompt i is call j * n + i, with seed + j
+calls = [
+    (requests[c % len(requests)], seed + c // len(requests)) for c in range(len(requests) * args.samples)
+]
+order = sorted(range(len(calls)), key=lambda c: batch_order(calls[c][0]))
 
 
 def naive() -> list[str]:
     tokenizer, model, sampling = generator.tokenizer, generator.model, generator.sampling
-    answers = [""] * len(requests)
-    for start in range(0, len(order), batch):
-        chunk = order[start : start + batch]
+    sample = sampling["temperature"] > 0
+    answers = [""] * len(calls)
+    for start, end in prefix_batches([calls[c][0] for c in order], generator.batch_size):
+        chunk = order[start:end]
+        torch.manual_seed(calls[chunk[0]][1] + start)  # as the generator seeds a batch
         encoded = tokenizer.apply_chat_template(
-            [requests[i] for i in chunk],
+            [calls[c][0] for c in chunk],
             add_generation_prompt=True,
             return_tensors="pt",
             padding=True,
@@ -70,10 +80,10 @@ def naive() -> list[str]:
             output = model.generate(
                 **encoded,
                 max_new_tokens=sampling["max_new_tokens"],
-                do_sample=False,
-                top_p=None,
+                do_sample=sample,
+                top_p=sampling["top_p"] if sample else None,
                 top_k=None,
-                temperature=None,
+                temperature=sampling["temperature"] if sample else None,
                 repetition_penalty=sampling["repetition_penalty"],
                 stop_strings=sampling["stop"] or None,
                 tokenizer=tokenizer,
@@ -88,7 +98,7 @@ def naive() -> list[str]:
 def generator_path() -> list[str]:
     with tempfile.TemporaryDirectory() as folder:
         llm = CachedLLM(generator, LLMCache(Path(folder) / "llm.sqlite"))
-        answers = llm.generate(requests, seed=params["seed"], desc="generator")
+        answers = llm.generate(requests, seed=seed, desc="generator", samples=args.samples)
         llm.cache.close()
     return answers
 
@@ -107,9 +117,11 @@ print(
     json.dumps(
         {
             "prompts": len(requests),
-            "batch_size": batch,
-            "naive_calls_per_s": round(len(requests) / naive_s, 3),
-            "generator_calls_per_s": round(len(requests) / generator_s, 3),
+            "samples": args.samples,
+            "temperature": args.temperature,
+            "batch_size": generator.batch_size,
+            "naive_calls_per_s": round(len(calls) / naive_s, 3),
+            "generator_calls_per_s": round(len(calls) / generator_s, 3),
             "speedup": round(naive_s / generator_s, 2),
             "identical_answers": identical,
         }

@@ -96,13 +96,15 @@ class TemplateLLM:
         self.answers = answers
         self.requests: dict[str, int] = {}
 
-    def generate(self, prompts, seed, desc="", schema=None):
+    def generate(self, prompts, seed, desc="", schema=None, samples=1):
         template = desc.removeprefix("queries: ")
-        self.requests[template] = self.requests.get(template, 0) + len(prompts)
-        self.seen = getattr(self, "seen", []) + [(template, seed, p) for p in prompts]
+        self.requests[template] = self.requests.get(template, 0) + len(prompts) * samples
+        self.seen = getattr(self, "seen", []) + [
+            (template, seed + s, p) for s in range(samples) for p in prompts
+        ]
         if template in ("retrieval", "retrieval_code", "code_negative"):
             assert schema is None or schema["required"] == list(TASK_FIELDS[template])
-        return [self.answers[template]] * len(prompts)
+        return [self.answers[template]] * len(prompts) * samples
 
     def key(self, messages, seed, schema=None):
         return f"{len(messages)}-{seed}"

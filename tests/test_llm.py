@@ -15,15 +15,17 @@ class CountingGenerator:
     def __init__(self):
         self.sampling = {"temperature": 0.0}
         self.prompts_seen = 0
+        self.seeds_seen: list[int] = []
 
-    def answer(self, messages) -> Completion:
+    def answer(self, messages, seed) -> Completion:
         return Completion(f"answer to {messages[-1]['content']}", tokens_in=10, tokens_out=3)
 
-    def run(self, requests, seed, schema, on_done):
+    def run(self, requests, seeds, schema, on_done):
         for start in range(0, len(requests), 4):
             batch = requests[start : start + 4]
             self.prompts_seen += len(batch)
-            on_done([(start + i, self.answer(m)) for i, m in enumerate(batch)])
+            self.seeds_seen += seeds[start : start + 4]
+            on_done([(start + i, self.answer(m, seeds[start + i])) for i, m in enumerate(batch)])
 
 
 def prompts(n: int):
@@ -67,16 +69,33 @@ def test_duplicate_prompts_are_generated_once(tmp_path):
     assert llm.generator.prompts_seen == 3
 
 
+class SeedGenerator(CountingGenerator):
+    """Answers with the prompt and the seed it was asked with."""
+
+    def answer(self, messages, seed) -> Completion:
+        return Completion(f"{messages[-1]['content']} at seed {seed}", tokens_in=10, tokens_out=3)
+
+
+def test_samples_are_the_calls_of_one_seed_each_asked_next_to_each_other(tmp_path):
+    llm = CachedLLM(SeedGenerator(), LLMCache(tmp_path / "c.sqlite"))
+    answers = llm.generate(prompts(2), seed=5, samples=3)
+    assert answers == [f"q{i} at seed {seed}" for seed in (5, 6, 7) for i in range(2)]
+    assert llm.generator.seeds_seen == [5, 6, 7, 5, 6, 7]  # a prompt's samples together
+    again = CachedLLM(SeedGenerator(), LLMCache(tmp_path / "c.sqlite"))
+    assert again.generate(prompts(2), seed=6) == ["q0 at seed 6", "q1 at seed 6"]
+    assert again.generator.prompts_seen == 0
+
+
 class DyingGenerator(CountingGenerator):
     """Dies on its third batch, like a stage killed halfway."""
 
-    def run(self, requests, seed, schema, on_done):
+    def run(self, requests, seeds, schema, on_done):
         def dying(done):
             if self.prompts_seen > 8:
                 raise KeyboardInterrupt
             on_done(done)
 
-        super().run(requests, seed, schema, dying)
+        super().run(requests, seeds, schema, dying)
 
 
 def test_interrupted_run_resumes_without_repeating_finished_batches(tmp_path):

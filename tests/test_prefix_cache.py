@@ -55,21 +55,24 @@ def test_cache_keeps_the_prefix_once_and_each_rows_tokens_in_place():
     assert keys.own[:, :, :4].eq(1).all() and values.own[:, :, 4].eq(2).all()
 
 
-def test_generation_over_a_shared_prefix_answers_as_plain_left_padded_generation(tiny_qwen3, tmp_path):
-    generator = TransformersGenerator(GENERATION | {"model": str(tiny_qwen3)}, tmp_path)
-    # at the initial scale a random model repeats one token whatever the prompt: larger weights make
-    # each answer depend on the row's own tokens
+def answer_dependent_generator(tiny_qwen3, tmp_path, **sampling) -> TransformersGenerator:
+    """The tiny Qwen3 behind the generator, its weights scaled up: at the initial scale a random model
+    repeats one token whatever the prompt; larger weights make each answer depend on the row's tokens."""
+    generator = TransformersGenerator(GENERATION | {"model": str(tiny_qwen3)} | sampling, tmp_path)
     torch.manual_seed(1)
     with torch.no_grad():
         for name, weight in generator.model.named_parameters():
             if "norm" not in name:
                 weight.normal_(0.0, 0.5)
-    system = {"role": "system", "content": "Write one search query for the document. " * 6}
-    documents = ["def add(a, b): return a + b", "import os", "class Stack: pass # a list with push and pop"]
-    requests = [[system, {"role": "user", "content": text}] for text in documents]
-    answers = [a.text for a in generator.generate(requests, seed=0)]
-    assert generator.model.config._attn_implementation == "sdpa"  # restored for every other use
+    return generator
 
+
+SYSTEM = {"role": "system", "content": "Write one search query for the document. " * 6}
+DOCUMENTS = ["def add(a, b): return a + b", "import os", "class Stack: pass # a list with push and pop"]
+
+
+def plain_generate(generator: TransformersGenerator, requests, **sampling) -> list[str]:
+    """A plain left-padded ``model.generate`` on the same rows."""
     tokenizer = generator.tokenizer
     encoded = tokenizer.apply_chat_template(
         requests, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
@@ -78,10 +81,36 @@ def test_generation_over_a_shared_prefix_answers_as_plain_left_padded_generation
         output = generator.model.generate(
             **encoded,
             max_new_tokens=6,
-            do_sample=False,
             repetition_penalty=1.3,
             pad_token_id=tokenizer.pad_token_id,
+            **sampling,
         )
     plain = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert answers == [text.strip() for text in plain]
+    return [text.strip() for text in plain]
+
+
+def test_generation_over_a_shared_prefix_answers_as_plain_left_padded_generation(tiny_qwen3, tmp_path):
+    generator = answer_dependent_generator(tiny_qwen3, tmp_path)
+    requests = [[SYSTEM, {"role": "user", "content": text}] for text in DOCUMENTS]
+    answers = [a.text for a in generator.generate(requests, seed=0)]
+    assert generator.model.config._attn_implementation == "sdpa"  # restored for every other use
+    assert answers == plain_generate(generator, requests, do_sample=False)
     assert all(answers) and len(set(answers)) == len(answers)
+
+
+def test_samples_of_one_prompt_run_its_tokens_once_and_draw_as_plain_sampling(tiny_qwen3, tmp_path):
+    generator = answer_dependent_generator(tiny_qwen3, tmp_path, temperature=1.0)
+    requests = [[SYSTEM, {"role": "user", "content": DOCUMENTS[i]}] for i in (0, 0, 0, 2, 2, 1)]
+    batch_sizes = []
+    hook = generator.model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: batch_sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    answers = [a.text for a in generator.generate(requests, seed=3)]
+    hook.remove()
+    # the prefix once, the three distinct prompts once, then the six rows token by token
+    assert batch_sizes[:3] == [1, 3, 6]
+    torch.manual_seed(3)
+    assert answers == plain_generate(
+        generator, requests, do_sample=True, temperature=1.0, top_p=1.0, top_k=None
+    )
+    assert len(set(answers[:3])) == 3  # the samples of one prompt part

@@ -33,14 +33,16 @@ def answer_rows(
     llm,
     seed: int,
     retrieval_llm=None,
+    samples: int = 1,
 ) -> list[dict[str, Any]]:
-    """Ask every request, one group per template, and parse each answer.
+    """Ask every request ``samples`` times (seeds ``seed``, ``seed + 1``, ...), one group per template,
+    and parse each answer.
 
     ``retrieval_llm`` (the self-trained doc2query model) answers the retrieval templates instead of
-    ``llm``, one line each. Returns per request: raw_output, fields (None when unusable), error (why
-    not) and prompt_hash.
+    ``llm``, one line each. Returns per request and sample (all requests for the first seed, then for
+    the next): raw_output, fields (None when unusable), error (why not) and prompt_hash.
     """
-    results: list[dict[str, Any]] = [{} for _ in requests]
+    results: list[dict[str, Any]] = [{} for _ in range(len(requests) * samples)]
     for template in dict.fromkeys(templates):
         positions = [i for i, t in enumerate(templates) if t == template]
         asked, answer_format = llm, prompt["format"]
@@ -48,8 +50,13 @@ def answer_rows(
             asked, answer_format = retrieval_llm, "line"
         schema = answer_schema(TASK_FIELDS[template]) if answer_format == "json" else None
         messages = [requests[i] for i in positions]
-        raw = asked.generate(messages, seed=seed, desc=f"queries: {template}", schema=schema)
-        for i, message, output in zip(positions, messages, raw, strict=True):
+        raw = asked.generate(messages, seed=seed, desc=f"queries: {template}", schema=schema, samples=samples)
+        asked_calls = [
+            (sample, i, message)
+            for sample in range(samples)
+            for i, message in zip(positions, messages, strict=True)
+        ]
+        for (sample, i, message), output in zip(asked_calls, raw, strict=True):
             fields, error = None, None
             if output is None:
                 error = "llm_call_failed"
@@ -58,11 +65,11 @@ def answer_rows(
                     fields = parse_answer(output, template, answer_format)
                 except ValueError as err:
                     error = f"unparsable: {err}"
-            results[i] = {
+            results[sample * len(requests) + i] = {
                 "raw_output": output,
                 "fields": fields,
                 "error": error,
-                "prompt_hash": asked.key(message, seed, schema),
+                "prompt_hash": asked.key(message, seed + sample, schema),
             }
     return results
 
@@ -135,10 +142,13 @@ def generate_queries(
         for i, (template, document) in enumerate(zip(templates, documents, strict=True)):
             if template in EXAMPLE_TEMPLATES:
                 requests[i] = doc2query_messages(doc2query_prompt, template, document, doc_chars)
+    # all candidates in one call: a candidate is a sample of the same prompt, whose tokens then run once
+    answers = answer_rows(templates, requests, prompt, llm, seed, retrieval_llm, cfg["candidates"])
     out = []
     for candidate in range(cfg["candidates"]):
-        answers = answer_rows(templates, requests, prompt, llm, seed + candidate, retrieval_llm)
-        out += answered_rows(rows, templates, answers, candidate)
+        out += answered_rows(
+            rows, templates, answers[candidate * len(rows) : (candidate + 1) * len(rows)], candidate
+        )
     if cfg["code_negatives"]:
         negatives = code_negatives(templates, documents, prompt, llm, cfg, seed)
         out = [row | negatives.get(i % len(rows), {}) for i, row in enumerate(out)]

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
+from transformers import Cache
 
 from synthembed.models import causal_lm_path, load_causal_lm, resolve_device
 from synthembed.prefix_cache import shared_prefix_attention_on, shared_prefix_cache
@@ -105,14 +106,15 @@ class LLMCache:
 
 
 class Generator(Protocol):
-    """A backend: answers requests and reports each group of finished ones through ``on_done``."""
+    """A backend: answers requests (request i with seed ``seeds[i]``) and reports each group of
+    finished ones through ``on_done``."""
 
     backend: str
     model_name: str
     sampling: dict[str, Any]
 
     def run(
-        self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
+        self, requests: list[Messages], seeds: list[int], schema: dict[str, Any] | None, on_done: OnDone
     ) -> None: ...
 
 
@@ -145,9 +147,11 @@ class TransformersGenerator:
 
         Rows are laid out as ``shared prefix | padding | own suffix`` with the padding masked out,
         so positions and attention are those of each row alone: the answers are the ones a plain
-        left-padded call gives (greedy: identical up to float rounding), at a fraction of the
-        prompt cost when the rows share a system message and worked examples. The prefix's keys and
-        values are kept once for the batch, not copied per row (``synthembed.prefix_cache``).
+        left-padded call gives (greedy: identical up to float rounding; sampled: the same draws),
+        at a fraction of the prompt cost when the rows share a system message and worked examples.
+        The prefix's keys and values are kept once for the batch, not copied per row
+        (``synthembed.prefix_cache``), and consecutive rows with the same prompt (samples of one
+        request) run its tokens once and part only when they sample.
         """
         chat = self.tokenizer.apply_chat_template
         rows = [chat(m, add_generation_prompt=True, return_dict=True)["input_ids"] for m in batch]
@@ -161,11 +165,7 @@ class TransformersGenerator:
         sample = self.sampling["temperature"] > 0
         torch.manual_seed(seed)
         with torch.inference_mode(), shared_prefix_attention_on(self.model):
-            cache = None
-            if shared:
-                prefix = input_ids[:1, :shared].to(self.device)
-                prefix_cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
-                cache = shared_prefix_cache(prefix_cache, len(rows), width + self.sampling["max_new_tokens"])
+            cache = self.prompt_cache(input_ids, attention_mask, shared) if shared else None
             output = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention_mask.to(self.device),
@@ -185,11 +185,47 @@ class TransformersGenerator:
         tokens_out = (new_tokens != pad).sum(dim=1).tolist()
         return [Completion(t.strip(), len(r), o) for t, r, o in zip(texts, rows, tokens_out, strict=True)]
 
+    def prompt_cache(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, shared: int) -> Cache:
+        """The KV cache of every row's prompt but its last token, which ``generate`` runs: the first
+        ``shared`` tokens once for the batch, then the rest of each distinct prompt once, repeated for
+        the consecutive rows that ask it again."""
+        firsts, copies = repeated_rows(input_ids)
+        prefix = input_ids[:1, :shared].to(self.device)
+        prefix_cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        capacity = input_ids.shape[1] - shared + self.sampling["max_new_tokens"]
+        cache = shared_prefix_cache(prefix_cache, len(firsts), capacity)
+        if input_ids.shape[1] - shared > 1:
+            mask = attention_mask[firsts, :-1]
+            positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate derives them
+            self.model(
+                input_ids=input_ids[firsts, shared:-1].to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions[:, shared:].to(self.device),
+                past_key_values=cache,
+                logits_to_keep=1,
+            )
+        if len(firsts) < len(input_ids):
+            for layer in cache.layers:
+                layer.repeat_rows(copies.to(self.device))
+        return cache
+
     def run(
-        self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
+        self, requests: list[Messages], seeds: list[int], schema: dict[str, Any] | None, on_done: OnDone
     ) -> None:
         for start, end in prefix_batches(requests, self.batch_size):
-            on_done(list(enumerate(self.generate(requests[start:end], seed + start), start=start)))
+            on_done(list(enumerate(self.generate(requests[start:end], seeds[start] + start), start=start)))
+
+
+def repeated_rows(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first row of each run of identical consecutive rows, and the run lengths.
+
+    >>> repeated_rows(torch.tensor([[1, 2], [1, 2], [3, 4], [1, 2]]))
+    (tensor([0, 2, 3]), tensor([2, 1, 1]))
+    """
+    starts = torch.ones(len(input_ids), dtype=torch.bool)
+    starts[1:] = (input_ids[1:] != input_ids[:-1]).any(dim=1)
+    firsts = starts.nonzero().flatten()
+    return firsts, torch.diff(firsts, append=torch.tensor([len(input_ids)]))
 
 
 def shared_prefix_length(rows: list[list[int]]) -> int:
@@ -208,16 +244,20 @@ def shared_prefix_length(rows: list[list[int]]) -> int:
 
 
 def prefix_batches(requests: list[Messages], batch_size: int) -> list[tuple[int, int]]:
-    """Consecutive batches of at most ``batch_size`` requests. A run of requests with the same earlier
-    turns (system message, worked examples) is batched on its own, so each batch shares their whole
-    prompt prefix; consecutive requests whose earlier turns are their own (worked examples chosen per
-    document) are batched together and share what their prompts have in common.
+    """Consecutive batches of at most ``batch_size`` requests. A run of different requests with the
+    same earlier turns (system message, worked examples) is batched on its own, so each batch shares
+    their whole prompt prefix; consecutive requests whose earlier turns are their own (worked examples
+    chosen per document), alone or repeated (samples), are batched together and share what their
+    prompts have in common.
 
     >>> system = lambda text: [{"role": "system", "content": text}, {"role": "user", "content": "q"}]
-    >>> prefix_batches([system("a")] * 3 + [system("b")] * 2, batch_size=2)
+    >>> ask = lambda text: [{"role": "system", "content": "s"}, {"role": "user", "content": text}]
+    >>> prefix_batches([ask("x"), ask("y"), ask("z"), system("b"), system("b")], batch_size=2)
     [(0, 2), (2, 3), (3, 5)]
-    >>> prefix_batches([system(text) for text in "abcd"] + [system("e")] * 2, batch_size=3)
+    >>> prefix_batches([system(text) for text in "abcd"] + [ask("x"), ask("y")], batch_size=3)
     [(0, 3), (3, 4), (4, 6)]
+    >>> prefix_batches([system(text) for text in "aabbc"], batch_size=3)
+    [(0, 3), (3, 5)]
     """
     runs: list[tuple[int, int]] = []
     start = 0
@@ -226,20 +266,21 @@ def prefix_batches(requests: list[Messages], batch_size: int) -> list[tuple[int,
             runs.append((start, i))
             start = i
     batches: list[tuple[int, int]] = []
-    lone_start = None  # first request of the open batch of lone requests
+    open_start = None  # first request of the open batch of requests with earlier turns of their own
     for run_start, run_end in runs:
-        if run_end - run_start == 1:
-            if lone_start is None or run_start - lone_start == batch_size:
-                if lone_start is not None:
-                    batches.append((lone_start, run_start))
-                lone_start = run_start
+        if any(requests[i] != requests[run_start] for i in range(run_start + 1, run_end)):
+            if open_start is not None:
+                batches.append((open_start, run_start))
+                open_start = None
+            batches += [(b, min(b + batch_size, run_end)) for b in range(run_start, run_end, batch_size)]
             continue
-        if lone_start is not None:
-            batches.append((lone_start, run_start))
-            lone_start = None
-        batches += [(b, min(b + batch_size, run_end)) for b in range(run_start, run_end, batch_size)]
-    if lone_start is not None:
-        batches.append((lone_start, len(requests)))
+        for i in range(run_start, run_end):
+            if open_start is None or i - open_start == batch_size:
+                if open_start is not None:
+                    batches.append((open_start, i))
+                open_start = i
+    if open_start is not None:
+        batches.append((open_start, len(requests)))
     return batches
 
 
@@ -363,7 +404,7 @@ class OpenAIGenerator:
         )
 
     async def run_async(
-        self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
+        self, requests: list[Messages], seeds: list[int], schema: dict[str, Any] | None, on_done: OnDone
     ) -> None:
         from openai import AsyncOpenAI
 
@@ -374,15 +415,15 @@ class OpenAIGenerator:
 
             async def one(i: int) -> None:
                 async with limit:
-                    completion = await self.call(client, requests[i], seed, schema)
+                    completion = await self.call(client, requests[i], seeds[i], schema)
                 on_done([(i, completion)])
 
             await asyncio.gather(*(one(i) for i in range(len(requests))))
 
     def run(
-        self, requests: list[Messages], seed: int, schema: dict[str, Any] | None, on_done: OnDone
+        self, requests: list[Messages], seeds: list[int], schema: dict[str, Any] | None, on_done: OnDone
     ) -> None:
-        asyncio.run(self.run_async(requests, seed, schema, on_done))
+        asyncio.run(self.run_async(requests, seeds, schema, on_done))
 
 
 BASE_URL_ENV = "SYNTHEMBED_LLM_BASE_URL"
@@ -468,6 +509,18 @@ class CallStats:
         return out
 
 
+def batch_order(messages: Messages) -> tuple[str, int, str]:
+    """Sort key of the calls to make: requests with the same earlier turns together (they share a long
+    prompt prefix, run once per batch), then by length (less padding), repeats of one request next to
+    each other (its prompt runs once). The order changes no answer's key.
+
+    >>> ask = lambda text: [{"role": "system", "content": "s"}, {"role": "user", "content": text}]
+    >>> sorted(["ccc", "a", "bb", "a"], key=lambda text: batch_order(ask(text)))
+    ['a', 'a', 'bb', 'ccc']
+    """
+    return json.dumps(messages[:-1]), len(json.dumps(messages[-1])), json.dumps(messages[-1])
+
+
 class CachedLLM:
     """Generation through the cache: only prompts never answered before reach the backend."""
 
@@ -489,18 +542,23 @@ class CachedLLM:
         seed: int,
         desc: str = "generating",
         schema: dict[str, Any] | None = None,
+        samples: int = 1,
     ) -> list[str | None]:
         """Completions for ``prompts`` in order (None where the call failed); cached answers are reused,
-        new ones stored as soon as the backend reports them."""
-        keys = [self.key(m, seed, schema) for m in prompts]
+        new ones stored as soon as the backend reports them.
+
+        ``samples`` > 1 returns ``samples`` answers per prompt, seeded ``seed``, ``seed + 1``, ...: the
+        answers of every prompt for the first seed, then for the next. They are the calls, and the
+        cache keys, of one call per seed; asked together, the samples of one prompt share its tokens.
+        """
+        calls = [(prompts[c % len(prompts)], seed + c // len(prompts)) for c in range(len(prompts) * samples)]
+        keys = [self.key(m, s, schema) for m, s in calls]
         answers = self.cache.get_many(keys)
         first_index = {k: i for i, k in reversed(list(enumerate(keys)))}
         missing = [first_index[k] for k in dict.fromkeys(keys) if k not in answers]
         self.stats.cache_hits += len(keys) - len(missing)
-        logger.info("%s: %d prompts, %d to generate", desc, len(keys), len(missing))
-        # Rows with the same earlier turns share a long prompt prefix (reused within a batch), and
-        # similar lengths waste less padding; the order does not change any answer's key.
-        missing.sort(key=lambda i: (json.dumps(prompts[i][:-1]), len(json.dumps(prompts[i][-1]))))
+        logger.info("%s: %d calls, %d to generate", desc, len(keys), len(missing))
+        missing.sort(key=lambda c: batch_order(calls[c][0]))  # stable: samples of a prompt in seed order
         failed: dict[str, str] = {}
         with tqdm(total=len(missing), desc=desc, unit="call") as progress:
 
@@ -520,7 +578,9 @@ class CachedLLM:
                 answers.update(finished)
                 progress.update(len(done))
 
-            self.generator.run([prompts[i] for i in missing], seed, schema, on_done)
+            self.generator.run(
+                [calls[c][0] for c in missing], [calls[c][1] for c in missing], schema, on_done
+            )
         for kind, count in getattr(self.generator, "retries", {}).items():
             self.stats.retries[kind] = count
         for key in dict.fromkeys(keys):

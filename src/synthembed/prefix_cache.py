@@ -59,6 +59,11 @@ class SharedPrefixLayer(DynamicLayer):
             PrefixedKV(self.prefix_values, self.values[:, :, :end]),
         )
 
+    def repeat_rows(self, copies: torch.Tensor) -> None:
+        """Give row i ``copies[i]`` rows with its tokens so far: samples of one prompt continue it apart."""
+        self.keys = self.keys.repeat_interleave(copies, dim=0)
+        self.values = self.values.repeat_interleave(copies, dim=0)
+
     def get_seq_length(self) -> int:
         return self.prefix_keys.shape[-2] + self.length
 
