@@ -288,7 +288,14 @@ def test_mined_negatives_are_never_a_positive_or_a_copy_of_one_and_drops_are_cou
         forbidden = {row["positive"]} | ({CORPUS[4], CORPUS[5], CORPUS[6]} if row["doc_id"] != "r" else set())
         assert not forbidden & set(row["negatives"])
         assert all(s <= 0.95 * row["positive_score"] + 1e-6 for s in row["negative_scores"])
-    assert mined.equals(mine_negatives(pairs, CORPUS, minilm, MINING, "", 8, FAISS, 0)[0])
+    # the inverted-file index picks the same negatives; its scores differ from exact search's in the
+    # last bits, by CPU
+    with_faiss = mine_negatives(pairs, CORPUS, minilm, MINING, "", 8, FAISS, 0)[0]
+    scores = ["positive_score", "negative_scores"]
+    assert mined.drop(scores).equals(with_faiss.drop(scores))
+    for column in scores:
+        exact = np.array(mined[column].to_list(), dtype=float)
+        np.testing.assert_allclose(np.array(with_faiss[column].to_list(), dtype=float), exact, atol=1e-6)
     # Cosines lie in [-1, 1]: a guard of s(q, d+) - 2 rejects every candidate.
     impossible = MINING | {"relative_margin": None, "absolute_margin": 2.0}
     mined, stats = mine_negatives(pairs, CORPUS, minilm, impossible, "", 8, {"method": "exact"}, 0)
