@@ -24,7 +24,14 @@ import torch
 
 from synthembed.corpus import passages
 from synthembed.generation import shown_text
-from synthembed.llm import CachedLLM, LLMCache, TransformersGenerator, batch_order, prefix_batches
+from synthembed.llm import (
+    CachedLLM,
+    LLMCache,
+    TransformersGenerator,
+    batch_order,
+    prefix_batches,
+    sample_calls,
+)
 from synthembed.params import load_params
 from synthembed.prompts import load_task_prompts, row_fields, task_messages, template_name
 
@@ -55,10 +62,7 @@ for row, document in zip(configs.iter_rows(named=True), documents, strict=True):
     )
 generator = TransformersGenerator(params["llm"], params["runtime"]["cache_dir"], params["runtime"]["device"])
 seed = params["seed"]
-# the generator's calls in its order: sample j of prompt i is call j * n + i, with seed + j
-calls = [
-    (requests[c % len(requests)], seed + c // len(requests)) for c in range(len(requests) * args.samples)
-]
+calls = sample_calls(requests, seed, args.samples)  # the generator's calls, in its order
 order = sorted(range(len(calls)), key=lambda c: batch_order(calls[c][0]))
 
 

@@ -509,6 +509,17 @@ class CallStats:
         return out
 
 
+def sample_calls(prompts: list[Messages], seed: int, samples: int) -> list[tuple[Messages, int]]:
+    """The calls that ask every prompt ``samples`` times: every prompt with ``seed``, then every prompt
+    with ``seed + 1``, ...
+
+    >>> [(m[0]["content"], s) for m, s in sample_calls([[{"role": "user", "content": "a"}],
+    ...                                                  [{"role": "user", "content": "b"}]], 3, 2)]
+    [('a', 3), ('b', 3), ('a', 4), ('b', 4)]
+    """
+    return [(prompts[c % len(prompts)], seed + c // len(prompts)) for c in range(len(prompts) * samples)]
+
+
 def batch_order(messages: Messages) -> tuple[str, int, str]:
     """Sort key of the calls to make: requests with the same earlier turns together (they share a long
     prompt prefix, run once per batch), then by length (less padding), repeats of one request next to
@@ -551,7 +562,7 @@ class CachedLLM:
         answers of every prompt for the first seed, then for the next. They are the calls, and the
         cache keys, of one call per seed; asked together, the samples of one prompt share its tokens.
         """
-        calls = [(prompts[c % len(prompts)], seed + c // len(prompts)) for c in range(len(prompts) * samples)]
+        calls = sample_calls(prompts, seed, samples)
         keys = [self.key(m, s, schema) for m, s in calls]
         answers = self.cache.get_many(keys)
         first_index = {k: i for i, k in reversed(list(enumerate(keys)))}
