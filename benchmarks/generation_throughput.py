@@ -67,8 +67,7 @@ order = sorted(range(len(calls)), key=lambda c: batch_order(calls[c][0]))
 
 
 def naive() -> list[str]:
-    tokenizer, model, sampling = generator.tokenizer, generator.model, generator.sampling
-    sample = sampling["temperature"] > 0
+    tokenizer, model = generator.tokenizer, generator.model
     answers = [""] * len(calls)
     for start, end in prefix_batches([calls[c][0] for c in order], generator.batch_size):
         chunk = order[start:end]
@@ -81,18 +80,7 @@ def naive() -> list[str]:
             return_dict=True,
         ).to(generator.device)
         with torch.inference_mode():
-            output = model.generate(
-                **encoded,
-                max_new_tokens=sampling["max_new_tokens"],
-                do_sample=sample,
-                top_p=sampling["top_p"] if sample else None,
-                top_k=None,
-                temperature=sampling["temperature"] if sample else None,
-                repetition_penalty=sampling["repetition_penalty"],
-                stop_strings=sampling["stop"] or None,
-                tokenizer=tokenizer,
-                pad_token_id=tokenizer.pad_token_id,
-            )
+            output = model.generate(**encoded, **generator.decoding_args(encoded["input_ids"].shape[1]))
         texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(chunk, texts, strict=True):
             answers[i] = text.strip()

@@ -46,6 +46,7 @@ GENERATION = {
     "temperature": 0.0,
     "top_p": 1.0,
     "repetition_penalty": 1.0,
+    "repetition_penalty_on": "answer",
 }
 
 

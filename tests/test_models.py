@@ -46,6 +46,7 @@ def test_embedded_generator_writes_deterministic_completions(llm_cache_dir):
         "temperature": 0.0,
         "top_p": 1.0,
         "repetition_penalty": 1.3,
+        "repetition_penalty_on": "answer",
         "stop": ["\n"],
     }
     generator = TransformersGenerator(cfg, llm_cache_dir, device="cpu")

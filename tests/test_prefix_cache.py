@@ -1,8 +1,9 @@
 """Shared-prefix generation: the prefix's keys and values kept once for a whole batch."""
 
+import pytest
 import torch
 from torch.nn.functional import scaled_dot_product_attention
-from transformers import DynamicCache
+from transformers import DynamicCache, RepetitionPenaltyLogitsProcessor
 
 from synthembed.llm import TransformersGenerator
 from synthembed.prefix_cache import PrefixedKV, shared_prefix_attention, shared_prefix_cache
@@ -13,6 +14,7 @@ GENERATION = {
     "temperature": 0.0,
     "top_p": 1.0,
     "repetition_penalty": 1.3,
+    "repetition_penalty_on": "answer",
     "stop": None,
 }
 
@@ -81,7 +83,7 @@ def plain_generate(generator: TransformersGenerator, requests, **sampling) -> li
         output = generator.model.generate(
             **encoded,
             max_new_tokens=6,
-            repetition_penalty=1.3,
+            logits_processor=[RepetitionPenaltyLogitsProcessor(1.3, encoded["input_ids"].shape[1])],
             pad_token_id=tokenizer.pad_token_id,
             **sampling,
         )
@@ -114,3 +116,17 @@ def test_samples_of_one_prompt_run_its_tokens_once_and_draw_as_plain_sampling(ti
         generator, requests, do_sample=True, temperature=1.0, top_p=1.0, top_k=None
     )
     assert len(set(answers[:3])) == 3  # the samples of one prompt part
+
+
+def test_repetition_penalty_counts_the_answers_tokens_and_not_the_prompts(tiny_qwen3, tmp_path):
+    answer_only = TransformersGenerator(GENERATION | {"model": str(tiny_qwen3)}, tmp_path)
+    args = answer_only.decoding_args(prompt_width=3)
+    (penalty,) = args["logits_processor"]
+    ids = torch.tensor([[5, 6, 7, 8, 8]])  # a prompt of 5 6 7, an answer of 8 8
+    scores = penalty(ids, torch.full((1, 10), 2.0))
+    assert scores[0].tolist() == pytest.approx([2.0] * 8 + [2.0 / 1.3, 2.0])
+    assert args["repetition_penalty"] is None  # or transformers would penalise the prompt as well
+    prompt_too = TransformersGenerator(
+        GENERATION | {"model": str(tiny_qwen3), "repetition_penalty_on": "all"}, tmp_path
+    ).decoding_args(prompt_width=3)
+    assert prompt_too["repetition_penalty"] == 1.3 and not prompt_too["logits_processor"]

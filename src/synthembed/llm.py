@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
-from transformers import Cache
+from transformers import Cache, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from synthembed.models import causal_lm_path, load_causal_lm, resolve_device
 from synthembed.prefix_cache import shared_prefix_attention_on, shared_prefix_cache
@@ -139,6 +139,7 @@ class TransformersGenerator:
             "temperature": cfg["temperature"],
             "top_p": cfg["top_p"],
             "repetition_penalty": cfg["repetition_penalty"],
+            "repetition_penalty_on": cfg["repetition_penalty_on"],
             "stop": cfg["stop"],
         }
 
@@ -162,7 +163,6 @@ class TransformersGenerator:
         attention_mask = torch.tensor(
             [[1] * shared + [0] * (shared + width - len(r)) + [1] * (len(r) - shared) for r in rows]
         )
-        sample = self.sampling["temperature"] > 0
         torch.manual_seed(seed)
         with torch.inference_mode(), shared_prefix_attention_on(self.model):
             cache = self.prompt_cache(input_ids, attention_mask, shared) if shared else None
@@ -170,20 +170,37 @@ class TransformersGenerator:
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention_mask.to(self.device),
                 past_key_values=cache,
-                max_new_tokens=self.sampling["max_new_tokens"],
-                do_sample=sample,
-                temperature=self.sampling["temperature"] if sample else None,
-                top_p=self.sampling["top_p"] if sample else None,
-                top_k=None,
-                repetition_penalty=self.sampling["repetition_penalty"],
-                stop_strings=self.sampling["stop"] or None,
-                tokenizer=self.tokenizer,
-                pad_token_id=pad,
+                **self.decoding_args(input_ids.shape[1]),
             )
         new_tokens = output[:, input_ids.shape[1] :].cpu()
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         tokens_out = (new_tokens != pad).sum(dim=1).tolist()
         return [Completion(t.strip(), len(r), o) for t, r, o in zip(texts, rows, tokens_out, strict=True)]
+
+    def decoding_args(self, prompt_width: int) -> dict[str, Any]:
+        """The ``model.generate`` arguments of the sampling params, for a batch of prompts ``prompt_width``
+        tokens wide (padding included), so the answers start at that column.
+
+        With ``repetition_penalty_on: answer`` only the tokens generated so far are penalised. transformers'
+        own penalty also counts the prompt's: a small model then shuns the document's words and the token
+        that ends its answer, and writes on with made-up ones.
+        """
+        sample = self.sampling["temperature"] > 0
+        penalty = self.sampling["repetition_penalty"]
+        on_answer = self.sampling["repetition_penalty_on"] == "answer"
+        processors = [RepetitionPenaltyLogitsProcessor(float(penalty), prompt_width)] if on_answer else []
+        return {
+            "max_new_tokens": self.sampling["max_new_tokens"],
+            "do_sample": sample,
+            "temperature": self.sampling["temperature"] if sample else None,
+            "top_p": self.sampling["top_p"] if sample else None,
+            "top_k": None,
+            "repetition_penalty": None if on_answer else penalty,
+            "logits_processor": LogitsProcessorList(processors if penalty != 1.0 else []),
+            "stop_strings": self.sampling["stop"] or None,
+            "tokenizer": self.tokenizer,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
 
     def prompt_cache(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, shared: int) -> Cache:
         """The KV cache of every row's prompt but its last token, which ``generate`` runs: the first
