@@ -188,7 +188,7 @@ class TransformersGenerator:
         sample = self.sampling["temperature"] > 0
         penalty = self.sampling["repetition_penalty"]
         on_answer = self.sampling["repetition_penalty_on"] == "answer"
-        processors = [RepetitionPenaltyLogitsProcessor(float(penalty), prompt_width)] if on_answer else []
+        processors = [RepetitionPenaltyLogitsProcessor(float(penalty), prompt_width)]
         return {
             "max_new_tokens": self.sampling["max_new_tokens"],
             "do_sample": sample,
@@ -196,7 +196,7 @@ class TransformersGenerator:
             "top_p": self.sampling["top_p"] if sample else None,
             "top_k": None,
             "repetition_penalty": None if on_answer else penalty,
-            "logits_processor": LogitsProcessorList(processors if penalty != 1.0 else []),
+            "logits_processor": LogitsProcessorList(processors if on_answer and penalty != 1.0 else []),
             "stop_strings": self.sampling["stop"] or None,
             "tokenizer": self.tokenizer,
             "pad_token_id": self.tokenizer.pad_token_id,
