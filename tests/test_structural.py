@@ -67,6 +67,30 @@ def test_each_kind_takes_the_query_out_of_its_positive():
     assert stats["read"] == stats["kept"] + sum(stats["rejected"].values())
 
 
+def test_last_sentence_is_an_abstracts_conclusion_without_its_label():
+    abstract = (
+        "BACKGROUND Fever is common. METHODS We gave aspirin to 200 adults. "
+        "CONCLUSIONS AND RELEVANCE Aspirin lowered their fever within an hour."
+    )
+    docs = pl.DataFrame(
+        [
+            {"doc_id": "paper", "title": "", "domain": "general", "lang": "en", "text": abstract},
+            {"doc_id": "short", "title": "", "domain": "general", "lang": "en", "text": "Two. Sentences."},
+            {"doc_id": "func", "title": "", "domain": "code", "lang": "en", "text": CODE},
+        ]
+    )
+    pairs, stats = structural_pairs(docs, {**CFG, "kinds": ["last_sentence"]}, seed=0)
+    assert pairs.select("doc_id", "kind", "query", "positive").rows() == [
+        (
+            "paper",
+            "last_sentence",
+            "Aspirin lowered their fever within an hour.",
+            "BACKGROUND Fever is common. METHODS We gave aspirin to 200 adults.",
+        )
+    ]
+    assert stats["kept_by_kind"] == {"last_sentence": 1}
+
+
 def test_max_pairs_is_a_seeded_sample():
     first, stats = structural_pairs(DOCS, CFG | {"max_pairs": 2}, seed=3)
     again, _ = structural_pairs(DOCS, CFG | {"max_pairs": 2}, seed=3)

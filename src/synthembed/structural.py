@@ -1,8 +1,9 @@
 """Structural pseudo-queries: pairs a corpus states about itself, with no generator at all.
 
 A title and the text under it, a Markdown heading and its section, a function's docstring summary and
-its code with the docstring removed, a passage's first sentence and the rest: each is a short text that
-a searcher might type, paired with the document that answers it. The query part is always removed from
+its code with the docstring removed, a passage's first sentence and the rest, its last sentence (an
+abstract's conclusion) and the rest: each is a short text that a searcher might type, paired with the
+document that answers it. The query part is always removed from
 the positive, so the pair cannot be solved by copying.
 """
 
@@ -24,6 +25,8 @@ from synthembed.search import top_k
 logger = logging.getLogger(__name__)
 
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
+# a structured abstract's section label before its sentence: "CONCLUSIONS AND RELEVANCE These ..."
+SECTION_LABEL = re.compile(r"^(?:[A-Z][A-Z/&,]+\s+)+(?=[A-Z][a-z])")
 PAIR_SCHEMA = {
     "doc_id": pl.String,
     "kind": pl.String,
@@ -103,6 +106,22 @@ def first_sentence_pair(text: str) -> tuple[str, str] | None:
     return parts[0].strip(), parts[1].strip()
 
 
+def last_sentence_pair(text: str) -> tuple[str, str] | None:
+    """(last sentence, the rest) of a prose passage of at least three sentences, the sentence without a
+    section label. An abstract's last sentence states its conclusion: the kind of claim a reader
+    searches for evidence of.
+
+    >>> last_sentence_pair("Cells divide. They grow. CONCLUSIONS Growth follows division.")
+    ('Growth follows division.', 'Cells divide. They grow.')
+    >>> last_sentence_pair("Cells divide. They grow.") is None
+    True
+    """
+    sentences = SENTENCE_END.split(" ".join(text.split()))
+    if len(sentences) < 3:
+        return None
+    return SECTION_LABEL.sub("", sentences[-1]).strip(), " ".join(sentences[:-1])
+
+
 def document_pairs(doc: dict[str, Any], kinds: list[str]) -> list[tuple[str, str, str]]:
     """(kind, query, positive) of one document, for the kinds asked for that apply to it."""
     found: list[tuple[str, str, str]] = []
@@ -114,6 +133,8 @@ def document_pairs(doc: dict[str, Any], kinds: list[str]) -> list[tuple[str, str
         found.append(("docstring", *pair))
     if "first_sentence" in kinds and doc["domain"] != "code" and (pair := first_sentence_pair(doc["text"])):
         found.append(("first_sentence", *pair))
+    if "last_sentence" in kinds and doc["domain"] != "code" and (pair := last_sentence_pair(doc["text"])):
+        found.append(("last_sentence", *pair))
     return found
 
 
@@ -154,12 +175,12 @@ def structural_pairs(
     return pairs, {"read": found, "kept": pairs.height, "rejected": rejected, "kept_by_kind": by_kind}
 
 
-KIND_PREFERENCE = ("title", "docstring", "heading", "first_sentence")
+KIND_PREFERENCE = ("title", "docstring", "heading", "first_sentence", "last_sentence")
 
 
 def example_pool(pairs: pl.DataFrame, size: int, seed: int) -> pl.DataFrame:
     """Candidate worked examples: one structural pair per document (its title if it has one, then its
-    docstring, heading, first sentence), a seeded sample of at most ``size``.
+    docstring, heading, first or last sentence), a seeded sample of at most ``size``.
 
     >>> pairs = pl.DataFrame({"doc_id": ["a", "a", "b"], "kind": ["first_sentence", "title", "heading"],
     ...                       "query": ["s", "t", "h"], "positive": ["x", "y", "z"], "lang": ["en"] * 3})
