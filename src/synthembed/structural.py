@@ -3,8 +3,8 @@
 A title and the text under it, a Markdown heading and its section, a function's docstring summary and
 its code with the docstring removed, a passage's first sentence and the rest, its last sentence (an
 abstract's conclusion) and the rest: each is a short text that a searcher might type, paired with the
-document that answers it. The query part is always removed from
-the positive, so the pair cannot be solved by copying.
+document that answers it. The query part is always removed from the positive, so the pair cannot be
+solved by copying.
 """
 
 from __future__ import annotations
