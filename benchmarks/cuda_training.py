@@ -91,6 +91,7 @@ def main() -> None:
             "mini_batch_size": 32,
             "temperature": 0.05,
             "false_negative_margin": None,
+            "distillation": 0.0,
             "epochs": 1,
             "max_steps": -1,
             "batch_size": args.batch_size,

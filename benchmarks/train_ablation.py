@@ -11,6 +11,7 @@ with other queries params) and `train` params overrides (deep-merged):
     {"name": "structural only", "structural_share": 1.0, "generated": false}
     {"name": "retrieval only", "task_types": ["retrieval"]}
     {"name": "in-batch negatives only", "hard_negatives": false}
+    {"name": "distilled", "train": {"loss": "mnrl", "distillation": 1.0}}
     {"name": "corpus examples", "balanced": "runs/corpus-examples/balanced.parquet"}
 
     python benchmarks/train_ablation.py --params params.yaml --docs results/docs.parquet \\
@@ -37,7 +38,8 @@ from synthembed.corpus import passages, read_beir_set
 from synthembed.evaluate import evaluate_model
 from synthembed.mine import DocumentMemo, mine_training_pairs
 from synthembed.models import load_embedder
-from synthembed.params import load_params
+from synthembed.params import load_params, validate_params
+from synthembed.teacher import score_with_teacher, teacher_agreement
 from synthembed.train import train_embedder
 
 COLUMNS = ["doc_id", "task_type", "generator", "anchor", "positive", "label", "llm_negative"]
@@ -98,6 +100,7 @@ def main() -> None:
     params = load_params(args.params)
     emb = params["embedder"] | ({"model": args.embedder} if args.embedder else {})
     device, seed = args.device or params["runtime"]["device"], params["seed"]
+    runtime = params["runtime"] | {"device": device}
     corpus = passages(pl.read_parquet(args.docs))
     structural = pl.read_parquet(args.structural)
     dev = (
@@ -127,8 +130,12 @@ def main() -> None:
             mined[data_key], _ = mine_training_pairs(
                 train_rows, corpus, base_documents, emb, params["negatives"], params["search"], seed
             )
+        cfg = validate_params(deep_merge(params, {"train": variant.get("train", {})}), variant["name"])[
+            "train"
+        ]
+        if cfg["distillation"] and "teacher_scores" not in mined[data_key].columns:
+            mined[data_key] = score_with_teacher(mined[data_key], params["negatives"]["teacher"], runtime)
         chosen = selected_pairs(mined[data_key], variant)
-        cfg = deep_merge(params["train"], variant.get("train", {}))
         with tempfile.TemporaryDirectory() as tmp:
             started = time.monotonic()
             train_embedder(chosen, dev, emb, cfg, seed, device, Path(tmp) / "model", Path(tmp))
@@ -140,6 +147,8 @@ def main() -> None:
                 score = ndcg(load_embedder(emb, device, path=str(path)))
                 row = {"variant": name, "pairs": chosen.height, "ndcg@10": round(score, 4)}
                 row |= {"delta": round(100 * (score - base), 2), "train_s": round(seconds, 1)}
+                if "teacher_scores" in chosen.columns:
+                    row["teacher"] = teacher_agreement(chosen)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.out:

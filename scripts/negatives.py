@@ -1,5 +1,6 @@
 """negatives: hard negatives for the training pairs: mined from the whole corpus with the false-negative
-guards (classification pairs: among the labels), plus the generator's own for code documents."""
+guards (classification pairs: among the labels), plus the generator's own for code documents; with
+negatives.teacher.model set, a causal LM's log p(query | candidate) for each positive and negative."""
 
 import polars as pl
 
@@ -9,6 +10,7 @@ from synthembed.io import write_json, write_parquet
 from synthembed.mine import DocumentMemo, mine_training_pairs
 from synthembed.models import load_embedder
 from synthembed.plots import histogram_png
+from synthembed.teacher import score_with_teacher, teacher_agreement
 
 parser = stage_parser(__doc__)
 parser.add_argument("--balanced", required=True)
@@ -27,6 +29,8 @@ train = pl.read_parquet(args.balanced).filter(pl.col("split") == "train").select
 corpus = passages(pl.read_parquet(args.docs))
 model = DocumentMemo(load_embedder(emb, params["runtime"]["device"]))
 result, stats = mine_training_pairs(train, corpus, model, emb, cfg, params["search"], params["seed"])
+if cfg["teacher"]["model"] is not None:
+    result = score_with_teacher(result, cfg["teacher"], params["runtime"])
 write_parquet(result, args.out)
 margins = (
     result.select("task_type", "positive_score", "negative_scores")
@@ -53,6 +57,7 @@ write_json(
         "rejected": {"no_valid_negative": sum(s["no_valid_negative"] for s in stats.values())},
         "by_task_type": stats,
         "llm_negatives": int(result["llm_negative"].is_not_null().sum()),
-    },
+    }
+    | ({"teacher": teacher_agreement(result)} if "teacher_scores" in result.columns else {}),
     args.out_stats,
 )

@@ -28,6 +28,7 @@ TRAIN = {
     "mini_batch_size": 2,
     "temperature": 0.05,
     "false_negative_margin": None,
+    "distillation": 0.0,
     "epochs": 1,
     "max_steps": 4,
     "batch_size": 4,

@@ -33,7 +33,8 @@ def validate_params(params: dict[str, Any], source: str = "params") -> dict[str,
 def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
     """Rules the schema cannot say: combinations of settings that cannot work together.
 
-    >>> train = {"backend": "ms-swift", "method": "full", "checkpoints": 3, "merge": {"checkpoints": 2}}
+    >>> train = {"backend": "ms-swift", "method": "full", "checkpoints": 3, "merge": {"checkpoints": 2},
+    ...          "distillation": 0.0}
     >>> queries, llm = {"candidates": 3, "generator": "prompted"}, {"temperature": 0.0}
     >>> cross_field_errors({"train": train, "queries": queries, "llm": llm, "doc2query": {"max_steps": 0}})
     [('train.method', 'the ms-swift backend trains LoRA adapters only'), \
@@ -51,6 +52,16 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
         errors.append(("queries.candidates", reason))
     if params["queries"]["generator"] == "doc2query" and params["doc2query"]["max_steps"] == 0:
         errors.append(("queries.generator", "doc2query needs a trained model: set doc2query.max_steps"))
+    if train["distillation"] > 0:
+        if params["negatives"]["teacher"]["model"] is None:
+            errors.append(("train.distillation", "needs teacher scores: set negatives.teacher.model"))
+        if (train["backend"], train["loss"], train["false_negative_margin"]) != (
+            "sentence-transformers",
+            "mnrl",
+            None,
+        ):
+            reason = "needs backend sentence-transformers, loss mnrl and false_negative_margin null"
+            errors.append(("train.distillation", reason))
     return errors
 
 

@@ -18,19 +18,24 @@ from synthembed.models import load_embedder, resolve_device
 logger = logging.getLogger(__name__)
 
 
-def training_columns(pairs: pl.DataFrame, prompt: str) -> dict[str, list[str]]:
+def training_columns(pairs: pl.DataFrame, prompt: str) -> dict[str, list]:
     """(anchor, positive, negative_1..n) columns of one task type; ``prompt`` goes on anchors only.
+    Where every row has teacher scores (positive, then negatives) they become the ``label`` column.
 
     >>> pairs = pl.DataFrame({"anchor": ["q"], "positive": ["p"], "negatives": [["n1", "n2"]]})
     >>> training_columns(pairs, "Q: ")
     {'anchor': ['Q: q'], 'positive': ['p'], 'negative_1': ['n1'], 'negative_2': ['n2']}
     >>> training_columns(pairs.drop("negatives"), "")
     {'anchor': ['q'], 'positive': ['p']}
+    >>> training_columns(pairs.with_columns(teacher_scores=pl.Series([[-2.0, -5.0, -4.0]])), "")["label"]
+    [[-2.0, -5.0, -4.0]]
     """
     columns = {"anchor": [prompt + a for a in pairs["anchor"]], "positive": pairs["positive"].to_list()}
     width = (pairs["negatives"].list.len().min() or 0) if "negatives" in pairs.columns else 0
     for i in range(width):
         columns[f"negative_{i + 1}"] = pairs["negatives"].list.get(i).to_list()
+    if width and "teacher_scores" in pairs.columns and pairs["teacher_scores"].null_count() == 0:
+        columns["label"] = pairs["teacher_scores"].list.head(1 + width).to_list()
     return columns
 
 
@@ -55,6 +60,62 @@ def training_datasets(pairs: pl.DataFrame, query_prompt: str):
             for (task_type,), group in pairs.sort("task_type").group_by("task_type", maintain_order=True)
         }
     )
+
+
+def teacher_divergence(
+    embeddings: list[torch.Tensor], labels: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL(teacher || model) over each row's candidates, averaged over rows.
+
+    ``embeddings`` are the query's, then each candidate's; ``labels`` the teacher's log-likelihoods
+    log p(query | candidate), whose softmax is the teacher's posterior over the candidates (uniform
+    prior), with no temperature to choose. The model's distribution is the softmax of its cosine scores
+    at the InfoNCE ``temperature``.
+
+    >>> q, d1, d2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    >>> round(teacher_divergence([q, d1, d2], torch.tensor([[-3.0, -5.0]]), 0.5).item(), 6)
+    0.0
+    """
+    query = torch.nn.functional.normalize(embeddings[0], dim=-1)
+    candidates = torch.nn.functional.normalize(torch.stack(embeddings[1:], dim=1), dim=-1)
+    model_log_p = torch.log_softmax(torch.einsum("bd,bkd->bk", query, candidates) / temperature, dim=-1)
+    teacher_log_p = torch.log_softmax(labels.to(model_log_p), dim=-1)
+    return (teacher_log_p.exp() * (teacher_log_p - model_log_p)).sum(dim=-1).mean()
+
+
+class TeacherDistillation(torch.nn.Module):
+    """An InfoNCE loss plus ``weight`` x ``teacher_divergence`` over each row's own candidates (positive,
+    then hard negatives), as GPL and RocketQAv2 distil a reranker into a bi-encoder."""
+
+    def __init__(self, infonce, weight: float, temperature: float):
+        super().__init__()
+        self.model, self.infonce, self.weight, self.temperature = infonce.model, infonce, weight, temperature
+
+    def forward(self, sentence_features, labels: torch.Tensor | None) -> torch.Tensor:
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        embeddings = embed_columns(self.model, sentence_features)
+        loss = self.infonce.compute_loss_from_embeddings(embeddings, labels)
+        # The dev pairs (eval loss) have no candidates beyond the positive and no teacher scores.
+        if labels is None:
+            return loss
+        return loss + self.weight * teacher_divergence(embeddings, labels, self.temperature)
+
+
+def task_losses(model, cfg: dict[str, Any], datasets) -> dict[str, Any]:
+    """The loss of each task type's dataset: ``build_loss``'s, with ``TeacherDistillation`` added where
+    ``train.distillation`` is above 0 and the dataset has teacher scores (``label``); params
+    validation makes sure the loss is then plain ``mnrl``."""
+    infonce = build_loss(model, cfg)
+    if cfg["distillation"] == 0:
+        return dict.fromkeys(datasets, infonce)
+    distilled = TeacherDistillation(infonce, cfg["distillation"], cfg["temperature"])
+    losses = {name: distilled if "label" in ds.column_names else infonce for name, ds in datasets.items()}
+    if all(loss is infonce for loss in losses.values()):
+        raise ValueError(
+            "train.distillation is set but no pairs have teacher scores: set negatives.teacher to llm"
+        )
+    return losses
 
 
 def build_loss(model, cfg: dict[str, Any]):
@@ -250,7 +311,7 @@ def train_embedder(
         disable_tqdm=False,
     )
     run = TrainingRun()
-    loss = build_loss(model, cfg)
+    loss = task_losses(model, cfg, datasets)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
