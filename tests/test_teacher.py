@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 import torch
 import yaml
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from synthembed.io import InputError
@@ -25,10 +26,10 @@ from synthembed.teacher import (
 )
 from synthembed.train import (
     TeacherDistillation,
-    task_losses,
     teacher_divergence,
     train_embedder,
     training_datasets,
+    training_loss,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,9 +128,13 @@ def test_distillation_needs_teacher_scores(minilm):
         {"task_type": ["retrieval"], "anchor": ["q"], "positive": ["p"], "negatives": [["n"]]}
     )
     with pytest.raises(ValueError, match="no pairs have teacher scores"):
-        task_losses(minilm, TRAIN, training_datasets(pairs, ""))
+        training_loss(minilm, TRAIN, training_datasets(pairs, ""))
     scored = training_datasets(pairs.with_columns(teacher_scores=pl.Series([[-1.0, -2.0]])), "")
-    assert isinstance(task_losses(minilm, TRAIN, scored)["retrieval"], TeacherDistillation)
+    losses = training_loss(minilm, TRAIN, scored, dev_names=["sts"])
+    assert isinstance(losses["retrieval"], TeacherDistillation)
+    assert losses["sts"] is losses["retrieval"].infonce
+    without = training_loss(minilm, TRAIN | {"distillation": 0.0}, scored, dev_names=["sts"])
+    assert isinstance(without, MultipleNegativesRankingLoss)
 
 
 def test_training_with_distillation_moves_the_model_towards_the_teacher(tmp_path):
@@ -156,7 +161,14 @@ def test_training_with_distillation_moves_the_model_towards_the_teacher(tmp_path
             "teacher_scores": [[-9.0, -1.0]] * 8,
         }
     )
-    dev = pairs.select("task_type", "anchor", "positive").head(0)
+    # Dev pairs of a task type the training pairs lack still get a loss.
+    dev = pl.DataFrame(
+        {
+            "task_type": ["retrieval", "sts"],
+            "anchor": [anchors[0], "a list's sum"],
+            "positive": [positives[0], "the total of a list"],
+        }
+    )
 
     def margin(model) -> float:
         q, p, n = (model.encode(t, normalize_embeddings=True) for t in (anchors, positives, negatives))

@@ -2,8 +2,10 @@
 each retrieval pair's positive and mined negatives (unsupervised passage re-ranking, UPR).
 
 The generator itself can be that teacher. As a reranker of the base embedder's top 20 for 140 of
-SciFact's dev claims, SmolLM2-135M's query likelihood lifts nDCG@10 from 0.673 to 0.724: it knows
-something the embedder does not, which the model stage can distil (``train.distillation``).
+SciFact's dev claims (asked for "a scientific claim that this abstract supports"), SmolLM2-135M's
+query likelihood lifts nDCG@10 from 0.673 to 0.724: it knows something the embedder does not, which
+the model stage can distil (``train.distillation``). On queries it wrote itself from the positive it
+ranks that positive first 98 % of the time, so there is little left to distil from those.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,20 +103,20 @@ class TeacherDistillation(torch.nn.Module):
         return loss + self.weight * teacher_divergence(embeddings, labels, self.temperature)
 
 
-def task_losses(model, cfg: dict[str, Any], datasets) -> dict[str, Any]:
-    """The loss of each task type's dataset: ``build_loss``'s, with ``TeacherDistillation`` added where
-    ``train.distillation`` is above 0 and the dataset has teacher scores (``label``); params
-    validation makes sure the loss is then plain ``mnrl``."""
+def training_loss(model, cfg: dict[str, Any], datasets, dev_names: Iterable[str] = ()):
+    """``build_loss``'s loss for every task type; with ``train.distillation`` above 0, one per task type
+    (of ``datasets`` and of the dev sets, ``dev_names``), ``TeacherDistillation`` where the training
+    dataset has teacher scores (``label``). Params validation makes sure the loss is then ``mnrl``."""
     infonce = build_loss(model, cfg)
     if cfg["distillation"] == 0:
-        return dict.fromkeys(datasets, infonce)
-    distilled = TeacherDistillation(infonce, cfg["distillation"], cfg["temperature"])
-    losses = {name: distilled if "label" in ds.column_names else infonce for name, ds in datasets.items()}
-    if all(loss is infonce for loss in losses.values()):
+        return infonce
+    scored = {name for name, dataset in datasets.items() if "label" in dataset.column_names}
+    if not scored:
         raise ValueError(
-            "train.distillation is set but no pairs have teacher scores: set negatives.teacher to llm"
+            "train.distillation is set but no pairs have teacher scores: set negatives.teacher.model"
         )
-    return losses
+    distilled = TeacherDistillation(infonce, cfg["distillation"], cfg["temperature"])
+    return {name: distilled if name in scored else infonce for name in [*datasets, *dev_names]}
 
 
 def build_loss(model, cfg: dict[str, Any]):
@@ -311,7 +312,7 @@ def train_embedder(
         disable_tqdm=False,
     )
     run = TrainingRun()
-    loss = task_losses(model, cfg, datasets)
+    loss = training_loss(model, cfg, datasets, dev or ())
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
