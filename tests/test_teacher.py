@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from test_train import MINILM  # the embedder params of the training tests
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from synthembed.io import InputError
@@ -33,14 +34,6 @@ from synthembed.train import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-MINILM = {
-    "model": "embedded:all-minilm-l6-v2",
-    "pooling": "auto",
-    "padding_side": "auto",
-    "max_seq_length": 64,
-    "encode_dtype": "float32",
-    "query_prompt": "",
-}
 TRAIN = yaml.safe_load((ROOT / "params.yaml").read_text())["train"] | {
     "method": "full",
     "loss": "mnrl",
