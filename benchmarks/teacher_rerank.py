@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from synthembed.corpus import read_beir_set
-from synthembed.models import causal_lm_path, encode_dtype, load_causal_lm, load_embedder, resolve_device
+from synthembed.models import load_embedder
 from synthembed.params import load_params
-from synthembed.teacher import query_likelihood_scorer
+from synthembed.teacher import load_teacher
 
 
 def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
@@ -69,14 +69,7 @@ def main() -> None:
     cosines = queries.astype(np.float32) @ documents.T
     top = np.argsort(-cosines, axis=1, kind="stable")[:, : args.top_k]
 
-    device = resolve_device(params["runtime"]["device"])
-    tokenizer, model = load_causal_lm(
-        causal_lm_path(teacher["model"], params["runtime"]["cache_dir"]), device
-    )
-    model = model.to(encode_dtype(teacher["dtype"], device))
-    score = query_likelihood_scorer(
-        model, tokenizer, teacher["instruction"], teacher["doc_tokens"], teacher["batch_size"]
-    )
+    score = load_teacher(teacher, params["runtime"])
     started = time.monotonic()
     likelihoods = score(
         [beir.queries[q] for q in query_ids for _ in range(args.top_k)],

@@ -4,8 +4,8 @@ each retrieval pair's positive and mined negatives (unsupervised passage re-rank
 The generator itself can be that teacher. As a reranker of the base embedder's top 20 for the first
 100 of SciFact's dev claims (benchmarks/teacher_rerank.py), SmolLM2-135M's query likelihood lifts
 nDCG@10 from 0.673 to 0.732: it knows something the embedder does not, which the model stage can
-distil (``train.distillation``). On queries it wrote itself from the positive it
-ranks that positive first 98 % of the time, so there is little left to distil from those.
+distil (``train.distillation``). On queries it wrote itself from the positive it ranks that positive
+first 98 % of the time, so there is little left to distil from those.
 """
 
 from __future__ import annotations
@@ -48,7 +48,11 @@ def sequence_log_likelihoods(
     model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int, batch_size: int
 ) -> np.ndarray:
     """Sum of log p(token | tokens before it) over the scored tokens of each (input ids, labels) row,
-    batched by length (right padding) with a progress bar."""
+    batched by length with a progress bar.
+
+    Rows are padded on the left, so every row's scored tokens end the batch: only their logits are
+    computed (``logits_to_keep``), not the vocabulary-wide logits of every document token.
+    """
     totals = np.zeros(len(rows))
     for batch in tqdm(length_batches([len(r[0]) for r in rows], batch_size), desc="teacher", unit="batch"):
         width = max(len(rows[i][0]) for i in batch)
@@ -57,11 +61,15 @@ def sequence_log_likelihoods(
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for j, i in enumerate(batch):
             n = len(rows[i][0])
-            ids[j, :n], labels[j, :n], mask[j, :n] = torch.tensor(rows[i][0]), torch.tensor(rows[i][1]), 1
-        ids, labels, mask = ids.to(model.device), labels.to(model.device), mask.to(model.device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        targets = labels[:, 1:]
-        token_lp = torch.log_softmax(logits, dim=-1).gather(2, targets.clamp(min=0)[..., None])[..., 0]
+            ids[j, width - n :], labels[j, width - n :] = torch.tensor(rows[i][0]), torch.tensor(rows[i][1])
+            mask[j, width - n :] = 1
+        scored = max(sum(label != -100 for label in rows[i][1]) for i in batch)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # as if unpadded
+        ids, mask, positions = ids.to(model.device), mask.to(model.device), positions.to(model.device)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=scored + 1)
+        targets = labels[:, -scored:].to(model.device)
+        log_p = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+        token_lp = log_p.gather(2, targets.clamp(min=0)[..., None])[..., 0]
         totals[batch] = (token_lp * (targets != -100)).sum(dim=1).cpu().numpy()
     return totals
 
@@ -125,13 +133,18 @@ def teacher_agreement(pairs: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def score_with_teacher(pairs: pl.DataFrame, cfg: dict[str, Any], runtime: dict[str, Any]) -> pl.DataFrame:
-    """``with_teacher_scores`` with the ``negatives.teacher`` params: its causal LM (an embedded name,
-    folder or HF id, in ``cfg['dtype']``) scores the rows of ``cfg['task_types']``."""
+def load_teacher(
+    cfg: dict[str, Any], runtime: dict[str, Any]
+) -> Callable[[list[str], list[str]], np.ndarray]:
+    """The ``query_likelihood_scorer`` of the ``negatives.teacher`` params: its causal LM (an embedded
+    name, folder or HF id) on ``runtime['device']`` in ``cfg['dtype']``."""
     device = resolve_device(runtime["device"])
     tokenizer, model = load_causal_lm(causal_lm_path(cfg["model"], runtime["cache_dir"]), device)
     model = model.to(encode_dtype(cfg["dtype"], device))
-    score = query_likelihood_scorer(
-        model, tokenizer, cfg["instruction"], cfg["doc_tokens"], cfg["batch_size"]
-    )
-    return with_teacher_scores(pairs, score, cfg["task_types"])
+    return query_likelihood_scorer(model, tokenizer, cfg["instruction"], cfg["doc_tokens"], cfg["batch_size"])
+
+
+def score_with_teacher(pairs: pl.DataFrame, cfg: dict[str, Any], runtime: dict[str, Any]) -> pl.DataFrame:
+    """``with_teacher_scores`` by the teacher of the ``negatives.teacher`` params, for the rows of
+    ``cfg['task_types']``."""
+    return with_teacher_scores(pairs, load_teacher(cfg, runtime), cfg["task_types"])
