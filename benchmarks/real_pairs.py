@@ -4,12 +4,17 @@ A BEIR split's judged queries are shuffled (seeded) and cut in two halves. The f
 relevant document) pairs are written in the balanced stage's layout (a tenth of its queries as the
 dev split the trainer's eval loss reads), the second half's judgments as a new qrels split of the same
 folder layout, so `benchmarks/train_ablation.py` trains on real pairs and scores on queries it has not
-seen, exactly as it does for generated pairs:
+seen, exactly as it does for generated pairs (in a project whose docs stage read the same corpus,
+`docs.source: beir`):
 
     python benchmarks/real_pairs.py --eval-set ../shared/data/scifact-dev --out runs/scifact-real
     python benchmarks/train_ablation.py --params params.yaml --docs results/docs.parquet \\
         --balanced runs/scifact-real/pairs.parquet --structural results/structural.parquet \\
-        --eval-set runs/scifact-real --split heldout --variants '[{"name": "real pairs"}]'
+        --eval-set runs/scifact-real --split heldout --variants real.json
+
+with real.json holding `[{"name": "real pairs"}, {"name": "real pairs, full", "train": {"method": "full",
+"learning_rate": 2e-5}}]`. Scoring the generated pairs on the same half is the same command with
+`--balanced results/balanced.parquet`.
 
 The folder gets corpus.jsonl and queries.jsonl as links to the originals and qrels/heldout.tsv.
 """
