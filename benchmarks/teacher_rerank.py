@@ -20,6 +20,7 @@ import numpy as np
 from synthembed.corpus import read_beir_set
 from synthembed.models import load_embedder
 from synthembed.params import load_params
+from synthembed.search import top_k
 from synthembed.teacher import load_teacher
 
 
@@ -66,8 +67,7 @@ def main() -> None:
     encode = {"batch_size": emb["batch_size"], "normalize_embeddings": True, "show_progress_bar": True}
     documents = embedder.encode_document([beir.corpus[d] for d in doc_ids], **encode).astype(np.float32)
     queries = embedder.encode_query([emb["query_prompt"] + beir.queries[q] for q in query_ids], **encode)
-    cosines = queries.astype(np.float32) @ documents.T
-    top = np.argsort(-cosines, axis=1, kind="stable")[:, : args.top_k]
+    cosines, top = top_k(queries.astype(np.float32), documents, args.top_k, params["search"])
 
     score = load_teacher(teacher, params["runtime"])
     started = time.monotonic()
@@ -76,8 +76,8 @@ def main() -> None:
         [beir.corpus[doc_ids[j]] for row in top for j in row],
     ).reshape(len(query_ids), args.top_k)
     seconds = time.monotonic() - started
-    orders = {"embedder": lambda i: cosines[i, top[i]], "teacher": lambda i: likelihoods[i]}
-    orders["sum of z-scores"] = lambda i: zscore(cosines[i, top[i]]) + zscore(likelihoods[i])
+    orders = {"embedder": lambda i: cosines[i], "teacher": lambda i: likelihoods[i]}
+    orders["sum of z-scores"] = lambda i: zscore(cosines[i]) + zscore(likelihoods[i])
     result = {"eval_set": beir.name, "queries": len(query_ids), "top_k": args.top_k} | {
         "teacher": teacher["model"],
         "instruction": teacher["instruction"],
