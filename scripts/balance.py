@@ -21,7 +21,7 @@ filtered = pl.scan_parquet(args.filtered).select(keys).with_row_index("row").col
 structural = (
     pl.scan_parquet(args.structural).select("doc_id", "query", "kind").with_row_index("row").collect()
 )
-plan, quota_tables = balance_plan(
+plan, quota_tables, left_out = balance_plan(
     filtered.with_columns(pl.col("row").cast(pl.Int64)),
     structural.with_columns(pl.col("row").cast(pl.Int64)),
     cfg,
@@ -35,7 +35,7 @@ write_json(
     {
         "read": filtered.height,  # generated pairs that passed the filter
         "kept": generated,
-        "rejected": {"over_quota": filtered.height - generated},
+        "rejected": left_out,
         "structural": {"available": structural.height, "kept": plan.height - generated},
         "pairs": plan.height,
         "by_generator": dict(plan["generator"].value_counts().sort("generator").iter_rows()),

@@ -11,6 +11,7 @@ from synthembed.evaluate import compare, eval_sets, evaluate_model, synthetic_de
 from synthembed.io import read_json, write_csv, write_json
 from synthembed.mine import DocumentMemo
 from synthembed.models import load_embedder
+from synthembed.train import anchor_prompt
 
 parser = stage_parser(__doc__)
 parser.add_argument(
@@ -29,10 +30,12 @@ docs = pl.read_parquet(args.docs)
 corpus = dict(zip(docs["doc_id"], passages(docs), strict=True))
 balanced = pl.read_parquet(args.balanced)
 over_docs, over_labels = synthetic_dev_sets(balanced.filter(pl.col("split") == "dev"))
-sets = eval_sets(pl.read_parquet(args.eval)) | over_docs
-# Real eval sets and synthetic retrieval hold search queries; paraphrases and translations are symmetric.
-prompts = {name: emb["query_prompt"] for name in sets if not name.startswith("synthetic_dev_")}
-prompts["synthetic_dev_retrieval"] = emb["query_prompt"]
+real_sets = eval_sets(pl.read_parquet(args.eval))
+sets = real_sets | over_docs
+# Real eval sets hold search queries; a synthetic dev set's queries are anchors of its task type.
+prompts = {name: emb["query_prompt"] for name in real_sets} | {
+    name: anchor_prompt(name.removeprefix("synthetic_dev_"), emb["query_prompt"]) for name in over_docs
+}
 classified = balanced.filter(pl.col("task_type") == "classification")
 labels = dict(classified.select("label", "positive").unique(subset="label", keep="first").iter_rows())
 beir_sets = [

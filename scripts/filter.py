@@ -11,7 +11,7 @@ import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import read_passages
-from synthembed.filtering import anchor_and_positive, best_candidates, cosine_thresholds, filter_decisions
+from synthembed.filtering import anchor_and_positive, cosine_thresholds, filter_decisions
 from synthembed.io import CHUNK_ROWS, read_arrays, write_csv, write_json, write_parquet_row_groups
 from synthembed.plots import histogram_png
 from synthembed.search import rank_of
@@ -85,7 +85,7 @@ rows = rows.with_columns(
     checks["text_reason"],
     checks["anchor_key"],
 )
-thresholds = cosine_thresholds(rows.select("task_type", "cosine"), cfg)
+thresholds = cosine_thresholds(rows.select("task_type", "cosine", "text_reason"), cfg)
 rows = rows.with_columns(
     pl.col("task_type").replace_strict(thresholds, return_dtype=pl.Float64).alias("threshold"),
     (pl.lit(round_trip) & (pl.col("task_type") != "classification")).alias("round_trip"),
@@ -105,9 +105,8 @@ def anchor_texts(part: pl.DataFrame) -> list[str]:
     ]
 
 
-reasons = filter_decisions(rows, cfg, params["seed"], anchor_texts)
 # Several candidates of one configuration (queries.candidates > 1): the best one stays.
-reasons = best_candidates(rows.with_columns(reasons.alias("reason")), ["doc_id", "task_type"])
+reasons = filter_decisions(rows, cfg, params["seed"], anchor_texts, ["doc_id", "task_type"])
 decided = rows.select(
     pl.col("cosine"),
     pl.col("threshold").alias("cosine_threshold"),

@@ -23,6 +23,7 @@ from synthembed.io import CHUNK_ROWS, read_rows, write_arrays, write_parquet_row
 from synthembed.models import encode_batches, length_batches, load_embedder
 from synthembed.prompts import load_task_prompts, prompt_text
 from synthembed.shards import shard_items, shard_position
+from synthembed.train import anchor_prompt
 
 parser = stage_parser(__doc__)
 parser.add_argument("--queries", required=True)
@@ -90,8 +91,7 @@ write_parquet_row_groups(shard_checks(), CHECK_SCHEMA, args.out)
 
 
 def query_text(text: str, task_type: str) -> str:
-    # Retrieval queries carry the query instruction; the other tasks are symmetric texts.
-    return (emb["query_prompt"] if task_type == "retrieval" else "") + text
+    return anchor_prompt(task_type, emb["query_prompt"]) + text
 
 
 # Every row's form is needed (not only this shard's): the batches are drawn over all texts to embed, so

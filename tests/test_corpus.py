@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from synthembed.corpus import (
     spill_documents,
     write_documents,
 )
+from synthembed.evaluate import eval_sets
 from synthembed.io import write_parquet_row_groups
 
 MODULE = textwrap.dedent('''
@@ -161,6 +165,57 @@ def test_beir_judgment_of_an_unknown_query_or_document_names_the_line(tmp_path, 
         read_beir_set(folder, "dev")
     with pytest.raises(CorpusError, match=r"test\.tsv: no such qrels split"):
         read_beir_set(folder, "test")
+
+
+@pytest.mark.parametrize(
+    ("file", "line", "message"),
+    [
+        ("corpus.jsonl", '{"_id": "d0", "text": "other doc"}', r"corpus\.jsonl:4: repeated document id 'd0'"),
+        (
+            "queries.jsonl",
+            '{"_id": "q1", "text": "other query"}',
+            r"queries\.jsonl:3: repeated query id 'q1'",
+        ),
+    ],
+)
+def test_beir_repeated_id_names_the_line(tmp_path, file, line, message):
+    folder = write_beir(tmp_path / "toy", "q1\td2\t1\n")
+    with (folder / file).open("a") as handle:
+        handle.write(line + "\n")
+    with pytest.raises(CorpusError, match=message):
+        read_beir_set(folder, "dev")
+
+
+def test_beir_qrels_are_read_as_utf8_whatever_the_locale(tmp_path):
+    folder = write_beir(tmp_path / "toy", "")
+    (folder / "queries.jsonl").write_text('{"_id": "q\u00e9", "text": "which doc"}\n', encoding="utf-8")
+    (folder / "qrels" / "dev.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq\u00e9\td2\t1\n", encoding="utf-8"
+    )
+    code = (
+        f"from synthembed.corpus import read_beir_set; print(ascii(read_beir_set({str(folder)!r}).relevant))"
+    )
+    ascii_locale = os.environ | {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    result = subprocess.run([sys.executable, "-c", code], env=ascii_locale, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "{'q\\xe9': {'d2'}}"
+
+
+def test_zero_score_judgments_are_not_relevant_to_either_reader(tmp_path):
+    folder = write_beir(tmp_path / "toy", "q1\td2\t1\nq1\td0\t0\nq2\td1\t0\n")
+    beir = read_beir_set(folder, "dev")
+    judgments = pl.DataFrame(
+        {
+            "eval_set": ["toy"] * 3,
+            "query_id": ["q1", "q1", "q2"],
+            "query": ["which doc", "which doc", "x"],
+            "doc_id": ["d2", "d0", "d1"],
+            "score": [1, 0, 0],
+        }
+    )
+    assert (
+        eval_sets(judgments)["toy"] == (beir.queries, beir.relevant) == ({"q1": "which doc"}, {"q1": {"d2"}})
+    )
 
 
 def test_sampling_is_seeded_and_written_in_id_order_one_range_at_a_time(fake_stdlib, tmp_path):

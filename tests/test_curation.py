@@ -21,6 +21,7 @@ from synthembed.filtering import (
     cosine_thresholds,
     filter_decisions,
     form_reason,
+    normalized,
     shingles,
 )
 from synthembed.io import write_parquet_row_groups
@@ -62,10 +63,13 @@ def decide(
     doc_rank=None,
     anchors=None,
     prompt_grams=frozenset(),
+    configurations=None,
 ):
     """The filter's decisions for rows that pass every check unless an argument says otherwise, through
-    the shard's per-row reasons and the gather's column-wise decisions."""
+    the shard's per-row reasons and the gather's column-wise decisions; each row is its own
+    configuration (no best of k) unless ``configurations`` says otherwise."""
     n = len(queries)
+    configurations = configurations or list(range(n))
     documents = documents or ["an unrelated document"] * n
     parse_error = parse_error or [None] * n
     detected = detected or [None] * n
@@ -78,6 +82,7 @@ def decide(
         rows.append(
             {
                 "row": i,
+                "configuration": configurations[i],
                 "text_reason": reason,
                 "cosine": 0.9 if cosine is None else cosine[i],
                 "threshold": 0.5,
@@ -88,7 +93,7 @@ def decide(
         )
     frame = pl.DataFrame(rows, schema_overrides={"cosine": pl.Float64, "doc_rank": pl.Int64})
     return filter_decisions(
-        frame, cfg, 0, lambda part: [anchors[i] for i in part["row"]], chunk_rows=2
+        frame, cfg, 0, lambda part: [anchors[i] for i in part["row"]], ["configuration"], chunk_rows=2
     ).to_list()
 
 
@@ -213,15 +218,44 @@ def test_best_candidate_of_each_configuration_is_kept():
     ]
 
 
+def test_best_of_k_runs_before_deduplication():
+    # Document a's copy of "sort a dict" loses best of k to a closer candidate: document b keeps its copy.
+    queries = ["sort a dict", "sort a dict", "order a mapping by value"]
+    cfg = CHECKS | {"max_words": 9}
+    decisions = decide(queries, cfg, cosine=[0.5, 0.6, 0.9], configurations=["a", "b", "a"])
+    assert decisions == ["not_best", None, None]
+    # Two best candidates that are copies: the first stays.
+    decisions = decide(queries, cfg, cosine=[0.9, 0.6, 0.5], configurations=["a", "b", "a"])
+    assert decisions == [None, "duplicate", "not_best"]
+
+
 def test_percentile_thresholds_follow_each_task_types_scale():
     task_types = ["sts"] * 10 + ["bitext"] * 10
     scores = [0.5 + i / 100 for i in range(10)] + [0.1 + i / 100 for i in range(10)]
     # A row that was not scored (null cosine) takes no part in its task type's percentile.
-    frame = pl.DataFrame({"task_type": [*task_types, "sts"], "cosine": [*scores, None]})
+    frame = pl.DataFrame(
+        {"task_type": [*task_types, "sts"], "cosine": [*scores, None], "text_reason": [None] * 21}
+    )
     thresholds = cosine_thresholds(frame, {"min_cosine": None, "cosine_percentile": 20})
     assert thresholds == pytest.approx({"sts": 0.518, "bitext": 0.118})
     strict = cosine_thresholds(frame, {"min_cosine": 0.3, "cosine_percentile": 20})
     assert strict == pytest.approx({"sts": 0.518, "bitext": 0.3})
+
+
+def test_percentile_threshold_ignores_rows_the_text_checks_rejected():
+    # Copied texts score high against their document; they must not raise the bar for the others.
+    frame = pl.DataFrame(
+        {
+            "task_type": ["sts"] * 8,
+            "cosine": [0.5, 0.6, 0.7, 0.8, 0.99, 0.99, 0.99, 0.99],
+            "text_reason": [None] * 4 + ["copied"] * 3 + ["repetitive"],
+        }
+    )
+    assert cosine_thresholds(frame, {"min_cosine": None, "cosine_percentile": 50}) == pytest.approx(
+        {"sts": 0.65}
+    )
+    rejected_only = frame.with_columns(pl.lit("copied").alias("text_reason"))
+    assert cosine_thresholds(rejected_only, {"min_cosine": 0.2, "cosine_percentile": 50}) == {"sts": 0.2}
 
 
 def test_copied_text_needs_enough_words_verbatim():
@@ -280,8 +314,13 @@ def test_mined_negatives_are_never_a_positive_or_a_copy_of_one_and_drops_are_cou
         }
     )
     mined, stats = mine_negatives(pairs, CORPUS, minilm, MINING, "", 8, {"method": "exact"}, 0)
-    assert (stats["pairs"], stats["merged_anchors"], stats["kept"]) == (3, 1, mined.height)
-    assert stats["kept"] + stats["no_valid_negative"] == 3 and mined.height >= 2
+    assert stats == {"pairs": 3, "kept": 3, "no_valid_negative": 0, "merged_anchors": 1}
+    # The merged query's two rows share their negatives; neither of its positives nor the mean's copy.
+    assert mined.select("doc_id", "negatives").rows() == [
+        ("r", [CORPUS[1], CORPUS[2]]),
+        ("m", [CORPUS[3], CORPUS[2]]),
+        ("m2", [CORPUS[3], CORPUS[2]]),
+    ]
     for row in mined.iter_rows(named=True):
         assert len(row["negatives"]) == 2 and set(row["negatives"]) <= set(CORPUS)
         # Both positives of the merged query, and the reformatted copy of the mean, are never negatives.
@@ -300,6 +339,28 @@ def test_mined_negatives_are_never_a_positive_or_a_copy_of_one_and_drops_are_cou
     impossible = MINING | {"relative_margin": None, "absolute_margin": 2.0}
     mined, stats = mine_negatives(pairs, CORPUS, minilm, impossible, "", 8, {"method": "exact"}, 0)
     assert (mined.height, stats["no_valid_negative"]) == (0, 3)
+
+
+class TableEncoder:
+    """Unit vectors looked up by normalised text: reformatted copies encode alike."""
+
+    def __init__(self, cosines: dict[str, float]):
+        self.vectors = {normalized(t): [c, (1 - c * c) ** 0.5] for t, c in cosines.items()}
+
+    def encode_query(self, texts, **options):
+        return np.array([self.vectors[normalized(t)] for t in texts])
+
+    encode_document = encode_query
+
+
+def test_two_copies_of_a_text_are_one_negative_and_take_one_rank():
+    # cosine with the query "q" ([1, 0]); "N one!" is "n one" reformatted.
+    model = TableEncoder({"q": 1.0, "the positive": 0.95, "n one": 0.8, "n two": 0.7, "n three": 0.6})
+    pairs = pl.DataFrame({"anchor": ["q"], "positive": ["the positive"]})
+    corpus = ["n one", "N one!", "n two", "n three"]
+    cfg = MINING | {"range_max": 2, "relative_margin": None}
+    mined, stats = mine_negatives(pairs, corpus, model, cfg, "", 8, {"method": "exact"}, 0)
+    assert mined["negatives"].to_list() == [["n one", "n two"]] and stats["no_valid_negative"] == 0
 
 
 def test_classification_negatives_are_the_closest_other_labels(minilm):
@@ -335,7 +396,8 @@ def test_classification_negatives_are_the_closest_other_labels(minilm):
 
 def test_quota_caps_groups_at_their_share():
     frame = pl.DataFrame({"doc_id": [str(i) for i in range(10)], "kind": ["a"] * 8 + ["b"] * 2})
-    kept, table = apply_quota(frame, "kind", {"a": 0.5, "b": 0.5}, max_total=100, seed=0)
+    kept, table, no_quota = apply_quota(frame, "kind", {"a": 0.5, "b": 0.5}, max_total=100, seed=0)
+    assert no_quota == 0
     assert table == {
         "a": {"target": 5, "available": 8, "kept": 5},
         "b": {"target": 5, "available": 2, "kept": 2},
@@ -346,9 +408,34 @@ def test_quota_caps_groups_at_their_share():
 
 def test_quota_passes_rows_without_a_value_untouched():
     frame = pl.DataFrame({"doc_id": [str(i) for i in range(6)], "kind": ["a", "a", "a", "b", None, None]})
-    kept, table = apply_quota(frame, "kind", {"a": 0.5, "b": 0.5}, max_total=100, seed=0)
+    kept, table, _ = apply_quota(frame, "kind", {"a": 0.5, "b": 0.5}, max_total=100, seed=0)
     assert table["a"] == {"target": 2, "available": 3, "kept": 2}
     assert kept["kind"].null_count() == 2 and kept.height == 5
+
+
+def test_rows_of_a_label_without_a_share_are_dropped_as_no_quota():
+    filtered = pl.DataFrame(
+        {
+            "row": list(range(10)),
+            "doc_id": [str(i) for i in range(10)],
+            "query": [f"q{i}" for i in range(10)],
+            "task_type": ["sts"] * 6 + ["bitext"] * 4,
+        }
+    )
+    structural = pl.DataFrame(
+        schema={"row": pl.Int64, "doc_id": pl.String, "query": pl.String, "kind": pl.String}
+    )
+    cfg = {"max_pairs": 100, "structural_share": 0.0, "dev_fraction": 0.0}
+    plan, tables, left_out = balance_plan(
+        filtered, structural, cfg | {"quotas": {"task_type": {"sts": 0.5}}}, 0
+    )
+    # The cap is the share of the rows with a quota label (6), not of all 10.
+    assert tables == {"task_type": {"sts": {"target": 6, "available": 6, "kept": 6}}}
+    assert left_out == {"over_quota": 0, "no_quota": 4} and plan.height == 6
+    shares = {"sts": 0.5, "retrieval": 0.5}
+    _, tables, left_out = balance_plan(filtered, structural, cfg | {"quotas": {"task_type": shares}}, 0)
+    assert tables["task_type"]["sts"] == {"target": 3, "available": 6, "kept": 3}
+    assert left_out == {"over_quota": 3, "no_quota": 4}
 
 
 def test_split_keeps_each_document_on_one_side():
@@ -386,13 +473,14 @@ def test_balanced_rows_are_written_in_plan_order_whatever_the_slice_size(tmp_pat
     cfg = {"quotas": {"task_type": {"sts": 0.5, "retrieval": 0.5}}, "max_pairs": 12}
     cfg |= {"structural_share": 0.2, "dev_fraction": 0.3}
     keys = filtered.select("doc_id", "query", "task_type").with_row_index("row")
-    plan, tables = balance_plan(
+    plan, tables, left_out = balance_plan(
         keys.with_columns(pl.col("row").cast(pl.Int64)),
         structural.select("doc_id", "query", "kind").with_row_index("row").cast({"row": pl.Int64}),
         cfg,
         seed=2,
     )
     assert tables["task_type"]["sts"] == {"target": 6, "available": 10, "kept": 6}
+    assert left_out == {"over_quota": 8, "no_quota": 0}
     assert plan["generator"].value_counts().sort("generator").rows() == [("llm", 12), ("structural:title", 3)]
     sources = (tmp_path / "filtered.parquet", tmp_path / "structural.parquet")
     schema = balanced_schema(sources[0])

@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from synthembed.balance import with_structural
+from synthembed.balance import balance_plan
 from synthembed.mine import DocumentMemo
 from synthembed.structural import structural_pairs
 
@@ -100,12 +100,21 @@ def test_max_pairs_is_a_seeded_sample():
 @pytest.mark.parametrize(("share", "expected"), [(0.0, 0), (0.2, 1), (0.5, 4), (0.75, 4), (1.0, 4)])
 def test_structural_share_of_the_balanced_set(share, expected):
     structural, _ = structural_pairs(DOCS, CFG, seed=0)
-    generated = pl.DataFrame({"doc_id": ["d"] * 4, "task_type": ["sts"] * 4, "anchor": list("abcd")})
-    mixed = with_structural(generated, structural, share, seed=0)
-    assert mixed.filter(pl.col("generator") == "llm").height == 4
-    pseudo = mixed.filter(pl.col("generator").str.starts_with("structural:"))
+    generated = pl.DataFrame(
+        {"row": [0, 1, 2, 3], "doc_id": ["d"] * 4, "query": list("abcd"), "task_type": ["sts"] * 4}
+    )
+    cfg = {"quotas": {"task_type": {"sts": 1.0}}, "max_pairs": 10, "structural_share": share}
+    plan, _, _ = balance_plan(
+        generated,
+        structural.select("doc_id", "query", "kind").with_row_index("row").cast({"row": pl.Int64}),
+        cfg | {"dev_fraction": 0.0},
+        seed=0,
+    )
+    assert plan.filter(pl.col("generator") == "llm")["row"].sort().to_list() == [0, 1, 2, 3]
+    pseudo = plan.filter(pl.col("source") == "structural")
     assert pseudo.height == expected  # 4 available; 0.75 would want 12
-    assert (pseudo["task_type"] == "retrieval").all() and (pseudo["anchor"] == pseudo["query"]).all()
+    assert (pseudo["generator"] == "structural:" + structural["kind"].gather(pseudo["row"])).all()
+    assert (pseudo["query"] == structural["query"].gather(pseudo["row"])).all()
 
 
 class CountingEncoder:

@@ -7,9 +7,12 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+import yaml
 from sentence_transformers import SentenceTransformer
 
+from synthembed.io import InputError
 from synthembed.models import load_embedder
+from synthembed.params import validate_params
 from synthembed.swift import run_folder, swift_checkpoints, train_with_swift
 from synthembed.train import build_loss, merge_checkpoints, slerp, train_embedder, training_datasets
 
@@ -176,6 +179,17 @@ def test_qwen3_pools_the_last_real_token_with_left_padding(tiny_qwen3):
     with torch.no_grad():
         hidden = raw(**tokenizer(texts[1:], return_tensors="pt")).last_hidden_state[0, -1]
     assert changed(alone[1], (hidden / hidden.norm()).numpy()) < 1e-5
+
+
+def test_merge_checkpoints_must_be_taken_only_when_merging():
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["train"] |= {"checkpoints": 1, "merge": {"method": "none", "checkpoints": 2}}
+    assert validate_params(params, "p.yaml")["train"]["checkpoints"] == 1
+    params["train"]["merge"]["method"] = "slerp"
+    with pytest.raises(
+        InputError, match=r"p\.yaml: train\.merge\.checkpoints: more than the 1 train\.checkpoints"
+    ):
+        validate_params(params, "p.yaml")
 
 
 def test_query_instruction_goes_on_retrieval_anchors_only():

@@ -29,20 +29,30 @@ def quota_targets(shares: dict[str, float], total: int) -> dict[str, int]:
 
 def apply_quota(
     frame: pl.DataFrame, column: str, shares: dict[str, float], max_total: int, seed: int
-) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
-    """Cap every group of ``column`` at its share of ``min(rows, max_total)``; rows of labels without a
-    share are dropped, rows without a value (a control their task does not use) pass untouched.
-    Returns the kept rows and, per label, target, available and kept counts."""
+) -> tuple[pl.DataFrame, dict[str, dict[str, int]], int]:
+    """Cap every label of ``column`` at its share of the rows considered: those of ``frame`` whose label
+    has a share, at most ``max_total`` of them (``quota_targets``; a label with fewer rows than its
+    target keeps them all and leaves its room unused). A seeded sample of each label is kept. Rows whose
+    label has no share are dropped; rows without a value (a control their task does not use) pass
+    untouched. Returns the kept rows, per label its target, available and kept counts, and how many
+    rows were dropped for a label without a share.
+
+    >>> frame = pl.DataFrame({"kind": ["a"] * 6 + ["b"] * 2 + ["c", None]})
+    >>> kept, table, no_quota = apply_quota(frame, "kind", {"a": 0.5, "b": 0.5}, max_total=100, seed=0)
+    >>> table, no_quota, kept["kind"].to_list().count("a"), kept["kind"].null_count()
+    ({'a': {'target': 4, 'available': 6, 'kept': 4}, 'b': {'target': 4, 'available': 2, 'kept': 2}}, 1, 4, 1)
+    """
     untouched = frame.filter(pl.col(column).is_null())
-    frame = frame.filter(pl.col(column).is_not_null())
-    targets = quota_targets(shares, min(frame.height, max_total))
+    considered = frame.filter(pl.col(column).is_in(list(shares)))
+    no_quota = frame.height - untouched.height - considered.height
+    targets = quota_targets(shares, min(considered.height, max_total))
     parts, table = [untouched], {}
     for label, target in targets.items():
-        group = frame.filter(pl.col(column) == label)
+        group = considered.filter(pl.col(column) == label)
         kept = group.sample(n=min(target, group.height), seed=seed) if group.height else group
         parts.append(kept)
         table[label] = {"target": target, "available": group.height, "kept": kept.height}
-    return pl.concat(parts), table
+    return pl.concat(parts), table, no_quota
 
 
 def split_by_document(frame: pl.DataFrame, dev_fraction: float, seed: int) -> pl.DataFrame:
@@ -84,23 +94,37 @@ def structural_rows(structural: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def structural_sample(structural: pl.DataFrame, generated: int, share: float, seed: int) -> pl.DataFrame:
+    """A seeded sample of the structural pairs making them ``share`` of the set beside ``generated``
+    pairs (``structural_count``).
+
+    >>> structural_sample(pl.DataFrame({"kind": ["title"] * 5}), generated=4, share=0.5, seed=0).height
+    4
+    """
+    n = structural_count(generated, structural.height, share)
+    return structural.sample(n=n, seed=seed) if n < structural.height else structural
+
+
 def with_structural(frame: pl.DataFrame, structural: pl.DataFrame, share: float, seed: int) -> pl.DataFrame:
-    """The generated pairs plus a seeded sample of structural pairs making ``share`` of the result; every
-    row says where it came from in ``generator``: ``llm`` or ``structural:<kind>``.
+    """The generated pairs plus ``structural_sample`` as balanced rows, in memory (the train ablation's
+    variants; the stage plans on key columns with ``balance_plan``); every row says where it came from in
+    ``generator``: ``llm`` or ``structural:<kind>``.
     """
     generated = frame.with_columns(pl.lit("llm").alias("generator"))
-    n = structural_count(generated.height, structural.height, share)
-    chosen = structural.sample(n=n, seed=seed) if n < structural.height else structural
+    chosen = structural_sample(structural, generated.height, share, seed)
     return pl.concat([generated, structural_rows(chosen)], how="diagonal_relaxed")
 
 
 def balance_plan(
     filtered: pl.DataFrame, structural: pl.DataFrame, cfg: dict[str, Any], seed: int
-) -> tuple[pl.DataFrame, dict[str, dict[str, dict[str, int]]]]:
+) -> tuple[pl.DataFrame, dict[str, dict[str, dict[str, int]]], dict[str, int]]:
     """Which rows the balanced set has, decided on key columns only: ``filtered`` holds doc_id, query and
     the quota columns of the filtered pairs, ``structural`` doc_id, query and kind of the structural
-    pairs, each with its ``row`` number in its file. Returns the plan (source, row, doc_id, query,
-    generator, split) in output order (doc_id, then query) and the quota tables.
+    pairs, each with its ``row`` number in its file. The quotas apply column after column
+    (``apply_quota``), each to the rows the previous ones kept. Returns the plan (source, row, doc_id,
+    query, generator, split) in output order (doc_id, then query), the quota tables, and the filtered
+    pairs left out by reason: ``over_quota`` (their label's target was reached) and ``no_quota`` (their
+    label has no share).
 
     >>> filtered = pl.DataFrame({"row": [0, 1], "doc_id": ["b", "a"], "query": ["q1", "q2"],
     ...                          "task_type": ["sts", "sts"]})
@@ -110,11 +134,15 @@ def balance_plan(
     >>> balance_plan(filtered, structural, cfg, seed=0)[0].select("source", "row", "generator").rows()
     [('llm', 1, 'llm'), ('structural', 0, 'structural:title'), ('llm', 0, 'llm')]
     """
-    quota_tables = {}
+    quota_tables, left_out = {}, {"over_quota": 0, "no_quota": 0}
     for column, shares in cfg["quotas"].items():
-        filtered, quota_tables[column] = apply_quota(filtered, column, shares, cfg["max_pairs"], seed)
-    n = structural_count(filtered.height, structural.height, cfg["structural_share"])
-    chosen = structural.sample(n=n, seed=seed) if n < structural.height else structural
+        before = filtered.height
+        filtered, quota_tables[column], no_quota = apply_quota(
+            filtered, column, shares, cfg["max_pairs"], seed
+        )
+        left_out["no_quota"] += no_quota
+        left_out["over_quota"] += before - filtered.height - no_quota
+    chosen = structural_sample(structural, filtered.height, cfg["structural_share"], seed)
     columns = ["source", "row", "doc_id", "query", "generator"]
     plan = pl.concat(
         [
@@ -124,7 +152,7 @@ def balance_plan(
             ),
         ]
     ).sort("doc_id", "query", maintain_order=True)
-    return split_by_document(plan, cfg["dev_fraction"], seed), quota_tables
+    return split_by_document(plan, cfg["dev_fraction"], seed), quota_tables, left_out
 
 
 def balanced_schema(filtered: Path) -> dict[str, pl.DataType]:

@@ -359,7 +359,8 @@ class EvalSet:
 def read_beir_set(folder: str | Path, split: str = "dev", name: str | None = None) -> EvalSet:
     """One split of a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) as an eval set over its
     whole corpus; only judged queries with a positive score are kept. Any bad line stops with an error
-    naming the file and line: an eval set is never silently smaller than it says.
+    naming the file and line, a repeated document or query id included (the later text would silently
+    replace the earlier): an eval set is never silently other than its files say.
     """
     folder = Path(folder)
     qrels = folder / "qrels" / f"{split}.tsv"
@@ -369,16 +370,21 @@ def read_beir_set(folder: str | Path, split: str = "dev", name: str | None = Non
     corpus = {}
     for location, record in read_jsonl_records(folder / "corpus.jsonl", strict):
         doc = _record_to_doc(record, location, strict, location)
+        if doc["doc_id"] in corpus:
+            raise CorpusError(f"{location}: repeated document id {doc['doc_id']!r}")
         corpus[doc["doc_id"]] = passage(doc["title"], doc["text"])
     queries = {}
     for location, record in read_jsonl_records(folder / "queries.jsonl", strict):
         if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
             raise CorpusError(f"{location}: a query needs '_id' and a string 'text'")
-        queries[str(record["_id"])] = record["text"]
+        query_id = str(record["_id"])
+        if query_id in queries:
+            raise CorpusError(f"{location}: repeated query id {query_id!r}")
+        queries[query_id] = record["text"]
     relevant: dict[str, set[str]] = {}
-    with qrels.open(newline="") as handle:
+    with qrels.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle, delimiter="\t")
-        header = next(reader)
+        header = next(reader, [])  # an empty file fails the header check below
         if header[:2] != ["query-id", "corpus-id"]:
             raise CorpusError(f"{qrels}:1: expected header 'query-id corpus-id score', got {header}")
         for number, row in enumerate(reader, start=2):

@@ -21,16 +21,20 @@ METRICS = {  # our name -> (evaluator key, k)
 
 
 def eval_sets(judgments: pl.DataFrame) -> dict[str, tuple[dict[str, str], dict[str, set[str]]]]:
-    """Per eval set: queries {query_id: text} and relevant docs {query_id: {doc_id}}.
+    """Per eval set: queries {query_id: text} and relevant docs {query_id: {doc_id}}; a judgment with
+    a score of 0 or less is not relevant, and a query without a relevant document is left out (as
+    ``read_beir_set`` does).
 
-    >>> j = pl.DataFrame({"eval_set": ["s", "s"], "query_id": ["q", "q"], "query": ["x", "x"],
-    ...                   "doc_id": ["a", "b"], "score": [1, 1]})
+    >>> j = pl.DataFrame({"eval_set": ["s"] * 4, "query_id": ["q", "q", "q", "r"],
+    ...                   "query": ["x", "x", "x", "y"], "doc_id": ["a", "b", "c", "a"],
+    ...                   "score": [1, 2, 0, 0]})
     >>> queries, relevant = eval_sets(j)["s"]
     >>> queries, sorted(relevant["q"])
     ({'q': 'x'}, ['a', 'b'])
     """
     sets = {}
-    for (name,), group in judgments.sort("eval_set").group_by("eval_set", maintain_order=True):
+    relevant_judgments = judgments.filter(pl.col("score") > 0).sort("eval_set")
+    for (name,), group in relevant_judgments.group_by("eval_set", maintain_order=True):
         queries = dict(zip(group["query_id"], group["query"], strict=True))
         relevant: dict[str, set[str]] = {}
         for qid, did in zip(group["query_id"], group["doc_id"], strict=True):

@@ -2,7 +2,9 @@
 
 The checks run in a fixed order and a row is rejected by the first it fails: parse errors, format
 (empty, too_short, too_long), repetitive text, prompt echo, copied text, wrong language, low cosine,
-round trip, then exact and near duplicates among the rows that passed everything else.
+round trip; then best of k keeps one survivor per configuration, and exact and near duplicates are
+rejected among those best candidates only (deduplicating first would lose a document's pair to a
+copy that best of k then drops).
 """
 
 from __future__ import annotations
@@ -131,15 +133,18 @@ def anchor_and_positive(task_type: str, generated: str, document: str) -> tuple[
 
 
 def cosine_thresholds(scores: pl.DataFrame, cfg: dict[str, Any]) -> dict[str, float]:
-    """The cosine threshold of each task type of ``scores`` (columns task_type, cosine; null cosines are
-    rows not scored): ``min_cosine`` (one number, one per task type, or null) and, when
-    ``cosine_percentile`` is set, that percentile of the task type's scores in this run — each embedding
-    model has its own scale. The stricter of the two applies.
+    """The cosine threshold of each task type of ``scores`` (columns task_type, cosine, text_reason; null
+    cosines are rows not scored): ``min_cosine`` (one number, one per task type, or null) and, when
+    ``cosine_percentile`` is set, that percentile of the scores of the task type's rows that passed the
+    text checks (null text_reason) in this run — each embedding model has its own scale, and a copied or
+    looping text would pull the percentile towards its own scores. The stricter of the two applies.
 
-    >>> scores = pl.DataFrame({"task_type": ["sts"] * 4, "cosine": [0.1, 0.2, 0.3, 0.4]})
+    >>> scores = pl.DataFrame({"task_type": ["sts"] * 5, "cosine": [0.1, 0.2, 0.3, 0.4, 0.99],
+    ...                        "text_reason": [None, None, None, None, "copied"]})
     >>> cosine_thresholds(scores, {"min_cosine": 0.15, "cosine_percentile": 50})
     {'sts': 0.25}
-    >>> scores = pl.DataFrame({"task_type": ["sts", "bitext"], "cosine": [0.5, 0.1]})
+    >>> scores = pl.DataFrame({"task_type": ["sts", "bitext"], "cosine": [0.5, 0.1],
+    ...                        "text_reason": [None, None]})
     >>> cosine_thresholds(scores, {"min_cosine": {"sts": 0.4}, "cosine_percentile": None})
     {'sts': 0.4, 'bitext': -1.0}
     """
@@ -149,7 +154,8 @@ def cosine_thresholds(scores: pl.DataFrame, cfg: dict[str, Any]) -> dict[str, fl
         if isinstance(absolute, dict):
             absolute = absolute.get(task_type)
         threshold = -1.0 if absolute is None else absolute
-        task_scores = scores.filter(pl.col("task_type") == task_type)["cosine"].drop_nulls().to_numpy()
+        passed = (pl.col("task_type") == task_type) & pl.col("text_reason").is_null()
+        task_scores = scores.filter(passed)["cosine"].drop_nulls().to_numpy()
         if cfg["cosine_percentile"] is not None and len(task_scores):
             threshold = max(threshold, float(np.percentile(task_scores, cfg["cosine_percentile"])))
         thresholds[task_type] = threshold
@@ -301,6 +307,7 @@ def filter_decisions(
     cfg: dict[str, Any],
     seed: int,
     anchor_texts: Callable[[pl.DataFrame], list[str]],
+    keys: list[str],
     chunk_rows: int = CHUNK_ROWS,
 ) -> pl.Series:
     """Per row, the rejection reason or null (kept), decided column by column.
@@ -308,11 +315,14 @@ def filter_decisions(
     ``rows`` has: text_reason (the shard's checks: parse error, format, repetitive, prompt echo, copied,
     wrong language), cosine and threshold, round_trip (whether the row's document must come back for
     it) and doc_rank (its rank over the corpus; null: not in the top k), anchor_key (``anchor_key`` of
-    the anchor). Duplicates are judged on the anchor among the rows that passed every other check, the
-    first occurrence kept; near duplicates (``cfg['near_duplicate_threshold']``) then among the rest,
-    on the texts ``anchor_texts`` returns for a slice of ``rows`` (read ``chunk_rows`` at a time).
+    the anchor) and the ``keys`` columns of its configuration. Best of k (``best_candidates``) then
+    keeps one row per configuration among those that passed every check. Duplicates are judged on the
+    anchor among those best rows only, the first occurrence kept; near duplicates
+    (``cfg['near_duplicate_threshold']``) then among the rest, on the texts ``anchor_texts`` returns for
+    a slice of ``rows`` (read ``chunk_rows`` at a time).
 
     >>> rows = pl.DataFrame({
+    ...     "doc_id": ["a", "b", "c", "d", "e"],
     ...     "anchor": ["sort a dict", "Sort a dict!", None, "read a file now", "open a socket"],
     ...     "text_reason": [None, None, "too_short", None, None],
     ...     "cosine": [0.9, 0.9, None, 0.1, 0.9], "threshold": [0.4] * 5,
@@ -320,10 +330,23 @@ def filter_decisions(
     >>> keys = pl.Series("anchor_key", [anchor_key(a) for a in rows["anchor"]], dtype=pl.Int64)
     >>> rows = rows.with_columns(keys)
     >>> cfg = {"near_duplicate_threshold": None}
-    >>> filter_decisions(rows, cfg, 0, lambda part: part["anchor"].to_list()).to_list()
+    >>> filter_decisions(rows, cfg, 0, lambda part: part["anchor"].to_list(), ["doc_id"]).to_list()
     [None, 'duplicate', 'too_short', 'low_cosine', 'round_trip']
+
+    The copy in document b stays when document a's copy loses best of k to a closer candidate:
+
+    >>> rows = pl.DataFrame({"doc_id": ["a", "b", "a"],
+    ...     "anchor": ["sort a dict", "sort a dict", "order by value"], "text_reason": [None] * 3,
+    ...     "cosine": [0.5, 0.6, 0.9], "threshold": [0.4] * 3,
+    ...     "round_trip": [False] * 3, "doc_rank": [None] * 3}, schema_overrides={"doc_rank": pl.Int64})
+    >>> rows = rows.with_columns(pl.Series("anchor_key", [anchor_key(a) for a in rows["anchor"]]))
+    >>> filter_decisions(rows, cfg, 0, lambda part: part["anchor"].to_list(), ["doc_id"]).to_list()
+    ['not_best', None, None]
     """
-    decided = rows.select(
+    checked = rows.select(
+        *keys,
+        "doc_rank",
+        "cosine",
         pl.when(pl.col("text_reason").is_not_null())
         .then(pl.col("text_reason"))
         .when(pl.col("cosine").is_null() | (pl.col("cosine") < pl.col("threshold")))
@@ -331,11 +354,11 @@ def filter_decisions(
         .when(pl.col("round_trip") & pl.col("doc_rank").is_null())
         .then(pl.lit("round_trip"))
         .alias("reason"),
-        pl.col("anchor_key"),
-    ).with_row_index("_row")
-    passed = decided.filter(pl.col("reason").is_null())
+    )
+    reasons = best_candidates(checked, keys)
+    passed = rows.select("anchor_key").with_row_index("_row").filter(reasons.is_null())
     duplicates = passed.filter(~pl.col("anchor_key").is_first_distinct())["_row"]
-    reasons = decided["reason"].scatter(duplicates, "duplicate")
+    reasons = reasons.scatter(duplicates, "duplicate")
     if cfg["near_duplicate_threshold"] is not None:
         index = NearDuplicates(cfg["near_duplicate_threshold"], 128, seed)
         remaining = passed.filter(pl.col("anchor_key").is_first_distinct())["_row"]
@@ -347,9 +370,10 @@ def filter_decisions(
 
 
 def best_candidates(rows: pl.DataFrame, keys: list[str]) -> pl.Series:
-    """Best-of-k: among the kept candidates (null reason) of one configuration (same ``keys``), keep the
-    one whose document ranks highest for it (round trip), then the closest, then the first; the others
-    are rejected as ``not_best``. ``rows`` has the key columns, reason, doc_rank and cosine.
+    """Best-of-k: among the candidates that passed the checks (null reason) of one configuration (same
+    ``keys``), keep the one whose document ranks highest for it (round trip), then the closest, then the
+    first; the others are rejected as ``not_best``. ``rows`` has the key columns, reason, doc_rank and
+    cosine.
 
     >>> rows = pl.DataFrame({"key": ["a", "a", "a", "b"], "reason": [None, None, "low_cosine", None],
     ...                      "doc_rank": [3, 0, 0, None], "cosine": [0.9, 0.5, 0.1, 0.4]})

@@ -12,6 +12,7 @@ import polars as pl
 
 from synthembed.filtering import normalized
 from synthembed.search import top_k
+from synthembed.train import anchor_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,21 @@ def canonical_ids(texts: list[str]) -> np.ndarray:
     """
     first: dict[str, int] = {}
     return np.array([first.setdefault(normalized(t), i) for i, t in enumerate(texts)], dtype=np.int64)
+
+
+def repeated_in_row(ids: np.ndarray) -> np.ndarray:
+    """Per entry of each row of ``ids``, whether the same id occurs earlier in that row.
+
+    >>> repeated_in_row(np.array([[4, 2, 4, 2, 7], [1, 1, 1, 0, 0]])).tolist()
+    [[False, False, True, True, False], [False, True, True, False, True]]
+    """
+    order = np.argsort(ids, axis=1, kind="stable")  # stable: the first occurrence sorts first
+    ordered = np.take_along_axis(ids, order, axis=1)
+    later = np.zeros(ids.shape, dtype=bool)
+    later[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    repeated = np.empty_like(later)
+    np.put_along_axis(repeated, order, later, axis=1)
+    return repeated
 
 
 def positive_table(anchors: list[str], positive_ids: np.ndarray) -> np.ndarray:
@@ -56,12 +72,14 @@ def choose_negatives(
     positive_scores: np.ndarray,
     cfg: dict,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pick ``cfg['num_negatives']`` negatives per row from its ranked candidates.
 
     ``scores``/``candidates`` (rows x k, best first) are the search results of each row's anchor,
     ``positives`` (rows x p, -1 padded) the ids that are never negatives, ``positive_scores`` s(q, d+).
-    A candidate qualifies when its rank among the non-positive candidates lies in
+    A candidate id seen earlier in its row (two corpus texts with one normalised form) is skipped like
+    a positive: a pair never gets one negative twice, and the copy takes no rank in the window.
+    A candidate qualifies when its rank among the distinct non-positive candidates lies in
     [range_min, range_max), its score is at most ``max_score``, at most s(q, d+) - ``absolute_margin``
     and at most (1 - ``relative_margin``) * s(q, d+) (each check only when its param is set).
     ``sampling_strategy`` top takes the best qualifying ones, random a seeded draw among them.
@@ -77,9 +95,16 @@ def choose_negatives(
     ...     scores, candidates, np.array([[3]]), np.array([0.85]), cfg, np.random.default_rng(0))
     >>> ids.tolist(), chosen_scores.tolist(), enough.tolist()
     ([[2, 0]], [[0.7, 0.6]], [True])
+    >>> twice = np.array([[3, 1, 2, 2]])  # 1 is too close to the positive; 2 comes back
+    >>> choose_negatives(scores, twice, np.array([[3]]), np.array([0.85]), cfg, np.random.default_rng(0))[0]
+    array([[ 2, -1]])
     """
     n = cfg["num_negatives"]
-    is_positive = (candidates[:, :, None] == positives[:, None, :]).any(axis=2) | (candidates < 0)
+    is_positive = (
+        (candidates[:, :, None] == positives[:, None, :]).any(axis=2)
+        | (candidates < 0)
+        | repeated_in_row(candidates)
+    )
     rank = np.cumsum(~is_positive, axis=1) - 1
     valid = ~is_positive & (rank >= cfg["range_min"]) & (rank < cfg["range_max"])
     if cfg["max_score"] is not None:
@@ -144,7 +169,9 @@ def mine_negatives(
     index). Candidates are chosen by ``choose_negatives``; a candidate whose normalised text equals a
     positive's is that positive.
     Adds ``negatives``, ``negative_scores``, ``positive_score`` and ``positive_rank``; pairs left
-    without enough negatives are dropped and counted in the returned statistics.
+    with fewer than ``num_negatives`` qualifying negatives are dropped and counted in the returned
+    statistics as ``no_valid_negative`` (the name is kept for the stats files; a dropped pair may have
+    had some valid negatives).
     """
     n = cfg["num_negatives"]
     if pairs.is_empty():
@@ -168,7 +195,7 @@ def mine_negatives(
     )
     positive_ids = canonical[[text_id[p] for p in positive_texts]]
     positives = positive_table(anchors, positive_ids)
-    # Room for the window, the anchor's positives and (a few) normalised copies of them.
+    # Room for the window, the anchor's positives and (a few) normalised copies, which take no rank.
     k = cfg["range_max"] + positives.shape[1] + min(32, len(texts) - len(set(canonical.tolist())))
     scores, candidates = top_k(anchor_vectors, corpus_vectors, k, search)
     rows = np.array([anchor_row[a] for a in anchors])
@@ -189,6 +216,7 @@ def mine_negatives(
     stats = {
         "pairs": pairs.height,
         "kept": result.height,
+        # Pairs dropped with fewer than num_negatives valid negatives (not only those with none).
         "no_valid_negative": int((~enough).sum()),
         "merged_anchors": len(anchors) - len(unique_anchors),
     }
@@ -247,7 +275,7 @@ def mine_training_pairs(
             # A document's negatives are the other labels: the labels are the whole corpus here.
             mined, stats[task_type] = mine_negatives(one_text_per_label(group), [], model, cfg, "", **mine)
         else:
-            prompt = embedder_cfg["query_prompt"] if task_type == "retrieval" else ""
+            prompt = anchor_prompt(task_type, embedder_cfg["query_prompt"])
             mined, stats[task_type] = mine_negatives(group, corpus, model, cfg, prompt, **mine)
         parts.append(with_llm_negatives(mined))
     if not parts:

@@ -33,17 +33,21 @@ def validate_params(params: dict[str, Any], source: str = "params") -> dict[str,
 def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
     """Rules the schema cannot say: combinations of settings that cannot work together.
 
-    >>> train = {"backend": "ms-swift", "method": "full", "checkpoints": 3, "merge": {"checkpoints": 2},
-    ...          "distillation": 0.0}
+    >>> train = {"backend": "ms-swift", "method": "full", "checkpoints": 3,
+    ...          "merge": {"method": "slerp", "checkpoints": 2}, "distillation": 0.0}
     >>> queries, llm = {"candidates": 3, "generator": "prompted"}, {"temperature": 0.0}
     >>> cross_field_errors({"train": train, "queries": queries, "llm": llm, "doc2query": {"max_steps": 0}})
     [('train.method', 'the ms-swift backend trains LoRA adapters only'), \
 ('queries.candidates', 'several candidates need llm.temperature > 0: greedy answers are all the same')]
+    >>> train |= {"checkpoints": 1, "merge": {"method": "slerp", "checkpoints": 2}}
+    >>> cross_field_errors({"train": train, "queries": queries, "llm": llm, "doc2query": {"max_steps": 0}})[1]
+    ('train.merge.checkpoints', 'more than the 1 train.checkpoints taken')
     """
     train, errors = params["train"], []
     if train["backend"] == "ms-swift" and train["method"] != "lora":
         errors.append(("train.method", "the ms-swift backend trains LoRA adapters only"))
-    if train["merge"]["checkpoints"] > train["checkpoints"]:
+    # merge.method none merges nothing, so its checkpoints count is not used.
+    if train["merge"]["method"] != "none" and train["merge"]["checkpoints"] > train["checkpoints"]:
         errors.append(
             ("train.merge.checkpoints", f"more than the {train['checkpoints']} train.checkpoints taken")
         )

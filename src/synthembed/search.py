@@ -23,7 +23,7 @@ def exact_top_k(
 
     Scores are computed one (query chunk x corpus chunk) block at a time and merged into a running
     top-k, so memory stays at one block (``query_chunk * corpus_chunk`` floats) whatever the corpus
-    size. Ties keep the lower corpus index first.
+    size. The order of tied scores is unspecified (``torch.topk`` does not keep index order).
 
     >>> corpus = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)
     >>> scores, indices = exact_top_k(np.array([[0.0, 1.0]], dtype=np.float32), corpus, 2, corpus_chunk=2)
