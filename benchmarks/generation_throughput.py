@@ -1,7 +1,7 @@
 """Queries per second of the transformers backend (shared-prefix KV reuse, cache, batching, parsing)
 against the naive batched call: model.generate on the same prompts, left-padded, in the same batches
 with the same seeds, in the same process, so their answers can be compared one by one (greedy, or
-sampled with --temperature: the same draws).
+sampled with --temperature: every row draws from its own seeded generator in both paths).
 
     python benchmarks/generation_throughput.py --params params.yaml --docs results/docs.parquet \
         --configs results/configs.parquet --prompt prompts/queries_few_shot.yaml --n 64 --repeats 2
@@ -71,7 +71,6 @@ def naive() -> list[str]:
     answers = [""] * len(calls)
     for start, end in prefix_batches([calls[c][0] for c in order], generator.batch_size):
         chunk = order[start:end]
-        torch.manual_seed(calls[chunk[0]][1] + start)  # as the generator seeds a batch
         encoded = tokenizer.apply_chat_template(
             [calls[c][0] for c in chunk],
             add_generation_prompt=True,
@@ -80,7 +79,8 @@ def naive() -> list[str]:
             return_dict=True,
         ).to(generator.device)
         with torch.inference_mode():
-            output = model.generate(**encoded, **generator.decoding_args(encoded["input_ids"].shape[1]))
+            decoding = generator.decoding_args(encoded["input_ids"].shape[1], [calls[c][1] for c in chunk])
+            output = model.generate(**encoded, **decoding)
         texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(chunk, texts, strict=True):
             answers[i] = text.strip()

@@ -10,17 +10,16 @@ from synthembed.cli import stage_parser, start_stage
 from synthembed.configs import (
     CONFIG_SCHEMA,
     choose_with_llm,
-    config_plan,
-    config_row,
     load_glossary,
     load_personas,
     persona_text,
+    sampled_configs,
     top_k_indices,
 )
 from synthembed.corpus import passages
 from synthembed.io import write_json, write_parquet
 from synthembed.models import encode_batches, length_batches, load_embedder
-from synthembed.shards import shard_items, shard_rows
+from synthembed.shards import shard_rows
 
 parser = stage_parser(__doc__)
 parser.add_argument("--docs", required=True)
@@ -37,7 +36,7 @@ docs = pl.read_parquet(args.docs)
 docs = docs.sample(n=min(cfg["n_docs"], docs.height), seed=seed).sort("doc_id")
 personas = load_personas(args.personas)
 k = min(cfg["persona_candidates"], len(personas))
-plan = shard_items(config_plan(docs.height, k, cfg, seed), params["shards"], args.shard)
+sampled = docs.height
 docs = shard_rows(docs, params["shards"], args.shard)
 embedder = load_embedder(params["embedder"], params["runtime"]["device"])
 texts = passages(docs)
@@ -53,10 +52,9 @@ nearest = top_k_indices(doc_vectors, persona_vectors, k) if len(order) else []
 candidates = [[personas[j] for j in row] for row in nearest]
 doc_rows = docs.select("doc_id", "domain", "lang").with_columns(pl.Series("text", texts)).to_dicts()
 glossary = load_glossary(args.glossary)
-rows = [
-    config_row(doc, draw, persona_candidates, glossary, cfg["glossary_terms"])
-    for doc, draw, persona_candidates in zip(doc_rows, plan, candidates, strict=True)
-]
+rows = sampled_configs(
+    doc_rows, candidates, k, cfg, glossary, seed, total=sampled, shard_ids=params["shards"], shard=args.shard
+)
 stats = {"documents": len(rows)}
 
 if cfg["policy"] == "llm":
@@ -65,7 +63,15 @@ if cfg["policy"] == "llm":
 
     llm = open_llm(params["llm"], params["runtime"])
     failures = choose_with_llm(
-        rows, candidates, texts, llm, load_prompt(args.prompt), cfg, params["queries"]["doc_chars"], seed
+        rows,
+        candidates,
+        texts,
+        llm,
+        load_prompt(args.prompt),
+        cfg,
+        params["queries"]["doc_chars"],
+        seed,
+        params["llm"]["temperature"],
     )
     stats |= llm.stats_dict() | {"answer_failures": failures}
 

@@ -10,7 +10,7 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import passages
 from synthembed.doc2query import load_doc2query_prompt, model_fingerprint
-from synthembed.generation import generate_queries
+from synthembed.generation import doc2query_llm_params, generate_queries
 from synthembed.io import write_json, write_parquet
 from synthembed.llm import open_llm
 from synthembed.models import load_embedder
@@ -55,7 +55,7 @@ if cfg["examples"] == "corpus":
 llm = open_llm(params["llm"], params["runtime"])
 doc2query = None
 if cfg["generator"] == "doc2query":
-    local = params["llm"] | {"backend": "transformers", "model": args.doc2query}
+    local = doc2query_llm_params(params["llm"], args.doc2query)
     doc2query_llm = open_llm(local, params["runtime"], model_name=model_fingerprint(args.doc2query))
     doc2query_prompt = load_doc2query_prompt(args.doc2query_prompt)
     doc2query = (doc2query_prompt, doc2query_llm, params["doc2query"]["doc_chars"])
@@ -65,9 +65,8 @@ frame = pl.DataFrame(
     rows,
     schema=configs.schema
     | {"candidate": pl.Int64}
-    | dict.fromkeys(["template", "query", "prompt_hash", *optional], pl.String),
+    | dict.fromkeys(["template", "query", "prompt_hash", "model", *optional], pl.String),
 )
-frame = frame.with_columns(pl.lit(params["llm"]["model"]).alias("model"))
 write_parquet(frame, args.out)
 errors = Counter(str(e).split(":")[0] for e in frame["parse_error"].drop_nulls())
 write_json(

@@ -2,12 +2,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from synthembed.configs import (
     achieved_shares,
-    answer_schema,
     choose_with_llm,
+    config_answer_schema,
     control_targets,
     glossary_matches,
     load_glossary,
@@ -17,6 +18,7 @@ from synthembed.configs import (
     stratified_labels,
 )
 from synthembed.prompts import load_prompt
+from synthembed.shards import interleave
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = {
@@ -93,9 +95,9 @@ def test_stratified_counts_are_within_one_of_target(n):
 
 
 def test_sampled_configs_are_seeded_and_set_each_control_where_its_prompt_uses_it():
-    rows = sampled_configs(documents(40), candidates(40), CFG, GLOSSARY, seed=5)
-    assert rows == sampled_configs(documents(40), candidates(40), CFG, GLOSSARY, seed=5)
-    assert rows != sampled_configs(documents(40), candidates(40), CFG, GLOSSARY, seed=6)
+    rows = sampled_configs(documents(40), candidates(40), 5, CFG, GLOSSARY, seed=5)
+    assert rows == sampled_configs(documents(40), candidates(40), 5, CFG, GLOSSARY, seed=5)
+    assert rows != sampled_configs(documents(40), candidates(40), 5, CFG, GLOSSARY, seed=6)
     assert Counter(r["task_type"] for r in rows) == {
         "retrieval": 18,
         "sts": 10,
@@ -127,7 +129,7 @@ def test_sampled_configs_are_seeded_and_set_each_control_where_its_prompt_uses_i
 
 def test_thousand_documents_meet_every_share_within_three_points():
     cfg = CFG | {"languages": {"en": 0.7, "de": 0.1, "fr": 0.1, "zh": 0.1}}
-    rows = sampled_configs(documents(1000), candidates(1000), cfg, GLOSSARY, seed=13)
+    rows = sampled_configs(documents(1000), candidates(1000), 5, cfg, GLOSSARY, seed=13)
     table = achieved_shares(rows, control_targets(cfg, 5))
     assert set(table) == {
         "task_type",
@@ -155,7 +157,7 @@ def test_thousand_documents_meet_every_share_within_three_points():
 )
 def test_bad_answers_are_rejected(answer, error):
     with pytest.raises(ValueError, match=error):
-        parse_config_answer(answer, answer_schema(["p"], ["summary"], ["phd"]))
+        parse_config_answer(answer, config_answer_schema(["p"], ["summary"], ["phd"]))
 
 
 class ScriptedLLM:
@@ -174,7 +176,7 @@ class ScriptedLLM:
 
 def test_llm_policy_retries_then_falls_back_and_says_so():
     cfg = CFG | {"task_types": {"retrieval": 1.0}}
-    rows = sampled_configs(documents(3), candidates(3), cfg, GLOSSARY, seed=1)
+    rows = sampled_configs(documents(3), candidates(3), 5, cfg, GLOSSARY, seed=1)
     good = '{"Character": "%s", "Question_Type": "summary", "Difficulty": "phd"}'
     llm = ScriptedLLM(
         [
@@ -184,7 +186,7 @@ def test_llm_policy_retries_then_falls_back_and_says_so():
     )
     prompt = load_prompt(ROOT / "prompts" / "configs_llm.yaml")
     failures = choose_with_llm(
-        rows, candidates(3), ["doc a", "doc b", "doc c"], llm, prompt, cfg, 500, seed=9
+        rows, candidates(3), ["doc a", "doc b", "doc c"], llm, prompt, cfg, 500, seed=9, temperature=0.7
     )
     assert [r["config_source"] for r in rows] == ["llm", "llm", "fallback"]
     assert rows[0]["persona"] == "p0-3" and rows[0]["persona_rank"] == 4 and rows[0]["style"] == "style 3"
@@ -192,3 +194,65 @@ def test_llm_policy_retries_then_falls_back_and_says_so():
     assert rows[1]["persona"] == "p1-0"
     assert llm.seeds == [9, 10]
     assert failures == {"no JSON object": 2, "schema": 1}
+
+
+def test_greedy_llm_policy_asks_once_and_falls_back_without_retries():
+    cfg = CFG | {"task_types": {"retrieval": 1.0}, "llm_retries": 2}
+    rows = sampled_configs(documents(2), candidates(2), 5, cfg, GLOSSARY, seed=1)
+    llm = ScriptedLLM([['{"Character": "p0-1", "Question_Type": "summary", "Difficulty": "phd"}', "garbage"]])
+    prompt = load_prompt(ROOT / "prompts" / "configs_llm.yaml")
+    failures = choose_with_llm(rows, candidates(2), ["doc a", "doc b"], llm, prompt, cfg, 500, 9, 0.0)
+    assert llm.seeds == [9]  # another seed would give the same greedy answer
+    assert [r["config_source"] for r in rows] == ["llm", "fallback"]
+    assert failures == {"no JSON object": 1}
+
+
+def test_config_schema_meets_strict_structured_outputs():
+    """OpenAI's strict mode: every object closed and all its properties required, every enum typed."""
+    schema = config_answer_schema(["p0", "p1"], ["summary"], ["phd", "university"])
+    assert schema["additionalProperties"] is False
+    assert schema["required"] == list(schema["properties"])
+    assert schema["properties"] == {
+        "Character": {"type": "string", "enum": ["p0", "p1"]},
+        "Question_Type": {"type": "string", "enum": ["summary"]},
+        "Difficulty": {"type": "string", "enum": ["phd", "university"]},
+    }
+    with pytest.raises(ValueError, match="schema"):
+        answer = '{"Character": "p0", "Question_Type": "summary", "Difficulty": "phd", "Why": "x"}'
+        parse_config_answer(answer, schema)
+
+
+def test_shards_take_their_rows_from_the_plan_of_all_documents():
+    whole = sampled_configs(documents(11), candidates(11), 5, CFG, GLOSSARY, seed=4)
+    parts = [
+        sampled_configs(
+            documents(11)[shard::3], candidates(11)[shard::3], 5, CFG, GLOSSARY, 4, 11, [0, 1, 2], shard
+        )
+        for shard in (0, 1, 2)
+    ]
+    assert interleave([pl.DataFrame(part) for part in parts]).to_dicts() == whole
+    empty = sampled_configs([], [], 5, CFG, GLOSSARY, 4, total=1, shard_ids=[0, 1], shard=1)
+    assert empty == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"languages": {"en": 0}}, r"params configs.languages: the shares \{'en': 0\} sum to zero"),
+        (
+            {"task_types": {"retrieval": 0, "sts": 0.0}},
+            r"params configs.task_types: the shares .* sum to zero",
+        ),
+    ],
+)
+def test_zero_shares_are_rejected_naming_the_params_key(changes, error):
+    with pytest.raises(ValueError, match=error):
+        sampled_configs(documents(4), candidates(4), 5, CFG | changes, GLOSSARY, seed=0)
+
+
+@pytest.mark.parametrize("text", ["personas: []\n", "personas:\n", "other: 1\n", ""])
+def test_an_empty_persona_library_is_rejected_naming_the_file(tmp_path, text):
+    path = tmp_path / "personas.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"personas.yaml: 'personas' must be a non-empty list"):
+        load_personas(path)

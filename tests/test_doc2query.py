@@ -80,7 +80,7 @@ def test_fine_tuned_model_writes_the_corpus_queries(tiny_qwen3, tmp_path):
     tokenizer.save_pretrained(tmp_path / "d2q")
     generator = TransformersGenerator(GENERATION | {"model": str(tmp_path / "d2q"), "stop": ["\n"]}, tmp_path)
     requests = [messages for messages, _ in examples]
-    answers = generator.generate(requests, seed=0)  # the rows share the system message: reused
+    answers = generator.generate(requests, seeds=[0] * len(requests))  # rows share the system message
     assert [a.text for a in answers] == [answer for _, answer in examples]
     assert [a.text for a in answers] == plain_left_padded_answers(generator, requests)
     assert model_fingerprint(tmp_path / "d2q") != model_fingerprint(tiny_qwen3)

@@ -14,8 +14,8 @@ from conftest import katan_server, openai_llm_params, served_requests
 from synthembed.answers import TASK_FIELDS, parse_answer
 from synthembed.configs import sampled_configs
 from synthembed.doc2query import doc2query_messages, load_doc2query_prompt
-from synthembed.generation import generate_queries
-from synthembed.prompts import TASK_TEMPLATES, load_task_prompts, row_fields, task_messages
+from synthembed.generation import doc2query_llm_params, generate_queries
+from synthembed.prompts import TASK_TEMPLATES, load_task_prompts, row_fields, task_messages, truncate
 from synthembed.structural import PAIR_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def config_rows(n: int, domain: str = "code") -> list[dict]:
     candidates = [
         [{"name": f"p{j}", "description": f"does {j}", "style": f"style {j}"} for j in range(5)]
     ] * n
-    return sampled_configs(docs, candidates, CFG, {"code": ["return"]}, seed=3)
+    return sampled_configs(docs, candidates, 5, CFG, {"code": ["return"]}, seed=3)
 
 
 @pytest.mark.parametrize("style", ["few_shot", "report"])
@@ -59,6 +59,21 @@ def test_every_template_renders_every_control(style):
         assert examples == (3 if style == "few_shot" else 0)
 
 
+@pytest.mark.parametrize(
+    ("text", "max_chars", "shown"),
+    [
+        ("alpha beta gamma", 12, "alpha beta"),
+        ("alpha beta\ngamma delta", 14, "alpha beta"),  # a newline is whitespace too
+        ("alpha\tbeta gamma", 9, "alpha"),
+        (" alphabet soup", 6, " alpha"),  # only whitespace before the cut: the word is cut, not dropped
+        ("alphabet soup", 5, "alpha"),
+        ("short", 10, "short"),
+    ],
+)
+def test_truncate_cuts_at_the_last_whitespace_and_never_to_nothing(text, max_chars, shown):
+    assert truncate(text, max_chars) == shown
+
+
 def test_prompt_file_with_a_broken_example_fails_at_load(tmp_path):
     broken = yaml.safe_load(PROMPTS["few_shot"].read_text())
     del broken["tasks"]["sts"]["examples"][1]["language"]
@@ -77,11 +92,38 @@ def test_prompt_file_with_a_broken_example_fails_at_load(tmp_path):
         ('{"Label": "only a label"}', "classification", "json", "schema"),
         ("a label without description", "classification", "line", "expected Label : Label_Description"),
         ("\n\n", "sts", "line", "empty answer"),
+        ('{"Query": "   "}', "retrieval", "json", "empty answer"),
+        ('{"Negative": "\\n"}', "code_negative", "json", "empty answer"),
+        ('{"Label": "csv", "Label_Description": " "}', "classification", "json", "empty answer"),
     ],
 )
 def test_bad_answers_give_reasons(raw, template, answer_format, error):
     with pytest.raises(ValueError, match=error):
         parse_answer(raw, template, answer_format)
+
+
+@pytest.mark.parametrize(
+    ("raw", "template", "fields"),
+    [
+        ("def greet(name): return 'hi'", "code_negative", {"Negative": "def greet(name): return 'hi'"}),
+        ('"with" statement in python', "retrieval", {"Query": '"with" statement in python'}),
+        ('Query: "parse json in python"', "retrieval", {"Query": "parse json in python"}),
+        ("\u201csort a dict by value\u201d", "retrieval", {"Query": "sort a dict by value"}),
+        ("'hi' he said", "sts", {"Paraphrase": "'hi' he said"}),
+        (
+            "http://x.org - the project's site",
+            "classification",
+            {"Label": "http://x.org", "Label_Description": "the project's site"},
+        ),
+        (
+            "12:30 meetings: agenda slots",
+            "classification",
+            {"Label": "12:30 meetings", "Label_Description": "agenda slots"},
+        ),
+    ],
+)
+def test_one_line_answers_lose_only_enclosing_quotes_and_split_at_a_real_separator(raw, template, fields):
+    assert parse_answer(raw, template, "line") == fields
 
 
 def test_json_answers_are_found_in_prose_and_fences():
@@ -92,8 +134,9 @@ def test_json_answers_are_found_in_prose_and_fences():
 class TemplateLLM:
     """Answers each request with a fixed answer per template; counts requests."""
 
-    def __init__(self, answers: dict[str, str | None]):
+    def __init__(self, answers: dict[str, str | None], model_name: str = "prompted-llm"):
         self.answers = answers
+        self.model_name = model_name
         self.requests: dict[str, int] = {}
 
     def generate(self, prompts, seed, desc="", schema=None, samples=1):
@@ -269,7 +312,7 @@ def test_queries_stage_through_a_served_real_model(tmp_path, llm_cache_dir):
 def test_doc2query_model_answers_the_retrieval_rows_under_its_own_prompt():
     rows = config_rows(20)
     llm = TemplateLLM(ANSWERS["report"])
-    doc2query_llm = TemplateLLM({"retrieval_code": "return a fixed number"})
+    doc2query_llm = TemplateLLM({"retrieval_code": "return a fixed number"}, "doc2query:0123")
     prompt = load_task_prompts(PROMPTS["report"])
     doc2query_prompt = load_doc2query_prompt(ROOT / "prompts" / "doc2query.yaml")
     documents = [f"def f{i}(): return {i}" for i in range(20)]
@@ -285,3 +328,20 @@ def test_doc2query_model_answers_the_retrieval_rows_under_its_own_prompt():
     document = documents[[r["doc_id"] for r in rows].index(first["doc_id"])]
     assert doc2query_llm.seen[0][2] == doc2query_messages(doc2query_prompt, "retrieval_code", document, 700)
     assert next(o for o in out if o["task_type"] == "sts")["query"] == "gives back a fixed number"
+    # each row names the model that wrote its query
+    assert {o["model"] for o in retrieval} == {"doc2query:0123"}
+    assert {o["model"] for o in out if o["task_type"] != "retrieval"} == {"prompted-llm"}
+
+
+def test_the_local_doc2query_model_costs_nothing_whatever_the_llm_costs():
+    llm_cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["llm"] | {
+        "backend": "openai",
+        "model": "gpt-x",
+        "price_per_million_tokens": {"input": 0.1, "output": 0.4},
+    }
+    local = doc2query_llm_params(llm_cfg, "results/doc2query")
+    assert local.pop("price_per_million_tokens") is None
+    assert (local.pop("backend"), local.pop("model")) == ("transformers", "results/doc2query")
+    assert local == {
+        k: v for k, v in llm_cfg.items() if k not in ("backend", "model", "price_per_million_tokens")
+    }

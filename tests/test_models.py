@@ -4,13 +4,6 @@ import pytest
 
 from synthembed.evaluate import compare, evaluate_model
 
-EMBEDDER = {
-    "model": "embedded:all-minilm-l6-v2",
-    "max_seq_length": 64,
-    "encode_dtype": "float32",
-    "query_prompt": "",
-}
-
 
 @pytest.mark.slow
 def test_evaluation_scores_exact_matches_perfectly_and_computes_deltas(minilm):
@@ -55,10 +48,10 @@ def test_embedded_generator_writes_deterministic_completions(llm_cache_dir):
         [{"role": "user", "content": "Name a fruit."}],
         [{"role": "user", "content": "Write a search query about Python sorting."}],
     ]
-    first = generator.generate(batch, seed=0)
+    first = generator.generate(batch, seeds=[0, 0])
     assert len(first) == 2 and all(isinstance(c.text, str) and c.text for c in first)
     assert all(c.tokens_in > 5 and 0 < c.tokens_out <= 8 for c in first)
-    assert generator.generate(batch, seed=0) == first
+    assert generator.generate(batch, seeds=[0, 0]) == first
 
 
 def test_encode_batches_reads_texts_a_chunk_at_a_time_and_keeps_batch_order():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from torch.nn.functional import scaled_dot_product_attention
-from transformers import DynamicCache, RepetitionPenaltyLogitsProcessor
+from transformers import DynamicCache
 
 from synthembed.llm import TransformersGenerator
 from synthembed.prefix_cache import PrefixedKV, shared_prefix_attention, shared_prefix_cache
@@ -19,12 +19,18 @@ GENERATION = {
 }
 
 
-def test_decoding_attention_equals_sdpa_over_each_rows_copy_of_the_prefix():
+def decoding_attention_and_sdpa(dtype: torch.dtype, dim: int, shared: int, spread: float):
+    """Shared-prefix attention of one decoding step on random ``dtype`` inputs (entries of standard
+    deviation ``spread``), and float32 SDPA over each row's copy of the prefix on the same inputs."""
     torch.manual_seed(0)
-    rows, heads, kv_heads, dim, shared, own = 3, 4, 2, 8, 5, 4
-    query = torch.randn(rows, heads, 1, dim)
-    prefix_keys, prefix_values = torch.randn(1, kv_heads, shared, dim), torch.randn(1, kv_heads, shared, dim)
-    own_keys, own_values = torch.randn(rows, kv_heads, own, dim), torch.randn(rows, kv_heads, own, dim)
+    rows, heads, kv_heads, own = 3, 4, 2, 4
+
+    def draw(*shape: int) -> torch.Tensor:
+        return (spread * torch.randn(*shape)).to(dtype)
+
+    query = draw(rows, heads, 1, dim)
+    prefix_keys, prefix_values = draw(1, kv_heads, shared, dim), draw(1, kv_heads, shared, dim)
+    own_keys, own_values = draw(rows, kv_heads, own, dim), draw(rows, kv_heads, own, dim)
     mask = torch.ones(rows, 1, 1, shared + own, dtype=torch.bool)
     mask[0, :, :, shared : shared + 2] = False  # row 0 is left-padded by two tokens after the prefix
     output, _ = shared_prefix_attention(
@@ -33,15 +39,28 @@ def test_decoding_attention_equals_sdpa_over_each_rows_copy_of_the_prefix():
         PrefixedKV(prefix_keys, own_keys),
         PrefixedKV(prefix_values, own_values),
         mask,
-        scaling=0.5,
+        scaling=dim**-0.5,
     )
     keys = torch.cat([prefix_keys.expand(rows, -1, -1, -1), own_keys], dim=-2).repeat_interleave(2, dim=1)
     values = torch.cat([prefix_values.expand(rows, -1, -1, -1), own_values], dim=-2).repeat_interleave(
         2, dim=1
     )
-    expected = scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=0.5).transpose(1, 2)
-    assert output.shape == (rows, 1, heads, dim)
+    expected = scaled_dot_product_attention(
+        query.float(), keys.float(), values.float(), attn_mask=mask, scale=dim**-0.5
+    ).transpose(1, 2)
+    assert output.shape == (rows, 1, heads, dim) and output.dtype == dtype
+    return output, expected
+
+
+def test_decoding_attention_equals_sdpa_over_each_rows_copy_of_the_prefix():
+    output, expected = decoding_attention_and_sdpa(torch.float32, dim=8, shared=5, spread=1.0)
     torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_decoding_attention_is_float32_attention_rounded_once():
+    # Large scores, as a trained model's: bfloat16 scores and softmax were off by up to 0.24 here.
+    output, expected = decoding_attention_and_sdpa(torch.bfloat16, dim=64, shared=50, spread=3.0)
+    torch.testing.assert_close(output.float(), expected, rtol=2**-8, atol=0.04)
 
 
 def test_cache_keeps_the_prefix_once_and_each_rows_tokens_in_place():
@@ -73,19 +92,15 @@ SYSTEM = {"role": "system", "content": "Write one search query for the document.
 DOCUMENTS = ["def add(a, b): return a + b", "import os", "class Stack: pass # a list with push and pop"]
 
 
-def plain_generate(generator: TransformersGenerator, requests, **sampling) -> list[str]:
-    """A plain left-padded ``model.generate`` on the same rows."""
+def plain_generate(generator: TransformersGenerator, requests, seeds) -> list[str]:
+    """A plain left-padded ``model.generate`` on the same rows, with the generator's decoding args."""
     tokenizer = generator.tokenizer
     encoded = tokenizer.apply_chat_template(
         requests, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
     )
     with torch.inference_mode():
         output = generator.model.generate(
-            **encoded,
-            max_new_tokens=6,
-            logits_processor=[RepetitionPenaltyLogitsProcessor(1.3, encoded["input_ids"].shape[1])],
-            pad_token_id=tokenizer.pad_token_id,
-            **sampling,
+            **encoded, **generator.decoding_args(encoded["input_ids"].shape[1], seeds)
         )
     plain = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
     return [text.strip() for text in plain]
@@ -94,33 +109,54 @@ def plain_generate(generator: TransformersGenerator, requests, **sampling) -> li
 def test_generation_over_a_shared_prefix_answers_as_plain_left_padded_generation(tiny_qwen3, tmp_path):
     generator = answer_dependent_generator(tiny_qwen3, tmp_path)
     requests = [[SYSTEM, {"role": "user", "content": text}] for text in DOCUMENTS]
-    answers = [a.text for a in generator.generate(requests, seed=0)]
+    answers = [a.text for a in generator.generate(requests, seeds=[0, 0, 0])]
     assert generator.model.config._attn_implementation == "sdpa"  # restored for every other use
-    assert answers == plain_generate(generator, requests, do_sample=False)
+    assert answers == plain_generate(generator, requests, seeds=[0, 0, 0])
     assert all(answers) and len(set(answers)) == len(answers)
 
 
 def test_samples_of_one_prompt_run_its_tokens_once_and_draw_as_plain_sampling(tiny_qwen3, tmp_path):
     generator = answer_dependent_generator(tiny_qwen3, tmp_path, temperature=1.0)
     requests = [[SYSTEM, {"role": "user", "content": DOCUMENTS[i]}] for i in (0, 0, 0, 2, 2, 1)]
+    seeds = [3, 4, 5, 3, 4, 3]  # a request's samples: seeds seed, seed + 1, ... (llm.sample_calls)
     batch_sizes = []
     hook = generator.model.model.register_forward_pre_hook(
         lambda module, args, kwargs: batch_sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
     )
-    answers = [a.text for a in generator.generate(requests, seed=3)]
+    answers = [a.text for a in generator.generate(requests, seeds)]
     hook.remove()
     # the prefix once, the three distinct prompts once, then the six rows token by token
     assert batch_sizes[:3] == [1, 3, 6]
-    torch.manual_seed(3)
-    assert answers == plain_generate(
-        generator, requests, do_sample=True, temperature=1.0, top_p=1.0, top_k=None
-    )
+    assert answers == plain_generate(generator, requests, seeds)
     assert len(set(answers[:3])) == 3  # the samples of one prompt part
+
+
+def test_a_sampled_answer_depends_on_its_request_and_seed_only(tiny_qwen3, tmp_path):
+    generator = answer_dependent_generator(tiny_qwen3, tmp_path, temperature=1.0, top_p=0.9)
+    asked = [SYSTEM, {"role": "user", "content": DOCUMENTS[0]}]
+    other = [SYSTEM, {"role": "user", "content": DOCUMENTS[2]}]
+    alone = generator.generate([asked], seeds=[7])[0].text
+    assert alone
+    assert generator.generate([other, asked], seeds=[1, 7])[1].text == alone
+    assert generator.generate([asked, asked, other], seeds=[2, 7, 7])[1].text == alone
+    assert generator.generate([asked], seeds=[8])[0].text != alone
+
+
+def test_the_generator_answers_each_call_as_asked_alone_whatever_its_batch(tiny_qwen3, tmp_path):
+    generator = answer_dependent_generator(tiny_qwen3, tmp_path, temperature=1.0)
+    requests = [[SYSTEM, {"role": "user", "content": text}] for text in DOCUMENTS]
+    seeds = [11, 12, 13]
+    answers: dict[int, str] = {}
+    generator.run(requests, seeds, None, lambda done: answers.update((i, c.text) for i, c in done))
+    generator.batch_size = 1
+    one_by_one: dict[int, str] = {}
+    generator.run(requests, seeds, None, lambda done: one_by_one.update((i, c.text) for i, c in done))
+    assert answers == one_by_one and len(set(answers.values())) == 3
 
 
 def test_repetition_penalty_counts_the_answers_tokens_and_not_the_prompts(tiny_qwen3, tmp_path):
     answer_only = TransformersGenerator(GENERATION | {"model": str(tiny_qwen3)}, tmp_path)
-    args = answer_only.decoding_args(prompt_width=3)
+    args = answer_only.decoding_args(prompt_width=3, seeds=[0])
     (penalty,) = args["logits_processor"]
     ids = torch.tensor([[5, 6, 7, 8, 8]])  # a prompt of 5 6 7, an answer of 8 8
     scores = penalty(ids, torch.full((1, 10), 2.0))
@@ -128,5 +164,5 @@ def test_repetition_penalty_counts_the_answers_tokens_and_not_the_prompts(tiny_q
     assert args["repetition_penalty"] is None  # or transformers would penalise the prompt as well
     prompt_too = TransformersGenerator(
         GENERATION | {"model": str(tiny_qwen3), "repetition_penalty_on": "all"}, tmp_path
-    ).decoding_args(prompt_width=3)
+    ).decoding_args(prompt_width=3, seeds=[0])
     assert prompt_too["repetition_penalty"] == 1.3 and not prompt_too["logits_processor"]

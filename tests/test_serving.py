@@ -26,6 +26,17 @@ def test_the_recipe_rewrites_only_the_llm_group_and_keeps_comments():
     assert [line.split("#", 1)[1] for line in edited.splitlines() if "#" in line] == comments
 
 
+def test_the_recipe_asks_for_whole_json_answers_and_qwen3s_non_thinking_sampling():
+    qwen3 = served_llm_params("qwen3-32b", "http://gpu01:8000/v1", qwen3=True)
+    other = served_llm_params("llama", "http://gpu01:8000/v1", qwen3=False)
+    for llm in (qwen3, other):  # JSON answers run over lines and past 32 tokens
+        assert (llm["stop"], llm["max_new_tokens"], llm["response_format"]) == ([], 256, "json_schema")
+    # Qwen3's model card, non-thinking mode: temperature 0.7, top_p 0.8, top_k 20 (greedy would ignore them)
+    assert (qwen3["temperature"], qwen3["top_p"], qwen3["extra_body"]["top_k"]) == (0.7, 0.8, 20)
+    assert qwen3["extra_body"]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "temperature" not in other and other["extra_body"] == {}
+
+
 def test_serve_script_dry_run_names_the_server_command(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())

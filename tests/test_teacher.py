@@ -20,6 +20,7 @@ from synthembed.io import InputError
 from synthembed.models import load_embedder
 from synthembed.params import validate_params
 from synthembed.teacher import (
+    load_teacher,
     query_likelihood_scorer,
     scored_tokens,
     sequence_log_likelihoods,
@@ -100,6 +101,32 @@ def test_scorer_prefers_the_document_a_trained_model_was_taught_to_answer(tiny_q
     own = score(queries, documents)
     swapped = score(queries, documents[::-1])
     assert (own > swapped).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_teacher_is_loaded_in_its_dtype_not_cast_to_it(tiny_qwen3, tmp_path, monkeypatch, dtype):
+    """A float32 teacher cast from weights loaded in bfloat16 (the generator's dtype on GPUs) would keep
+    bfloat16's rounding: the weights must be read in the dtype asked."""
+    loaded = []
+    load = AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        model = load(*args, **kwargs)
+        loaded.append((kwargs["dtype"], model.dtype))
+        return model
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
+    cfg = {
+        "model": str(tiny_qwen3),
+        "instruction": "Query:",
+        "doc_tokens": 16,
+        "batch_size": 2,
+        "dtype": dtype,
+    }
+    score = load_teacher(cfg, {"device": "cpu", "cache_dir": str(tmp_path)})
+    assert loaded == [(getattr(torch, dtype), getattr(torch, dtype))]
+    scores = score(["sort a list", "add"], ["def f(x): return sorted(x)", "def add(a, b): return a + b"])
+    assert scores.shape == (2,) and np.isfinite(scores).all() and (scores < 0).all()
 
 
 def test_divergence_is_zero_when_the_model_agrees_with_the_teacher_and_the_kl_otherwise():

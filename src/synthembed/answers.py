@@ -21,8 +21,9 @@ LEADING_LABEL = re.compile(
     r"^\s*(?:[-*\d.)]+\s+)?(?:search\s+)?(?:query|question|keywords?|answer|translation|paraphrase)\s*:\s*",
     re.IGNORECASE,
 )
-FIELD_SEPARATOR = re.compile(r":|\s[-\u2013\u2014]\s")
-QUOTES = "\"'`\u201c\u201d\u2018\u2019"  # ASCII and typographic quotes
+# A colon before a space, or a spaced dash: "http://x.org" or "12:30" are no separators.
+FIELD_SEPARATOR = re.compile(r":\s|\s[-\u2013\u2014]\s")
+QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}  # opening: closing
 
 
 def clean_line(raw: str) -> str:
@@ -36,7 +37,24 @@ def clean_line(raw: str) -> str:
     line = next((ln for ln in raw.splitlines() if ln.strip()), "")
     line = LEADING_LABEL.sub("", line)
     line = re.sub(r"^\s*(?:[-*]|\d+[.)])\s+", "", line)
-    return line.strip().strip(QUOTES).strip()
+    return unquoted(line.strip())
+
+
+def unquoted(text: str) -> str:
+    """``text`` without a pair of matching quotes around all of it; quotes inside it, or a quote
+    without its partner, are part of the text.
+
+    >>> unquoted("\u201chow to sort a dict\u201d"), unquoted("'hi'")
+    ('how to sort a dict', 'hi')
+    >>> unquoted("def greet(name): return 'hi'"), unquoted('"with" statement in python')
+    ("def greet(name): return 'hi'", '"with" statement in python')
+    >>> unquoted('"an answer cut before its quote closed')
+    '"an answer cut before its quote closed'
+    """
+    closing = QUOTE_PAIRS.get(text[:1])
+    if closing and len(text) >= 2 and text.endswith(closing) and closing not in text[1:-1]:
+        return text[1:-1].strip()
+    return text
 
 
 def answer_schema(fields: tuple[str, ...]) -> dict[str, Any]:
@@ -91,11 +109,16 @@ def parse_answer(raw: str, template: str, answer_format: str) -> dict[str, str]:
     {'Label': 'csv reading', 'Label_Description': 'functions that parse rows: fields'}
     >>> parse_answer("Query: sort a dict", "retrieval", "line")
     {'Query': 'sort a dict'}
+    >>> parse_answer("http://x.org - the project's site", "classification", "line")
+    {'Label': 'http://x.org', 'Label_Description': "the project's site"}
     """
     fields = TASK_FIELDS[template]
     if answer_format == "json":
         answer = parse_json_answer(raw, answer_schema(fields))
-        return {name: answer[name].strip() for name in fields}
+        stripped = {name: answer[name].strip() for name in fields}
+        if not all(stripped.values()):  # blank fields pass the schema's minLength
+            raise ValueError("empty answer")
+        return stripped
     line = clean_line(raw)
     # Small models separate label and description with a colon or a spaced dash.
     parts = [line] if len(fields) == 1 else [p.strip() for p in FIELD_SEPARATOR.split(line, len(fields) - 1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 
 from synthembed.answers import parse_json_answer
 from synthembed.balance import quota_targets
+from synthembed.shards import shard_items
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +40,10 @@ CONFIG_SCHEMA = {
 
 
 def load_personas(path: str | Path) -> list[dict[str, str]]:
-    """The persona library: a list of {name, domain, description, style}; names must be unique."""
-    personas = yaml.safe_load(Path(path).read_text())["personas"]
+    """The persona library: a non-empty list of {name, domain, description, style}; names must be unique."""
+    personas = (yaml.safe_load(Path(path).read_text()) or {}).get("personas")
+    if not isinstance(personas, list) or not personas:
+        raise ValueError(f"{path}: 'personas' must be a non-empty list of personas")
     for number, persona in enumerate(personas, start=1):
         missing = [k for k in PERSONA_KEYS if not persona.get(k)]
         if missing:
@@ -111,6 +115,24 @@ def stratified_subset(
     return labels
 
 
+SHARE_KEYS = ("task_types", "question_types", "difficulties", "languages", "bitext_languages")
+
+
+def check_shares(cfg: dict[str, Any]) -> None:
+    """Every shares mapping of the ``configs`` params must give some label a positive share.
+
+    >>> check_shares({key: {"a": 1.0} for key in SHARE_KEYS} | {"languages": {"en": 0}})
+    Traceback (most recent call last):
+    ...
+    ValueError: params configs.languages: the shares {'en': 0} sum to zero; give some label a positive share
+    """
+    for key in SHARE_KEYS:
+        if sum(cfg[key].values()) <= 0:
+            raise ValueError(
+                f"params configs.{key}: the shares {cfg[key]} sum to zero; give some label a positive share"
+            )
+
+
 def config_plan(n: int, persona_candidates: int, cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """Seeded stratified draws of every control for ``n`` documents: task type, question type,
     difficulty, language, persona rank (0-based, among ``persona_candidates``) and length.
@@ -128,6 +150,7 @@ def config_plan(n: int, persona_candidates: int, cfg: dict[str, Any], seed: int)
     >>> [(d["task_type"], d["language"], d["persona_rank"]) for d in config_plan(2, 2, cfg, seed=0)]
     [('retrieval', 'en', 1), ('retrieval', 'en', 0)]
     """
+    check_shares(cfg)
     rng = np.random.default_rng(seed)
     task_types = stratified_labels(cfg["task_types"], n, rng)
     where = {task: [i for i, t in enumerate(task_types) if t == task] for task in cfg["task_types"]}
@@ -138,7 +161,7 @@ def config_plan(n: int, persona_candidates: int, cfg: dict[str, Any], seed: int)
     difficulties = stratified_subset(cfg["difficulties"], retrieval, n, rng)
     languages = stratified_subset(cfg["languages"], monolingual_tasks, n, rng)
     targets = stratified_subset(cfg["bitext_languages"], where.get("bitext", []), n, rng)
-    ranks = stratified_labels({str(r): 1.0 for r in range(persona_candidates if n else 0)}, n, rng)
+    ranks = stratified_labels({str(r): 1.0 for r in range(persona_candidates)}, n, rng)
     low, high = cfg["length_words"]
     lengths = rng.integers(low, high + 1, size=n)
     return [
@@ -187,37 +210,56 @@ def config_row(
 def sampled_configs(
     docs: list[dict[str, Any]],
     candidates: list[list[dict[str, str]]],
+    persona_candidates: int,
     cfg: dict[str, Any],
     glossary: dict[str, list[str]],
     seed: int,
+    total: int | None = None,
+    shard_ids: Sequence[int] = (0,),
+    shard: int = 0,
 ) -> list[dict[str, Any]]:
-    """One configuration per document (``config_plan`` then ``config_row``); ``candidates`` are each
-    document's retrieved personas, best first."""
-    plan = config_plan(len(docs), len(candidates[0]) if docs else 0, cfg, seed)
+    """One configuration per document of one shard (``config_plan`` then ``config_row``).
+
+    ``docs`` are the shard's documents (``shard_rows`` of the ``total`` sampled ones, default: all of
+    them), ``candidates`` each one's ``persona_candidates`` retrieved personas, best first. The shard
+    takes its draws (``shard_items``) from the plan of all ``total`` documents, so the shards together
+    hold the rows one unsharded run writes.
+    """
+    plan = config_plan(len(docs) if total is None else total, persona_candidates, cfg, seed)
     return [
-        config_row(doc, draw, persona_candidates, glossary, cfg["glossary_terms"])
-        for doc, draw, persona_candidates in zip(docs, plan, candidates, strict=True)
+        config_row(doc, draw, doc_candidates, glossary, cfg["glossary_terms"])
+        for doc, draw, doc_candidates in zip(
+            docs, shard_items(plan, list(shard_ids), shard), candidates, strict=True
+        )
     ]
 
 
-def answer_schema(
+def config_answer_schema(
     candidates: list[str], question_types: list[str], difficulties: list[str]
 ) -> dict[str, Any]:
+    """The JSON schema of the model's configuration choice: one of ``candidates`` (persona names), of
+    the question types and of the difficulties, and nothing else. Strict structured outputs (OpenAI's
+    ``strict: true``) need every property typed and required, and no other property.
+
+    >>> config_answer_schema(["nurse"], ["summary"], ["phd"])["properties"]["Character"]
+    {'type': 'string', 'enum': ['nurse']}
+    """
     return {
         "type": "object",
         "required": ["Character", "Question_Type", "Difficulty"],
         "properties": {
-            "Character": {"enum": candidates},
-            "Question_Type": {"enum": question_types},
-            "Difficulty": {"enum": difficulties},
+            "Character": {"type": "string", "enum": candidates},
+            "Question_Type": {"type": "string", "enum": question_types},
+            "Difficulty": {"type": "string", "enum": difficulties},
         },
+        "additionalProperties": False,
     }
 
 
 def parse_config_answer(text: str, schema: dict[str, Any]) -> dict[str, str]:
     """The first JSON object in a model answer, validated against ``schema``; ValueError otherwise.
 
-    >>> schema = answer_schema(["nurse"], ["summary"], ["phd"])
+    >>> schema = config_answer_schema(["nurse"], ["summary"], ["phd"])
     >>> answer = '{"Character": "nurse", "Question_Type": "summary", "Difficulty": "phd"}'
     >>> parse_config_answer("Sure: " + answer, schema)
     {'Character': 'nurse', 'Question_Type': 'summary', 'Difficulty': 'phd'}
@@ -253,12 +295,14 @@ def choose_with_llm(
     cfg: dict[str, Any],
     doc_chars: int,
     seed: int,
+    temperature: float,
 ) -> dict[str, int]:
     """Let the generator choose each row's persona, question type and difficulty (policy ``llm``).
 
     Answers are parsed strictly (JSON + schema). A failed row is asked again with the next seed,
     ``cfg['llm_retries']`` times; then it keeps its seeded draw and says ``config_source: fallback``.
-    Rows are updated in place; returns the count of failed answers per reason.
+    At ``temperature`` 0 (greedy) another seed gives the same answer, so there are no retries. Rows
+    are updated in place; returns the count of failed answers per reason.
     """
     from synthembed.prompts import config_messages
 
@@ -267,9 +311,9 @@ def choose_with_llm(
     failures: dict[str, int] = {}
     pending = list(range(len(rows)))
     # Sent for guided decoding; each row's own candidate names are checked when its answer is parsed.
-    request_schema = answer_schema([], question_types, difficulties)
+    request_schema = config_answer_schema([], question_types, difficulties)
     request_schema["properties"]["Character"] = {"type": "string"}
-    for attempt in range(cfg["llm_retries"] + 1):
+    for attempt in range(cfg["llm_retries"] + 1 if temperature > 0 else 1):
         messages = [
             config_messages(prompt, texts[i], candidates[i], question_types, difficulties, doc_chars)
             for i in pending
@@ -279,7 +323,7 @@ def choose_with_llm(
         )
         still_pending = []
         for i, answer in zip(pending, answers, strict=True):
-            schema = answer_schema(rows[i]["persona_candidates"], question_types, difficulties)
+            schema = config_answer_schema(rows[i]["persona_candidates"], question_types, difficulties)
             try:
                 if answer is None:
                     raise ValueError("llm_call_failed")

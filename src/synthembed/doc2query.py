@@ -19,18 +19,17 @@ import torch
 import yaml
 
 from synthembed.llm import Messages
-from synthembed.prompts import truncate
+from synthembed.prompts import RETRIEVAL_TEMPLATES, truncate
 
 logger = logging.getLogger(__name__)
 
-TEMPLATES = ("retrieval", "retrieval_code")
 CODE_KINDS = {"docstring"}  # structural kinds whose positive is code
 
 
 def load_doc2query_prompt(path: str | Path) -> dict[str, str]:
     """The doc2query prompt file: a system message and one template per retrieval template."""
     prompt = yaml.safe_load(Path(path).read_text())
-    for key in ("system", *TEMPLATES):
+    for key in ("system", *RETRIEVAL_TEMPLATES):
         if not isinstance(prompt.get(key), str) or (key != "system" and "{document}" not in prompt[key]):
             raise ValueError(
                 f"{path}: needs '{key}' as text" + ("" if key == "system" else " with {document}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from synthembed.answers import TASK_FIELDS, answer_schema, generated_text, parse_answer
 from synthembed.doc2query import doc2query_messages
-from synthembed.prompts import row_fields, task_messages, template_name, truncate
+from synthembed.prompts import RETRIEVAL_TEMPLATES, row_fields, task_messages, template_name, truncate
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,14 @@ def answer_rows(
 
     ``retrieval_llm`` (the self-trained doc2query model) answers the retrieval templates instead of
     ``llm``, one line each. Returns per request and sample (all requests for the first seed, then for
-    the next): raw_output, fields (None when unusable), error (why not) and prompt_hash.
+    the next): raw_output, fields (None when unusable), error (why not), prompt_hash and model (the
+    model asked).
     """
     results: list[dict[str, Any]] = [{} for _ in range(len(requests) * samples)]
     for template in dict.fromkeys(templates):
         positions = [i for i, t in enumerate(templates) if t == template]
         asked, answer_format = llm, prompt["format"]
-        if retrieval_llm is not None and template in EXAMPLE_TEMPLATES:
+        if retrieval_llm is not None and template in RETRIEVAL_TEMPLATES:
             asked, answer_format = retrieval_llm, "line"
         schema = answer_schema(TASK_FIELDS[template]) if answer_format == "json" else None
         messages = [requests[i] for i in positions]
@@ -70,11 +71,9 @@ def answer_rows(
                 "fields": fields,
                 "error": error,
                 "prompt_hash": asked.key(message, seed + sample, schema),
+                "model": asked.model_name,
             }
     return results
-
-
-EXAMPLE_TEMPLATES = {"retrieval", "retrieval_code"}  # the templates corpus examples replace
 
 
 def corpus_examples(
@@ -95,7 +94,7 @@ def corpus_examples(
     >>> corpus_examples(prompt, row, "sts", [("body text", "a title")], {"doc_chars": 50}) is None
     True
     """
-    if template not in EXAMPLE_TEMPLATES or not pairs:
+    if template not in RETRIEVAL_TEMPLATES or not pairs:
         return None
     return [
         row_fields(prompt, row, shown_text(template, document, cfg)) | {"answer": query}
@@ -117,8 +116,9 @@ def generate_queries(
 
     Adds: template, candidate, query (the text paired with the document: query, paraphrase,
     translation, or "label: description"), label, label_description, raw_output, parse_error,
-    prompt_hash, and for retrieval rows of code documents (``cfg['code_negatives']``) llm_negative: a
-    similar but functionally different function, with llm_negative_error when there is none.
+    prompt_hash, model (the model that wrote the query), and for retrieval rows of code documents
+    (``cfg['code_negatives']``) llm_negative: a similar but functionally different function, with
+    llm_negative_error when there is none.
 
     ``cfg['candidates']`` answers are sampled per row (seeds ``seed``, ``seed + 1``, ...), one output
     row each, for the filter to keep the best; ``examples`` gives per row the (document, query) pairs
@@ -140,7 +140,7 @@ def generate_queries(
     if doc2query is not None:
         doc2query_prompt, retrieval_llm, doc_chars = doc2query
         for i, (template, document) in enumerate(zip(templates, documents, strict=True)):
-            if template in EXAMPLE_TEMPLATES:
+            if template in RETRIEVAL_TEMPLATES:
                 requests[i] = doc2query_messages(doc2query_prompt, template, document, doc_chars)
     # all candidates in one call: a candidate is a sample of the same prompt, whose tokens then run once
     answers = answer_rows(templates, requests, prompt, llm, seed, retrieval_llm, cfg["candidates"])
@@ -153,6 +153,18 @@ def generate_queries(
         negatives = code_negatives(templates, documents, prompt, llm, cfg, seed)
         out = [row | negatives.get(i % len(rows), {}) for i, row in enumerate(out)]
     return out
+
+
+def doc2query_llm_params(llm_cfg: dict[str, Any], model_dir: str) -> dict[str, Any]:
+    """The llm params of the local doc2query model in ``model_dir``: the llm group's sampling and
+    batching on the transformers backend, without the llm's price (it is no hosted API).
+
+    >>> llm_cfg = {"backend": "openai", "model": "gpt-x", "price_per_million_tokens": {"input": 0.1,
+    ...            "output": 0.4}}
+    >>> doc2query_llm_params(llm_cfg, "results/doc2query")
+    {'backend': 'transformers', 'model': 'results/doc2query', 'price_per_million_tokens': None}
+    """
+    return llm_cfg | {"backend": "transformers", "model": model_dir, "price_per_million_tokens": None}
 
 
 def code_negatives(
@@ -193,6 +205,7 @@ def answered_rows(
                 "raw_output": answer["raw_output"],
                 "parse_error": answer["error"],
                 "prompt_hash": answer["prompt_hash"],
+                "model": answer["model"],
                 "llm_negative": None,
                 "llm_negative_error": None,
             }

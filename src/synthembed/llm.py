@@ -24,7 +24,14 @@ from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
-from transformers import Cache, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+from transformers import (
+    Cache,
+    LogitsProcessor,
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from synthembed.models import causal_lm_path, load_causal_lm, resolve_device
 from synthembed.prefix_cache import shared_prefix_attention_on, shared_prefix_cache
@@ -143,16 +150,18 @@ class TransformersGenerator:
             "stop": cfg["stop"],
         }
 
-    def generate(self, batch: list[Messages], seed: int) -> list[Completion]:
-        """One batch; the prompt tokens every row shares are run once and their KV cache reused.
+    def generate(self, batch: list[Messages], seeds: list[int]) -> list[Completion]:
+        """One batch, row i sampled with ``seeds[i]``; the prompt tokens every row shares are run once
+        and their KV cache reused.
 
         Rows are laid out as ``shared prefix | padding | own suffix`` with the padding masked out,
-        so positions and attention are those of each row alone: the answers are the ones a plain
-        left-padded call gives (greedy: identical up to float rounding; sampled: the same draws),
-        at a fraction of the prompt cost when the rows share a system message and worked examples.
-        The prefix's keys and values are kept once for the batch, not copied per row
-        (``synthembed.prefix_cache``), and consecutive rows with the same prompt (samples of one
-        request) run its tokens once and part only when they sample.
+        so positions and attention are those of each row alone, and each row draws its tokens from its
+        own seeded generator (``GumbelSampler``): a row's answer is the one it gets asked alone (greedy
+        or sampled, up to float rounding), whatever else shares its batch, at a fraction of the prompt
+        cost when the rows share a system message and worked examples. The prefix's keys and values
+        are kept once for the batch, not copied per row (``synthembed.prefix_cache``), and consecutive
+        rows with the same prompt (samples of one request) run its tokens once and part only when
+        they sample.
         """
         chat = self.tokenizer.apply_chat_template
         rows = [chat(m, add_generation_prompt=True, return_dict=True)["input_ids"] for m in batch]
@@ -163,40 +172,50 @@ class TransformersGenerator:
         attention_mask = torch.tensor(
             [[1] * shared + [0] * (shared + width - len(r)) + [1] * (len(r) - shared) for r in rows]
         )
-        torch.manual_seed(seed)
         with torch.inference_mode(), shared_prefix_attention_on(self.model):
             cache = self.prompt_cache(input_ids, attention_mask, shared) if shared else None
             output = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention_mask.to(self.device),
                 past_key_values=cache,
-                **self.decoding_args(input_ids.shape[1]),
+                **self.decoding_args(input_ids.shape[1], seeds),
             )
         new_tokens = output[:, input_ids.shape[1] :].cpu()
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         tokens_out = (new_tokens != pad).sum(dim=1).tolist()
         return [Completion(t.strip(), len(r), o) for t, r, o in zip(texts, rows, tokens_out, strict=True)]
 
-    def decoding_args(self, prompt_width: int) -> dict[str, Any]:
+    def decoding_args(self, prompt_width: int, seeds: list[int]) -> dict[str, Any]:
         """The ``model.generate`` arguments of the sampling params, for a batch of prompts ``prompt_width``
-        tokens wide (padding included), so the answers start at that column.
+        tokens wide (padding included), so the answers start at that column, row i seeded ``seeds[i]``.
 
         With ``repetition_penalty_on: answer`` only the tokens generated so far are penalised. transformers'
         own penalty also counts the prompt's: a small model then shuns the document's words and the token
         that ends its answer, and writes on with made-up ones.
+
+        ``generate`` decodes greedily either way: with temperature > 0 the temperature and top-p warpers
+        and the per-row Gumbel noise of ``GumbelSampler`` follow the penalty, so the argmax is a sample.
+        transformers' own sampling draws every row from one global generator: a row's answer would then
+        depend on the rows that share its batch, and a rerun in other batches would not reproduce it.
         """
-        sample = self.sampling["temperature"] > 0
         penalty = self.sampling["repetition_penalty"]
         on_answer = self.sampling["repetition_penalty_on"] == "answer"
-        processors = [RepetitionPenaltyLogitsProcessor(float(penalty), prompt_width)]
+        processors: list[LogitsProcessor] = []
+        if on_answer and penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(float(penalty), prompt_width))
+        if self.sampling["temperature"] > 0:
+            processors.append(TemperatureLogitsWarper(float(self.sampling["temperature"])))
+            if self.sampling["top_p"] < 1.0:
+                processors.append(TopPLogitsWarper(float(self.sampling["top_p"])))
+            processors.append(GumbelSampler(seeds, self.device))
         return {
             "max_new_tokens": self.sampling["max_new_tokens"],
-            "do_sample": sample,
-            "temperature": self.sampling["temperature"] if sample else None,
-            "top_p": self.sampling["top_p"] if sample else None,
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
             "top_k": None,
             "repetition_penalty": None if on_answer else penalty,
-            "logits_processor": LogitsProcessorList(processors if on_answer and penalty != 1.0 else []),
+            "logits_processor": LogitsProcessorList(processors),
             "stop_strings": self.sampling["stop"] or None,
             "tokenizer": self.tokenizer,
             "pad_token_id": self.tokenizer.pad_token_id,
@@ -230,7 +249,36 @@ class TransformersGenerator:
         self, requests: list[Messages], seeds: list[int], schema: dict[str, Any] | None, on_done: OnDone
     ) -> None:
         for start, end in prefix_batches(requests, self.batch_size):
-            on_done(list(enumerate(self.generate(requests[start:end], seeds[start] + start), start=start)))
+            on_done(list(enumerate(self.generate(requests[start:end], seeds[start:end]), start=start)))
+
+
+class GumbelSampler(LogitsProcessor):
+    """Sampling as greedy decoding: adds Gumbel noise to each row's (warped) scores, drawn from that
+    row's own generator seeded ``seeds[i]``, so their argmax is an exact sample of softmax(scores)
+    and a row's draws depend on its seed alone, not on the rows beside it.
+
+    >>> sampler = GumbelSampler([7, 7, 8], "cpu")
+    >>> noisy = sampler(torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 5))
+    >>> bool((noisy[0] == noisy[1]).all()), bool((noisy[0] == noisy[2]).all())
+    (True, False)
+    >>> sampler(None, torch.tensor([[0.0, float("-inf")]] * 3)).argmax(dim=-1).tolist()  # not a masked one
+    [0, 0, 0]
+    """
+
+    def __init__(self, seeds: list[int], device: str):
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        vocab = scores.shape[-1]
+        uniform = torch.stack(
+            [
+                torch.rand(vocab, generator=g, device=scores.device, dtype=scores.dtype)
+                for g in self.generators
+            ]
+        )
+        # at least the smallest normal float: log(0) would give a -inf draw, and -inf + inf a nan score
+        gumbel = -torch.log(-torch.log(uniform.clamp_(min=torch.finfo(scores.dtype).tiny)))
+        return scores + gumbel
 
 
 def repeated_rows(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -559,6 +607,11 @@ class CachedLLM:
         self.cache = cache
         self.price_per_million = price_per_million
         self.stats = CallStats()
+
+    @property
+    def model_name(self) -> str:
+        """The model that answers, as its cache keys name it."""
+        return self.generator.model_name
 
     def key(self, messages: Messages, seed: int, schema: dict[str, Any] | None = None) -> str:
         g = self.generator

@@ -111,10 +111,12 @@ def causal_lm_path(name: str, cache_dir: str | Path) -> str:
     return str(target)
 
 
-def load_causal_lm(path: str, device: str, for_training: bool = False):
-    """Tokenizer (left padding, a pad token) and model of a generator folder or HF id.
+def load_causal_lm(path: str, device: str, for_training: bool = False, dtype: torch.dtype | None = None):
+    """Tokenizer (left padding, a pad token) and model of a generator folder or HF id, loaded in ``dtype``.
 
-    Generation runs bfloat16 on GPUs and float32 on CPUs; training always loads float32.
+    By default generation runs bfloat16 on GPUs and float32 on CPUs, and training loads float32. A
+    model wanted in another dtype is loaded in it, not cast afterwards: a float32 model cast from
+    bfloat16 keeps bfloat16's rounding.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -122,7 +124,8 @@ def load_causal_lm(path: str, device: str, for_training: bool = False):
     tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if device == "cuda" and not for_training else torch.float32
+    if dtype is None:
+        dtype = torch.bfloat16 if device == "cuda" and not for_training else torch.float32
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     return tokenizer, model if for_training else model.eval()
 

@@ -67,9 +67,6 @@ class SharedPrefixLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.prefix_keys.shape[-2] + self.length
 
-    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.get_seq_length() + query_length, 0
-
 
 def shared_prefix_cache(prefix: DynamicCache, rows: int, capacity: int) -> Cache:
     """A cache of ``rows`` rows that continue the batch-1 ``prefix`` by at most ``capacity`` tokens each."""
@@ -108,19 +105,22 @@ def shared_prefix_attention(
             module, query, keys, values, attention_mask, scaling=scaling, dropout=dropout
         )
     kv_heads = key.own.shape[1]
-    folded = query.reshape(rows, kv_heads, heads // kv_heads, dim)
+    # Scores, softmax and weighted sum in float32, as SDPA's kernels accumulate: bfloat16 keeps 8
+    # significant bits, so a score of 20 would be off by up to 0.06 and its weight by up to 6 %.
+    folded = query.float().reshape(rows, kv_heads, heads // kv_heads, dim)
     by_head = folded.transpose(0, 1).reshape(kv_heads, -1, dim)
-    prefix_scores = (by_head @ key.prefix[0].transpose(-1, -2)).view(kv_heads, rows, folded.shape[2], -1)
-    scores = torch.cat([prefix_scores.transpose(0, 1), folded @ key.own.transpose(-1, -2)], dim=-1)
+    prefix_keys, own_keys = key.prefix[0].float(), key.own.float()
+    prefix_scores = (by_head @ prefix_keys.transpose(-1, -2)).view(kv_heads, rows, folded.shape[2], -1)
+    scores = torch.cat([prefix_scores.transpose(0, 1), folded @ own_keys.transpose(-1, -2)], dim=-1)
     scores.mul_(dim**-0.5 if scaling is None else scaling)
     if attention_mask is not None:
         scores.masked_fill_(~attention_mask, float("-inf"))
     probs = scores.softmax(dim=-1)
     shared = key.prefix.shape[-2]
     prefix_probs = probs[..., :shared].transpose(0, 1).reshape(kv_heads, -1, shared)
-    output = (prefix_probs @ value.prefix[0]).view(kv_heads, rows, -1, dim).transpose(0, 1)
-    output = output + probs[..., shared:] @ value.own
-    return output.reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
+    output = (prefix_probs @ value.prefix[0].float()).view(kv_heads, rows, -1, dim).transpose(0, 1)
+    output = output + probs[..., shared:] @ value.own.float()
+    return output.to(value.own.dtype).reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
 
 
 def full_mask(*args, **kwargs) -> torch.Tensor | None:

@@ -10,7 +10,8 @@ import yaml
 
 from synthembed.llm import Messages
 
-TASK_TEMPLATES = ("retrieval", "retrieval_code", "sts", "classification", "bitext", "code_negative")
+RETRIEVAL_TEMPLATES = ("retrieval", "retrieval_code")  # they ask for a search query
+TASK_TEMPLATES = (*RETRIEVAL_TEMPLATES, "sts", "classification", "bitext", "code_negative")
 
 
 def load_prompt(path: str | Path) -> dict[str, Any]:
@@ -47,15 +48,19 @@ def load_task_prompts(path: str | Path) -> dict[str, Any]:
 
 
 def truncate(text: str, max_chars: int) -> str:
-    """Cut at the last whitespace before ``max_chars`` so no word is split.
+    """At most ``max_chars`` characters of ``text``, cut at the last whitespace (space, tab, newline)
+    among them so no word is split; when only whitespace comes before it, the first word is cut instead.
 
-    >>> truncate("alpha beta gamma", 12)
-    'alpha beta'
+    >>> truncate("alpha beta gamma", 12), truncate("alpha\\nbeta\\tgamma", 12)
+    ('alpha beta', 'alpha\\nbeta')
+    >>> truncate(" alphabet soup", 6), truncate("alphabet soup", 5)
+    (' alpha', 'alpha')
     """
     if len(text) <= max_chars:
         return text
     cut = text[:max_chars]
-    return cut[: cut.rfind(" ")] if " " in cut else cut
+    head = re.sub(r"\S+$", "", cut)[:-1]  # up to the last whitespace, without it
+    return head if head.strip() else cut
 
 
 def template_name(task_type: str, domain: str | None) -> str:

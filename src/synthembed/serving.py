@@ -44,21 +44,27 @@ def vllm_command(
 
 
 def served_llm_params(served_name: str, base_url: str, qwen3: bool) -> dict[str, Any]:
-    """The llm params of a run against the server: the openai backend, guided JSON answers, and for
-    Qwen3 its recommended non-thinking sampling with thinking off (answers are short JSON or a line).
+    """The llm params of a run against the server: the openai backend and guided JSON answers, with room
+    for them (no stop at the first newline, 256 new tokens: a code_negative answer's function is cut at
+    32 and no longer parses), and for Qwen3 the sampling its model card recommends in non-thinking mode
+    (temperature 0.7, top_p 0.8, top_k 20) with thinking off. Other models keep the params' temperature.
 
     >>> served_llm_params("m", "http://h:8000/v1", qwen3=False)["extra_body"]
     {}
-    >>> served_llm_params("q", "http://h:8000/v1", qwen3=True)["extra_body"]["chat_template_kwargs"]
-    {'enable_thinking': False}
+    >>> qwen3 = served_llm_params("q", "http://h:8000/v1", qwen3=True)
+    >>> qwen3["temperature"], qwen3["top_p"], qwen3["extra_body"]
+    (0.7, 0.8, {'top_k': 20, 'chat_template_kwargs': {'enable_thinking': False}})
     """
+    sampling = {"temperature": 0.7, "top_p": 0.8} if qwen3 else {"top_p": 1.0}
     extra = {"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}} if qwen3 else {}
     return {
         "backend": "openai",
         "model": served_name,
         "base_url": base_url,
         "response_format": "json_schema",
-        "top_p": 0.8 if qwen3 else 1.0,
+        "max_new_tokens": 256,
+        "stop": [],
+        **sampling,
         "extra_body": extra,
     }
 

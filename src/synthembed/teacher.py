@@ -139,8 +139,8 @@ def load_teacher(
     """The ``query_likelihood_scorer`` of the ``negatives.teacher`` params: its causal LM (an embedded
     name, folder or HF id) on ``runtime['device']`` in ``cfg['dtype']``."""
     device = resolve_device(runtime["device"])
-    tokenizer, model = load_causal_lm(causal_lm_path(cfg["model"], runtime["cache_dir"]), device)
-    model = model.to(encode_dtype(cfg["dtype"], device))
+    path = causal_lm_path(cfg["model"], runtime["cache_dir"])
+    tokenizer, model = load_causal_lm(path, device, dtype=encode_dtype(cfg["dtype"], device))
     return query_likelihood_scorer(model, tokenizer, cfg["instruction"], cfg["doc_tokens"], cfg["batch_size"])
 
 
