@@ -1,8 +1,8 @@
 """Time a parameter sweep as DVC experiments against the first run of the same project.
 
 The first `dvc repro` runs every stage (the LLM calls included, unless its cache is already warm);
-each `dvc exp run -S <param>=<value>` then reruns only the stages that read the param, the LLM cache
-and DVC's run cache serving the rest.
+each `dvc exp run -S <param>=<value>` then reruns only the stages that read the param and those their
+changed outputs feed, the LLM cache and DVC's run cache serving the rest.
 
     python benchmarks/threshold_sweep.py --project <git+DVC project> --param filter.min_cosine \\
         --values 0.3 0.35 0.4 0.45 0.5

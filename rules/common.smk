@@ -1,3 +1,6 @@
+import os
+
+
 def groups(*names):
     """Params groups of a step, as its params: editing any of them reruns the step."""
     return {name: config[name] for name in names}
@@ -7,6 +10,12 @@ def keys(group, *names):
     """Single params of a group, named as in dvc.yaml: editing another key of the group leaves the step
     alone."""
     return {f"{group}.{name}": config[group][name] for name in names}
+
+
+def shards_dir(wildcards, input):
+    """The folder a gather rule's shard files lie in: results/shards/<stage> on a local run;
+    with a storage provider (profiles/kubernetes), a copy under .snakemake/storage/."""
+    return os.path.dirname(input.shards[0])
 
 
 def project_file(path):

@@ -55,9 +55,10 @@ rule filtered:
     threads: workflow.cores  # the round trip searches the corpus with torch
     params:
         **groups("seed", "shards", "search", "filter"),
+        shards_dir=shards_dir,
     shell:
         "python scripts/filter.py --params params.yaml --queries {input.queries} --docs {input.docs}"
-        " --shards-dir results/shards/filtered --out {output.filtered} --out-rejected {output.rejected}"
+        " --shards-dir {params.shards_dir} --out {output.filtered} --out-rejected {output.rejected}"
         " --out-scores {output.scores} --out-plot {output.plot} --out-stats {output.stats} --log {log}"
 
 

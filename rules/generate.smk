@@ -32,7 +32,9 @@ rule configs_shard:
         "../envs/synthembed.yaml"
     threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
-        **groups("seed", "shards", "embedder", "llm", "configs", "queries"),
+        # llm: the whole group reaches the generator, but only under configs.policy: llm.
+        **groups("seed", "shards", "embedder", "llm", "configs"),
+        **keys("queries", "doc_chars"),
     shell:
         "python scripts/configs.py --params params.yaml --docs {input.docs} --personas {input.personas}"
         " --glossary {input.glossary} --prompt {input.prompt} --shard {wildcards.shard}"
@@ -55,8 +57,9 @@ rule configs:
         "../envs/synthembed.yaml"
     params:
         **groups("shards", "configs"),
+        shards_dir=shards_dir,
     shell:
-        "python scripts/gather_configs.py --params params.yaml --shards-dir results/shards/configs"
+        "python scripts/gather_configs.py --params params.yaml --shards-dir {params.shards_dir}"
         " --out {output.configs} --out-stats {output.stats} --log {log}"
 
 
@@ -140,6 +143,7 @@ rule queries:
         "../envs/synthembed.yaml"
     params:
         **groups("shards"),
+        shards_dir=shards_dir,
     shell:
         "python scripts/gather_queries.py --params params.yaml --configs {input.configs}"
-        " --shards-dir results/shards/queries --out {output.queries} --out-stats {output.stats} --log {log}"
+        " --shards-dir {params.shards_dir} --out {output.queries} --out-stats {output.stats} --log {log}"

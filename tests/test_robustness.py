@@ -423,13 +423,22 @@ def test_hostile_documents_change_no_schema_run_nothing_and_write_nothing_outsid
     assert not Path("PWNED").exists()
 
 
+UNPICKLERS = {"pickle", "marshal", "dill", "cloudpickle", "joblib", "shelve"}
+
+
 def unsafe_calls(source: str, name: str) -> list[str]:
-    """Calls that could run or unpickle data: eval/exec, pickle/marshal/dill, yaml.load or full_load,
-    os.system, subprocess with shell=True, torch.load without weights_only=True."""
+    """Code that could run or unpickle data: eval/exec, any import of pickle/marshal/shelve/dill (and
+    calls through them), yaml.load or full_load, os.system, subprocess with shell=True, torch.load
+    without weights_only=True, allow_pickle=True (numpy), read_pickle (pandas)."""
     import ast
 
     found = []
     for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if any(module.split(".")[0] in UNPICKLERS for module in modules):
+                found.append(f"{name}:{node.lineno}: {ast.unparse(node)[:80]}")
+            continue
         if not isinstance(node, ast.Call):
             continue
         func = node.func
@@ -438,7 +447,9 @@ def unsafe_calls(source: str, name: str) -> list[str]:
         keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
         bad = (
             (isinstance(func, ast.Name) and called in {"eval", "exec", "__import__"})
-            or owner in {"pickle", "marshal", "dill", "cloudpickle", "joblib", "shelve"}
+            or owner in UNPICKLERS
+            or called == "read_pickle"
+            or keywords.get("allow_pickle") == "True"
             or (owner == "yaml" and called in {"load", "full_load", "unsafe_load", "load_all"})
             or (owner == "os" and called in {"system", "popen"})
             or (owner == "torch" and called == "load" and keywords.get("weights_only") != "True")
@@ -456,7 +467,15 @@ def test_no_code_evaluates_or_unpickles_data():
         "probe:3: eval(x)",
         "probe:4: run(c, shell=True)",
     ]
-    safe = "torch.load(p, weights_only=True)\nyaml.safe_load(t)\njson.loads(s)\nmodel.eval()"
+    unpickling = (
+        "import pickle\nfrom marshal import loads\nimport shelve as s\nimport dill.settings\n"
+        "np.load(p, allow_pickle=True)\npd.read_pickle(p)\npickle.loads(b)"
+    )
+    assert [hit.split(":")[1] for hit in unsafe_calls(unpickling, "probe")] == [str(n) for n in range(1, 8)]
+    safe = (
+        "torch.load(p, weights_only=True)\nyaml.safe_load(t)\njson.loads(s)\nmodel.eval()\n"
+        "np.load(p, allow_pickle=False)\nimport json\nfrom pickletools import dis"
+    )
     assert unsafe_calls(safe, "probe") == []
     sources = [
         p for folder in ("src", "scripts", "benchmarks", "tests") for p in (ROOT / folder).rglob("*.py")
