@@ -10,8 +10,7 @@ from synthembed.corpus import passages, read_beir_set
 from synthembed.evaluate import compare, eval_sets, evaluate_model, synthetic_dev_sets
 from synthembed.io import read_json, write_csv, write_json
 from synthembed.mine import DocumentMemo
-from synthembed.models import load_embedder
-from synthembed.train import anchor_prompt
+from synthembed.models import anchor_prompt, load_embedder
 
 parser = stage_parser(__doc__)
 parser.add_argument(

@@ -20,10 +20,9 @@ from synthembed.filtering import (
     word_ngrams,
 )
 from synthembed.io import CHUNK_ROWS, read_rows, write_arrays, write_parquet_row_groups
-from synthembed.models import encode_batches, length_batches, load_embedder
+from synthembed.models import anchor_prompt, encode_batches, length_batches, load_embedder
 from synthembed.prompts import load_task_prompts, prompt_text
 from synthembed.shards import shard_items, shard_position
-from synthembed.train import anchor_prompt
 
 parser = stage_parser(__doc__)
 parser.add_argument("--queries", required=True)

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from synthembed.configs import (
     achieved_shares,
@@ -17,6 +18,8 @@ from synthembed.configs import (
     sampled_configs,
     stratified_labels,
 )
+from synthembed.io import InputError
+from synthembed.params import validate_params
 from synthembed.prompts import load_prompt
 from synthembed.shards import interleave
 
@@ -238,16 +241,18 @@ def test_shards_take_their_rows_from_the_plan_of_all_documents():
 @pytest.mark.parametrize(
     ("changes", "error"),
     [
-        ({"languages": {"en": 0}}, r"params configs.languages: the shares \{'en': 0\} sum to zero"),
+        ({"languages": {"en": 0}}, r"p\.yaml: configs\.languages: the shares \{'en': 0\} sum to zero"),
         (
             {"task_types": {"retrieval": 0, "sts": 0.0}},
-            r"params configs.task_types: the shares .* sum to zero",
+            r"p\.yaml: configs\.task_types: the shares .* sum to zero",
         ),
     ],
 )
 def test_zero_shares_are_rejected_naming_the_params_key(changes, error):
-    with pytest.raises(ValueError, match=error):
-        sampled_configs(documents(4), candidates(4), 5, CFG | changes, GLOSSARY, seed=0)
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["configs"] |= changes
+    with pytest.raises(InputError, match=error):
+        validate_params(params, "p.yaml")
 
 
 @pytest.mark.parametrize("text", ["personas: []\n", "personas:\n", "other: 1\n", ""])

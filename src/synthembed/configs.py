@@ -115,24 +115,6 @@ def stratified_subset(
     return labels
 
 
-SHARE_KEYS = ("task_types", "question_types", "difficulties", "languages", "bitext_languages")
-
-
-def check_shares(cfg: dict[str, Any]) -> None:
-    """Every shares mapping of the ``configs`` params must give some label a positive share.
-
-    >>> check_shares({key: {"a": 1.0} for key in SHARE_KEYS} | {"languages": {"en": 0}})
-    Traceback (most recent call last):
-    ...
-    ValueError: params configs.languages: the shares {'en': 0} sum to zero; give some label a positive share
-    """
-    for key in SHARE_KEYS:
-        if sum(cfg[key].values()) <= 0:
-            raise ValueError(
-                f"params configs.{key}: the shares {cfg[key]} sum to zero; give some label a positive share"
-            )
-
-
 def config_plan(n: int, persona_candidates: int, cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """Seeded stratified draws of every control for ``n`` documents: task type, question type,
     difficulty, language, persona rank (0-based, among ``persona_candidates``) and length.
@@ -150,7 +132,6 @@ def config_plan(n: int, persona_candidates: int, cfg: dict[str, Any], seed: int)
     >>> [(d["task_type"], d["language"], d["persona_rank"]) for d in config_plan(2, 2, cfg, seed=0)]
     [('retrieval', 'en', 1), ('retrieval', 'en', 0)]
     """
-    check_shares(cfg)
     rng = np.random.default_rng(seed)
     task_types = stratified_labels(cfg["task_types"], n, rng)
     where = {task: [i for i, t in enumerate(task_types) if t == task] for task in cfg["task_types"]}

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 
 from synthembed.filtering import normalized
+from synthembed.models import anchor_prompt
 from synthembed.search import top_k
-from synthembed.train import anchor_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,6 @@ def mine_negatives(
     stats = {
         "pairs": pairs.height,
         "kept": result.height,
-        # Pairs dropped with fewer than num_negatives valid negatives (not only those with none).
         "no_valid_negative": int((~enough).sum()),
         "merged_anchors": len(anchors) - len(unique_anchors),
     }

@@ -157,6 +157,16 @@ def build_embedder(path: str, pooling: str, padding_side: str, device: str):
     return SentenceTransformer(modules=[encoder, pool, Normalize()], device=device)
 
 
+def anchor_prompt(task_type: str, query_prompt: str) -> str:
+    """The instruction of a task type's anchors: retrieval anchors are search queries and get the query
+    instruction (Qwen3-Embedding: ``Instruct: {task}\\nQuery:``); the other tasks are symmetric.
+
+    >>> anchor_prompt("retrieval", "Q: "), anchor_prompt("sts", "Q: ")
+    ('Q: ', '')
+    """
+    return query_prompt if task_type == "retrieval" else ""
+
+
 def load_embedder(
     cfg: dict[str, Any], device: str = "cpu", path: str | None = None, for_training: bool = False
 ):

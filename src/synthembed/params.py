@@ -11,6 +11,7 @@ import yaml
 from synthembed.io import InputError
 
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+CONFIG_SHARES = ("task_types", "question_types", "difficulties", "languages", "bitext_languages")
 
 
 def validate_params(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
@@ -36,12 +37,17 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
     >>> train = {"backend": "ms-swift", "method": "full", "checkpoints": 3,
     ...          "merge": {"method": "slerp", "checkpoints": 2}, "distillation": 0.0}
     >>> queries, llm = {"candidates": 3, "generator": "prompted"}, {"temperature": 0.0}
-    >>> cross_field_errors({"train": train, "queries": queries, "llm": llm, "doc2query": {"max_steps": 0}})
+    >>> configs = {key: {"en": 1.0} for key in CONFIG_SHARES}
+    >>> params = {"train": train, "queries": queries, "llm": llm, "configs": configs,
+    ...           "doc2query": {"max_steps": 0}}
+    >>> cross_field_errors(params)
     [('train.method', 'the ms-swift backend trains LoRA adapters only'), \
 ('queries.candidates', 'several candidates need llm.temperature > 0: greedy answers are all the same')]
     >>> train |= {"checkpoints": 1, "merge": {"method": "slerp", "checkpoints": 2}}
-    >>> cross_field_errors({"train": train, "queries": queries, "llm": llm, "doc2query": {"max_steps": 0}})[1]
-    ('train.merge.checkpoints', 'more than the 1 train.checkpoints taken')
+    >>> configs["languages"] = {"en": 0}
+    >>> cross_field_errors(params)[1:3]
+    [('train.merge.checkpoints', 'more than the 1 train.checkpoints taken'), \
+('configs.languages', "the shares {'en': 0} sum to zero; give some label a positive share")]
     """
     train, errors = params["train"], []
     if train["backend"] == "ms-swift" and train["method"] != "lora":
@@ -51,6 +57,12 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
         errors.append(
             ("train.merge.checkpoints", f"more than the {train['checkpoints']} train.checkpoints taken")
         )
+    for key in CONFIG_SHARES:  # the schema allows 0 per label; draws need some label above it
+        shares = params["configs"][key]
+        if sum(shares.values()) <= 0:
+            errors.append(
+                (f"configs.{key}", f"the shares {shares} sum to zero; give some label a positive share")
+            )
     if params["queries"]["candidates"] > 1 and params["llm"]["temperature"] == 0:
         reason = "several candidates need llm.temperature > 0: greedy answers are all the same"
         errors.append(("queries.candidates", reason))

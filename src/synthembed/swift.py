@@ -17,8 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from synthembed.models import embedder_path, load_embedder
-from synthembed.train import TrainingRun, anchor_prompt, merge_checkpoints
+from synthembed.models import anchor_prompt, embedder_path, load_embedder
+from synthembed.train import TrainingRun, merge_checkpoints
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import torch
 
-from synthembed.models import load_embedder, resolve_device
+from synthembed.models import anchor_prompt, load_embedder, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +38,6 @@ def training_columns(pairs: pl.DataFrame, prompt: str) -> dict[str, list]:
     if width and "teacher_scores" in pairs.columns and pairs["teacher_scores"].null_count() == 0:
         columns["label"] = pairs["teacher_scores"].list.head(1 + width).to_list()
     return columns
-
-
-def anchor_prompt(task_type: str, query_prompt: str) -> str:
-    """The instruction of a task type's anchors: retrieval anchors are search queries and get the query
-    instruction (Qwen3-Embedding: ``Instruct: {task}\\nQuery:``); the other tasks are symmetric.
-
-    >>> anchor_prompt("retrieval", "Q: "), anchor_prompt("sts", "Q: ")
-    ('Q: ', '')
-    """
-    return query_prompt if task_type == "retrieval" else ""
 
 
 def training_datasets(pairs: pl.DataFrame, query_prompt: str):
