@@ -5,7 +5,7 @@ import torch
 from torch.nn.functional import scaled_dot_product_attention
 from transformers import DynamicCache
 
-from synthembed.llm import TransformersGenerator
+from synthembed.llm import TransformersGenerator, shared_prefix_length
 from synthembed.prefix_cache import PrefixedKV, shared_prefix_attention, shared_prefix_cache
 
 GENERATION = {
@@ -76,6 +76,42 @@ def test_cache_keeps_the_prefix_once_and_each_rows_tokens_in_place():
     assert keys.own[:, :, :4].eq(1).all() and values.own[:, :, 4].eq(2).all()
 
 
+def test_packed_rows_end_at_one_column_and_attend_over_the_prefix_and_their_own_tokens_only():
+    torch.manual_seed(0)
+    prefix = DynamicCache()
+    prefix.update(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4), 0)
+    cache = shared_prefix_cache(prefix, rows=3, capacity=6)
+    cache.layers[0].pack([2, 0, 3])
+    packed_keys, packed_values = torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)
+    keys, values = cache.update(packed_keys, packed_values, 0)
+    assert cache.get_seq_length() == 3 + 3
+    own = cache.layers[0].keys
+    assert own[0, :, 1:3].equal(packed_keys[0, :, :2]) and own[2, :, :3].equal(packed_keys[0, :, 2:])
+    assert own[0, :, :1].eq(0).all() and own[1, :, :3].eq(0).all()  # left padding, masked later
+    query = torch.randn(1, 4, 5, 4)
+    attention = torch.nn.Module()
+    attention.num_key_value_groups = 2  # two query heads per key/value head
+    output, _ = shared_prefix_attention(attention, query, keys, values, None, scaling=0.5)
+
+    def alone(stretch: slice, row_keys: torch.Tensor, row_values: torch.Tensor) -> torch.Tensor:
+        n = row_keys.shape[-2]
+        visible = torch.ones(n, 3 + n, dtype=torch.bool).tril(3)
+        every_key = torch.cat([prefix.layers[0].keys, row_keys], dim=-2).repeat_interleave(2, dim=1)
+        every_value = torch.cat([prefix.layers[0].values, row_values], dim=-2).repeat_interleave(2, dim=1)
+        return scaled_dot_product_attention(
+            query[:, :, stretch], every_key, every_value, attn_mask=visible, scale=0.5
+        ).transpose(1, 2)
+
+    expected = torch.cat(
+        [
+            alone(slice(0, 2), packed_keys[:, :, :2], packed_values[:, :, :2]),
+            alone(slice(2, 5), packed_keys[:, :, 2:], packed_values[:, :, 2:]),
+        ],
+        dim=1,
+    )
+    torch.testing.assert_close(output, expected)
+
+
 def answer_dependent_generator(tiny_qwen3, tmp_path, **sampling) -> TransformersGenerator:
     """The tiny Qwen3 behind the generator, its weights scaled up: at the initial scale a random model
     repeats one token whatever the prompt; larger weights make each answer depend on the row's tokens."""
@@ -90,6 +126,20 @@ def answer_dependent_generator(tiny_qwen3, tmp_path, **sampling) -> Transformers
 
 SYSTEM = {"role": "system", "content": "Write one search query for the document. " * 6}
 DOCUMENTS = ["def add(a, b): return a + b", "import os", "class Stack: pass # a list with push and pop"]
+
+
+def forward_shapes(generator: TransformersGenerator) -> list[tuple[int, int]]:
+    """The (rows, tokens) of every forward pass the generator's model makes from now on."""
+    shapes: list[tuple[int, int]] = []
+    generator.model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    return shapes
+
+
+def prompt_tokens(generator: TransformersGenerator, requests) -> list[list[int]]:
+    chat = generator.tokenizer.apply_chat_template
+    return [chat(m, add_generation_prompt=True, return_dict=True)["input_ids"] for m in requests]
 
 
 def plain_generate(generator: TransformersGenerator, requests, seeds) -> list[str]:
@@ -119,16 +169,37 @@ def test_samples_of_one_prompt_run_its_tokens_once_and_draw_as_plain_sampling(ti
     generator = answer_dependent_generator(tiny_qwen3, tmp_path, temperature=1.0)
     requests = [[SYSTEM, {"role": "user", "content": DOCUMENTS[i]}] for i in (0, 0, 0, 2, 2, 1)]
     seeds = [3, 4, 5, 3, 4, 3]  # a request's samples: seeds seed, seed + 1, ... (llm.sample_calls)
-    batch_sizes = []
-    hook = generator.model.model.register_forward_pre_hook(
-        lambda module, args, kwargs: batch_sizes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
-    )
+    shapes = forward_shapes(generator)
     answers = [a.text for a in generator.generate(requests, seeds)]
-    hook.remove()
-    # the prefix once, the three distinct prompts once, then the six rows token by token
-    assert batch_sizes[:3] == [1, 3, 6]
+    rows = prompt_tokens(generator, requests)
+    shared = shared_prefix_length(rows)
+    # the prefix once, the three distinct prompts' own tokens (all but their last) once, packed into
+    # one unpadded row, then the six rows token by token
+    distinct_own = sum(len(rows[i]) - shared - 1 for i in (0, 3, 5))
+    assert shapes[:3] == [(1, shared), (1, distinct_own), (6, 1)]
     assert answers == plain_generate(generator, requests, seeds)
     assert len(set(answers[:3])) == 3  # the samples of one prompt part
+
+
+def test_later_batches_of_one_template_reuse_its_prefix_and_answer_as_plain_generation(tiny_qwen3, tmp_path):
+    generator = answer_dependent_generator(tiny_qwen3, tmp_path)
+    template = [[SYSTEM, {"role": "user", "content": text}] for text in DOCUMENTS]
+    other_system = {"role": "system", "content": "Summarise the document in one line. " * 6}
+    other = [[other_system, {"role": "user", "content": text}] for text in DOCUMENTS[:2]]
+    shapes = forward_shapes(generator)
+    first = [a.text for a in generator.generate(template[:2], seeds=[0, 0])]
+    shared = shared_prefix_length(prompt_tokens(generator, template))
+    assert shapes[0] == (1, shared)
+    del shapes[:]
+    # one row alone shares all its prompt but the last token with itself: the template's prefix
+    # already kept serves, and the rest of the prompt runs as the row's own tokens
+    later = [a.text for a in generator.generate(template[2:], seeds=[0])]
+    assert shapes[0] == (1, len(prompt_tokens(generator, template[2:])[0]) - shared - 1)
+    del shapes[:]
+    switched = [a.text for a in generator.generate(other, seeds=[0, 0])]
+    assert shapes[0] == (1, shared_prefix_length(prompt_tokens(generator, other)))
+    assert first + later == plain_generate(generator, template, seeds=[0, 0, 0])
+    assert switched == plain_generate(generator, other, seeds=[0, 0])
 
 
 def test_a_sampled_answer_depends_on_its_request_and_seed_only(tiny_qwen3, tmp_path):

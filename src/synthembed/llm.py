@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 from transformers import (
     Cache,
+    DynamicCache,
     LogitsProcessor,
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
@@ -141,6 +142,7 @@ class TransformersGenerator:
         self.batch_size = cfg["batch_size"]
         self.device = resolve_device(device)
         self.tokenizer, self.model = load_causal_lm(causal_lm_path(cfg["model"], cache_dir), self.device)
+        self.last_prefix: tuple[list[int], DynamicCache] | None = None  # see prompt_prefix
         self.sampling = {
             "max_new_tokens": cfg["max_new_tokens"],
             "temperature": cfg["temperature"],
@@ -159,21 +161,24 @@ class TransformersGenerator:
         own seeded generator (``GumbelSampler``): a row's answer is the one it gets asked alone (greedy
         or sampled, up to float rounding), whatever else shares its batch, at a fraction of the prompt
         cost when the rows share a system message and worked examples. The prefix's keys and values
-        are kept once for the batch, not copied per row (``synthembed.prefix_cache``), and consecutive
-        rows with the same prompt (samples of one request) run its tokens once and part only when
-        they sample.
+        are kept once for the batch, not copied per row (``synthembed.prefix_cache``), and reused by
+        the next batches that start with them (``prompt_prefix``). The rows' own tokens run unpadded,
+        and consecutive rows with the same prompt (samples of one request) run its tokens once and
+        part only when they sample.
         """
         chat = self.tokenizer.apply_chat_template
         rows = [chat(m, add_generation_prompt=True, return_dict=True)["input_ids"] for m in batch]
-        shared = shared_prefix_length(rows)
-        width = max(len(r) for r in rows) - shared
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([r[:shared] + [pad] * (shared + width - len(r)) + r[shared:] for r in rows])
-        attention_mask = torch.tensor(
-            [[1] * shared + [0] * (shared + width - len(r)) + [1] * (len(r) - shared) for r in rows]
-        )
         with torch.inference_mode(), shared_prefix_attention_on(self.model):
-            cache = self.prompt_cache(input_ids, attention_mask, shared) if shared else None
+            shared, prefix = self.prompt_prefix(rows)
+            width = max(len(r) for r in rows) - shared
+            input_ids = torch.tensor(
+                [r[:shared] + [pad] * (shared + width - len(r)) + r[shared:] for r in rows]
+            )
+            attention_mask = torch.tensor(
+                [[1] * shared + [0] * (shared + width - len(r)) + [1] * (len(r) - shared) for r in rows]
+            )
+            cache = self.prompt_cache(rows, input_ids, prefix) if prefix is not None else None
             output = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention_mask.to(self.device),
@@ -221,22 +226,47 @@ class TransformersGenerator:
             "pad_token_id": self.tokenizer.pad_token_id,
         }
 
-    def prompt_cache(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, shared: int) -> Cache:
-        """The KV cache of every row's prompt but its last token, which ``generate`` runs: the first
-        ``shared`` tokens once for the batch, then the rest of each distinct prompt once, repeated for
-        the consecutive rows that ask it again."""
+    def prompt_prefix(self, rows: list[list[int]]) -> tuple[int, DynamicCache | None]:
+        """How many leading tokens the rows share, and the KV cache of those tokens (None: none shared).
+
+        Batches of one prompt template share its system message and worked examples, so the last
+        batch's prefix is reused whenever it starts every row and running the tokens the rows share
+        beyond it as their own costs less than a new prefix; otherwise the shared tokens run once here
+        and are kept for the next batch.
+        """
+        shared = shared_prefix_length(rows)
+        if self.last_prefix is not None:
+            tokens, cache = self.last_prefix
+            starts_every_row = len(tokens) <= shared and rows[0][: len(tokens)] == tokens
+            if starts_every_row and (shared - len(tokens)) * len(rows) < shared:
+                return len(tokens), cache
+        if not shared:
+            return 0, None
+        prefix = torch.tensor([rows[0][:shared]], device=self.device)
+        cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        self.last_prefix = (rows[0][:shared], cache)
+        return shared, cache
+
+    def prompt_cache(self, rows: list[list[int]], input_ids: torch.Tensor, prefix: DynamicCache) -> Cache:
+        """The KV cache of every row's prompt but its last token, which ``generate`` runs: ``prefix``'s
+        tokens once for the batch, then the rest of each distinct prompt once, unpadded (the rows one
+        after another in one sequence), repeated for the consecutive rows that ask it again.
+        ``input_ids`` is the batch laid out for ``generate``; each row's tokens end where it ends."""
+        shared = prefix.get_seq_length()
         firsts, copies = repeated_rows(input_ids)
-        prefix = input_ids[:1, :shared].to(self.device)
-        prefix_cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        own = [rows[i][shared:-1] for i in firsts.tolist()]
         capacity = input_ids.shape[1] - shared + self.sampling["max_new_tokens"]
-        cache = shared_prefix_cache(prefix_cache, len(firsts), capacity)
-        if input_ids.shape[1] - shared > 1:
-            mask = attention_mask[firsts, :-1]
-            positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate derives them
+        cache = shared_prefix_cache(prefix, len(own), capacity)
+        lengths = [len(tokens) for tokens in own]
+        if any(lengths):
+            for layer in cache.layers:
+                layer.pack(lengths)
             self.model(
-                input_ids=input_ids[firsts, shared:-1].to(self.device),
-                attention_mask=mask.to(self.device),
-                position_ids=positions[:, shared:].to(self.device),
+                input_ids=torch.tensor([[token for tokens in own for token in tokens]], device=self.device),
+                position_ids=torch.tensor(
+                    [[position for n in lengths for position in range(shared, shared + n)]],
+                    device=self.device,
+                ),
                 past_key_values=cache,
                 logits_to_keep=1,
             )
