@@ -4,9 +4,16 @@ import pytest
 import torch
 from torch.nn.functional import scaled_dot_product_attention
 from transformers import DynamicCache
+from transformers.masking_utils import AttentionMaskInterface
 
 from synthembed.llm import TransformersGenerator, shared_prefix_length
-from synthembed.prefix_cache import PrefixedKV, shared_prefix_attention, shared_prefix_cache
+from synthembed.prefix_cache import (
+    ATTENTION,
+    PrefixedKV,
+    full_mask,
+    shared_prefix_attention,
+    shared_prefix_cache,
+)
 
 GENERATION = {
     "batch_size": 8,
@@ -179,6 +186,25 @@ def test_samples_of_one_prompt_run_its_tokens_once_and_draw_as_plain_sampling(ti
     assert shapes[:3] == [(1, shared), (1, distinct_own), (6, 1)]
     assert answers == plain_generate(generator, requests, seeds)
     assert len(set(answers[:3])) == 3  # the samples of one prompt part
+
+
+def test_the_packed_forward_builds_no_mask_over_the_packed_sequence(tiny_qwen3, tmp_path):
+    generator = answer_dependent_generator(tiny_qwen3, tmp_path)
+    requests = [[SYSTEM, {"role": "user", "content": text}] for text in DOCUMENTS]
+    query_lengths = []
+
+    def recording_mask(*args, **kwargs):
+        mask = full_mask(*args, **kwargs)
+        query_lengths.append(mask.shape[-2])
+        return mask
+
+    AttentionMaskInterface.register(ATTENTION, recording_mask)
+    try:
+        generator.generate(requests, seeds=[0, 0, 0])
+    finally:
+        AttentionMaskInterface.register(ATTENTION, full_mask)
+    shared = shared_prefix_length(prompt_tokens(generator, requests))
+    assert query_lengths[0] == shared and set(query_lengths[1:]) == {1}  # the prefix, then decoding
 
 
 def test_later_batches_of_one_template_reuse_its_prefix_and_answer_as_plain_generation(tiny_qwen3, tmp_path):

@@ -267,6 +267,9 @@ class TransformersGenerator:
                     [[position for n in lengths for position in range(shared, shared + n)]],
                     device=self.device,
                 ),
+                # a prepared mask, never used: packed attention masks each row's stretch itself, and
+                # the model would otherwise build one over the whole sequence, quadratic in its length
+                attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool, device=self.device),
                 past_key_values=cache,
                 logits_to_keep=1,
             )
