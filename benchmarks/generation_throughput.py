@@ -8,8 +8,8 @@ sampled with --temperature: every row draws from its own seeded generator in bot
 
 --samples k asks every prompt k times (best-of-k candidates, seeds seed .. seed + k - 1; needs
 --temperature > 0). Each repeat times both paths (the order alternates); the generator starts from an
-empty cache every time, so every call is made. Prints calls per second of both, the speedup and how
-many answers are identical.
+empty cache and no kept prompt prefix every time, so every call is made. Prints calls per second of
+both, the speedup and how many answers are identical.
 """
 
 import argparse
@@ -88,6 +88,7 @@ def naive() -> list[str]:
 
 
 def generator_path() -> list[str]:
+    generator.last_prefix = None  # no prompt prefix kept from an earlier repeat
     with tempfile.TemporaryDirectory() as folder:
         llm = CachedLLM(generator, LLMCache(Path(folder) / "llm.sqlite"))
         answers = llm.generate(requests, seed=seed, desc="generator", samples=args.samples)
