@@ -1,5 +1,6 @@
 """Queries per second of the transformers backend (shared-prefix KV reuse, cache, batching, parsing)
 against the naive batched call: model.generate on the same prompts, left-padded, in the same batches
+(or in batches of --naive-batch-size: a plain call slows down with larger batches, its padding grows)
 with the same seeds, in the same process, so their answers can be compared one by one (greedy, or
 sampled with --temperature: every row draws from its own seeded generator in both paths).
 
@@ -44,6 +45,7 @@ parser.add_argument("--n", type=int, default=64)
 parser.add_argument("--repeats", type=int, default=2)
 parser.add_argument("--samples", type=int, default=1)
 parser.add_argument("--temperature", type=float, default=0.0)
+parser.add_argument("--naive-batch-size", type=int, help="batch of the naive call (default: llm.batch_size)")
 args = parser.parse_args()
 params = load_params(args.params)
 params["llm"]["temperature"] = args.temperature
@@ -64,12 +66,13 @@ generator = TransformersGenerator(params["llm"], params["runtime"]["cache_dir"],
 seed = params["seed"]
 calls = sample_calls(requests, seed, args.samples)  # the generator's calls, in its order
 order = sorted(range(len(calls)), key=lambda c: batch_order(calls[c][0]))
+naive_batch_size = args.naive_batch_size or generator.batch_size
 
 
 def naive() -> list[str]:
     tokenizer, model = generator.tokenizer, generator.model
     answers = [""] * len(calls)
-    for start, end in prefix_batches([calls[c][0] for c in order], generator.batch_size):
+    for start, end in prefix_batches([calls[c][0] for c in order], naive_batch_size):
         chunk = order[start:end]
         encoded = tokenizer.apply_chat_template(
             [calls[c][0] for c in chunk],
@@ -113,6 +116,7 @@ print(
             "samples": args.samples,
             "temperature": args.temperature,
             "batch_size": generator.batch_size,
+            "naive_batch_size": naive_batch_size,
             "naive_calls_per_s": round(len(calls) / naive_s, 3),
             "generator_calls_per_s": round(len(calls) / generator_s, 3),
             "speedup": round(naive_s / generator_s, 2),
