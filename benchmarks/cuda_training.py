@@ -92,6 +92,7 @@ def main() -> None:
             "temperature": 0.05,
             "false_negative_margin": None,
             "distillation": 0.0,
+            "teacher_temperature": 1.0,
             "epochs": 1,
             "max_steps": -1,
             "batch_size": args.batch_size,

@@ -12,6 +12,7 @@ with other queries params) and `train` params overrides (deep-merged):
     {"name": "retrieval only", "task_types": ["retrieval"]}
     {"name": "in-batch negatives only", "hard_negatives": false}
     {"name": "distilled", "train": {"loss": "mnrl", "distillation": 1.0}}
+    {"name": "softer teacher", "train": {"loss": "mnrl", "distillation": 1.0, "teacher_temperature": 10}}
     {"name": "corpus examples", "balanced": "runs/corpus-examples/balanced.parquet"}
 
     python benchmarks/train_ablation.py --params params.yaml --docs results/docs.parquet \\
@@ -148,7 +149,7 @@ def main() -> None:
                 row = {"variant": name, "pairs": chosen.height, "ndcg@10": round(score, 4)}
                 row |= {"delta": round(100 * (score - base), 2), "train_s": round(seconds, 1)}
                 if "teacher_scores" in chosen.columns:
-                    row["teacher"] = teacher_agreement(chosen)
+                    row["teacher"] = teacher_agreement(chosen, cfg["teacher_temperature"])
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.out:

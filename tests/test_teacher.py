@@ -2,6 +2,7 @@
 that writes it, and its distillation into the embedder."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -134,13 +135,23 @@ def test_divergence_is_zero_when_the_model_agrees_with_the_teacher_and_the_kl_ot
     candidates = [torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 3.0]])]  # cosines 1 and 0
     # The model's distribution is softmax([1, 0] / 0.5); these log-likelihoods have the same softmax.
     agreeing = torch.tensor([[2.0, 0.0]]) - 7.0
-    assert teacher_divergence([query, *candidates], agreeing, 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    assert teacher_divergence([query, *candidates], agreeing, 0.5, 1.0).item() == pytest.approx(0.0, abs=1e-6)
     disagreeing = torch.tensor([[0.0, 2.0]])
     teacher_p, model_p = torch.softmax(disagreeing, -1), torch.softmax(agreeing, -1)
     expected = (teacher_p * (teacher_p.log() - model_p.log())).sum().item()
-    assert teacher_divergence([query, *candidates], disagreeing, 0.5).item() == pytest.approx(
+    assert teacher_divergence([query, *candidates], disagreeing, 0.5, 1.0).item() == pytest.approx(
         expected, rel=1e-5
     )
+
+
+def test_teacher_temperature_softens_the_teacher_before_the_kl():
+    query = torch.tensor([[1.0, 0.0]])
+    candidates = [torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 3.0]])]  # model: softmax([2, 0])
+    peaked = torch.tensor([[-10.0, -30.0]])  # a 20-nat margin: one-hot on the first at temperature 1
+    # At temperature 10 the margin is 2 nats: the model's own distribution, so nothing to learn.
+    assert teacher_divergence([query, *candidates], peaked, 0.5, 10.0).item() == pytest.approx(0.0, abs=1e-6)
+    at_one = teacher_divergence([query, *candidates], peaked, 0.5, 1.0).item()
+    assert at_one == pytest.approx(-math.log(torch.softmax(torch.tensor([2.0, 0.0]), -1)[0].item()), rel=1e-4)
 
 
 def test_distillation_needs_teacher_scores(minilm):

@@ -32,6 +32,7 @@ TRAIN = {
     "temperature": 0.05,
     "false_negative_margin": None,
     "distillation": 0.0,
+    "teacher_temperature": 1.0,
     "epochs": 1,
     "max_steps": 4,
     "batch_size": 4,

@@ -117,19 +117,25 @@ def with_teacher_scores(
     return pairs.with_columns(pl.Series("teacher_scores", values, dtype=pl.List(pl.Float64)))
 
 
-def teacher_agreement(pairs: pl.DataFrame) -> dict[str, Any]:
-    """How often the teacher ranks a scored pair's positive above all its negatives, and the mean rank
-    it gives the positive (0 = first).
+def teacher_agreement(pairs: pl.DataFrame, temperature: float = 1.0) -> dict[str, Any]:
+    """How often the teacher ranks a scored pair's positive above all its negatives, the mean rank it
+    gives the positive (0 = first), and the mean probability it puts on the positive: the softmax of
+    the scores divided by ``temperature`` (``train.teacher_temperature``, what distillation learns).
 
-    >>> teacher_agreement(pl.DataFrame({"teacher_scores": [[-1.0, -3.0], [-2.0, -1.0], None]}))
-    {'scored': 2, 'positive_first': 0.5, 'mean_positive_rank': 0.5}
+    >>> scored = pl.DataFrame({"teacher_scores": [[-1.0, -3.0], [-2.0, -1.0], None]})
+    >>> teacher_agreement(scored)
+    {'scored': 2, 'positive_first': 0.5, 'mean_positive_rank': 0.5, 'positive_probability': 0.5749}
+    >>> [teacher_agreement(scored.head(1), t)["positive_probability"] for t in (1.0, 2.0)]
+    [0.8808, 0.7311]
     """
     scores = pairs["teacher_scores"].drop_nulls().to_list()
     ranks = [sum(s > row[0] for s in row[1:]) for row in scores]
+    positive_p = [float(torch.softmax(torch.tensor(row) / temperature, dim=0)[0]) for row in scores]
     return {
         "scored": len(scores),
         "positive_first": round(float(np.mean([r == 0 for r in ranks])), 4) if ranks else None,
         "mean_positive_rank": round(float(np.mean(ranks)), 4) if ranks else None,
+        "positive_probability": round(float(np.mean(positive_p)), 4) if ranks else None,
     }
 
 

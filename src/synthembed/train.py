@@ -54,23 +54,26 @@ def training_datasets(pairs: pl.DataFrame, query_prompt: str):
 
 
 def teacher_divergence(
-    embeddings: list[torch.Tensor], labels: torch.Tensor, temperature: float
+    embeddings: list[torch.Tensor], labels: torch.Tensor, temperature: float, teacher_temperature: float
 ) -> torch.Tensor:
     """KL(teacher || model) over each row's candidates, averaged over rows.
 
     ``embeddings`` are the query's, then each candidate's; ``labels`` the teacher's log-likelihoods
-    log p(query | candidate), whose softmax is the teacher's posterior over the candidates (uniform
-    prior), with no temperature to choose. The model's distribution is the softmax of its cosine scores
-    at the InfoNCE ``temperature``.
+    log p(query | candidate), whose softmax at ``teacher_temperature`` is the teacher's distribution
+    over the candidates (at 1 its posterior under a uniform prior; summed over a query's tokens it is
+    nearly one-hot on the positive, and a higher temperature lets its ranking of the negatives through).
+    The model's distribution is the softmax of its cosine scores at the InfoNCE ``temperature``.
 
     >>> q, d1, d2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
-    >>> round(teacher_divergence([q, d1, d2], torch.tensor([[-3.0, -5.0]]), 0.5).item(), 6)
+    >>> round(teacher_divergence([q, d1, d2], torch.tensor([[-3.0, -5.0]]), 0.5, 1.0).item(), 6)
+    0.0
+    >>> round(teacher_divergence([q, d1, d2], torch.tensor([[-6.0, -10.0]]), 0.5, 2.0).item(), 6)
     0.0
     """
     query = torch.nn.functional.normalize(embeddings[0], dim=-1)
     candidates = torch.nn.functional.normalize(torch.stack(embeddings[1:], dim=1), dim=-1)
     model_log_p = torch.log_softmax(torch.einsum("bd,bkd->bk", query, candidates) / temperature, dim=-1)
-    teacher_log_p = torch.log_softmax(labels.to(model_log_p), dim=-1)
+    teacher_log_p = torch.log_softmax(labels.to(model_log_p) / teacher_temperature, dim=-1)
     return (teacher_log_p.exp() * (teacher_log_p - model_log_p)).sum(dim=-1).mean()
 
 
@@ -78,9 +81,10 @@ class TeacherDistillation(torch.nn.Module):
     """An InfoNCE loss plus ``weight`` x ``teacher_divergence`` over each row's own candidates (positive,
     then hard negatives), as GPL and RocketQAv2 distil a reranker into a bi-encoder."""
 
-    def __init__(self, infonce, weight: float, temperature: float):
+    def __init__(self, infonce, weight: float, temperature: float, teacher_temperature: float):
         super().__init__()
-        self.model, self.infonce, self.weight, self.temperature = infonce.model, infonce, weight, temperature
+        self.model, self.infonce, self.weight = infonce.model, infonce, weight
+        self.temperature, self.teacher_temperature = temperature, teacher_temperature
 
     def forward(self, sentence_features, labels: torch.Tensor | None) -> torch.Tensor:
         from sentence_transformers.base.losses.merged_forward import embed_columns
@@ -90,7 +94,8 @@ class TeacherDistillation(torch.nn.Module):
         # The dev pairs (eval loss) have no candidates beyond the positive and no teacher scores.
         if labels is None:
             return loss
-        return loss + self.weight * teacher_divergence(embeddings, labels, self.temperature)
+        divergence = teacher_divergence(embeddings, labels, self.temperature, self.teacher_temperature)
+        return loss + self.weight * divergence
 
 
 def training_loss(model, cfg: dict[str, Any], datasets, dev_names: Iterable[str] = ()):
@@ -105,7 +110,9 @@ def training_loss(model, cfg: dict[str, Any], datasets, dev_names: Iterable[str]
         raise ValueError(
             "train.distillation is set but no pairs have teacher scores: set negatives.teacher.model"
         )
-    distilled = TeacherDistillation(infonce, cfg["distillation"], cfg["temperature"])
+    distilled = TeacherDistillation(
+        infonce, cfg["distillation"], cfg["temperature"], cfg["teacher_temperature"]
+    )
     return {name: distilled if name in scored else infonce for name in [*datasets, *dev_names]}
 
 
