@@ -18,12 +18,16 @@ with other queries params) and `train` params overrides (deep-merged):
     python benchmarks/train_ablation.py --params params.yaml --docs results/docs.parquet \\
         --balanced results/balanced.parquet --structural results/structural.parquet \\
         --eval-set ../shared/data/scifact-dev --variants variants.json --out ablation.json
+
+With ``--seeds 13 14 15`` every variant runs once per seed and the table ends with its mean: one run's
+delta moves by up to a point between seeds on a few hundred pairs.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import logging
 import sys
@@ -81,6 +85,27 @@ def selected_pairs(pairs: pl.DataFrame, variant: dict[str, Any]) -> pl.DataFrame
     return pairs
 
 
+def seed_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per variant with its mean delta over the seeds it ran with, and the lowest and highest.
+
+    >>> seed_means([{"variant": "a", "seed": 1, "delta": 0.5}, {"variant": "a", "seed": 2, "delta": 1.0}])
+    [{'variant': 'a (mean)', 'seeds': [1, 2], 'delta': 0.75, 'min_delta': 0.5, 'max_delta': 1.0}]
+    """
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_variant.setdefault(row["variant"], []).append(row)
+    return [
+        {
+            "variant": f"{name} (mean)",
+            "seeds": [r["seed"] for r in runs],
+            "delta": round(sum(r["delta"] for r in runs) / len(runs), 2),
+            "min_delta": min(r["delta"] for r in runs),
+            "max_delta": max(r["delta"] for r in runs),
+        }
+        for name, runs in by_variant.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,13 +119,20 @@ def main() -> None:
     parser.add_argument("--variants", required=True, help="JSON list of variants")
     parser.add_argument("--device", help="overrides runtime.device")
     parser.add_argument("--embedder", help="overrides embedder.model (a local folder)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run every variant once per seed (its structural sample, mining and training); "
+        "default: params' seed. With more than one, the table ends with each variant's mean",
+    )
     parser.add_argument("--out", help="JSON file for the table")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     params = load_params(args.params)
     emb = params["embedder"] | ({"model": args.embedder} if args.embedder else {})
-    device, seed = args.device or params["runtime"]["device"], params["seed"]
+    device, seeds = args.device or params["runtime"]["device"], args.seeds or [params["seed"]]
     runtime = params["runtime"] | {"device": device}
     corpus = passages(pl.read_parquet(args.docs))
     structural = pl.read_parquet(args.structural)
@@ -122,9 +154,10 @@ def main() -> None:
     rows = [{"variant": "base", "pairs": 0, "ndcg@10": round(base, 4), "delta": 0.0}]
     print(json.dumps(rows[0]), flush=True)
     mined: dict[str, pl.DataFrame] = {}
-    for variant in json.loads(Path(args.variants).read_text()):
+    variants = json.loads(Path(args.variants).read_text())
+    for seed, variant in itertools.product(seeds, variants):
         data_choices = ("balanced", "generated", "task_types", "structural_share")
-        data_key = json.dumps({k: variant.get(k) for k in data_choices})
+        data_key = json.dumps({k: variant.get(k) for k in data_choices} | {"seed": seed})
         if data_key not in mined:  # the base model mines; variants that only train differently share it
             balanced = pl.read_parquet(variant.get("balanced", args.balanced))
             train_rows = training_rows(balanced, structural, variant, seed)
@@ -146,12 +179,16 @@ def main() -> None:
                 models[variant["name"] + " (merged)"] = Path(tmp) / "model" / "merged"
             for name, path in models.items():
                 score = ndcg(load_embedder(emb, device, path=str(path)))
-                row = {"variant": name, "pairs": chosen.height, "ndcg@10": round(score, 4)}
+                row = {"variant": name, "seed": seed, "pairs": chosen.height, "ndcg@10": round(score, 4)}
                 row |= {"delta": round(100 * (score - base), 2), "train_s": round(seconds, 1)}
                 if "teacher_scores" in chosen.columns:
                     row["teacher"] = teacher_agreement(chosen, cfg["teacher_temperature"])
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    if len(seeds) > 1:
+        for row in seed_means(rows[1:]):
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
 
