@@ -255,6 +255,18 @@ def test_zero_shares_are_rejected_naming_the_params_key(changes, error):
         validate_params(params, "p.yaml")
 
 
+def test_a_drawn_label_without_a_balance_quota_is_rejected_naming_the_params_key():
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["configs"]["question_types"] = {"claim": 1.0}
+    error = (
+        r"p\.yaml: balance\.quotas\.question_type: no quota for 'claim', which configs\.question_types draws"
+    )
+    with pytest.raises(InputError, match=error):
+        validate_params(params, "p.yaml")
+    params["balance"]["quotas"]["question_type"] = {"claim": 1.0}
+    assert validate_params(params, "p.yaml")["configs"]["question_types"] == {"claim": 1.0}
+
+
 @pytest.mark.parametrize("text", ["personas: []\n", "personas:\n", "other: 1\n", ""])
 def test_an_empty_persona_library_is_rejected_naming_the_file(tmp_path, text):
     path = tmp_path / "personas.yaml"

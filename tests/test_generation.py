@@ -15,6 +15,7 @@ from synthembed.answers import TASK_FIELDS, parse_answer
 from synthembed.configs import sampled_configs
 from synthembed.doc2query import doc2query_messages, load_doc2query_prompt
 from synthembed.generation import doc2query_llm_params, generate_queries
+from synthembed.params import SCHEMA_PATH
 from synthembed.prompts import TASK_TEMPLATES, load_task_prompts, row_fields, task_messages, truncate
 from synthembed.structural import PAIR_SCHEMA
 
@@ -57,6 +58,14 @@ def test_every_template_renders_every_control(style):
             assert "German" in request
         examples = (len(messages) - 2) // 2
         assert examples == (3 if style == "few_shot" else 0)
+
+
+@pytest.mark.parametrize("style", ["few_shot", "report"])
+def test_prompt_files_describe_every_question_type_the_params_accept(style):
+    configs = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["configs"]["properties"]
+    accepted = configs["question_types"]["allOf"][1]["propertyNames"]["enum"]
+    described = load_task_prompts(PROMPTS[style])["question_types"]
+    assert sorted(described) == sorted(accepted)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ from synthembed.io import InputError
 
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 CONFIG_SHARES = ("task_types", "question_types", "difficulties", "languages", "bitext_languages")
+# balance.quotas columns whose labels the configs stage draws from a share of params.configs
+QUOTA_SHARES = {"task_type": "task_types", "question_type": "question_types", "difficulty": "difficulties"}
 
 
 def validate_params(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
@@ -39,7 +41,7 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
     >>> queries, llm = {"candidates": 3, "generator": "prompted"}, {"temperature": 0.0}
     >>> configs = {key: {"en": 1.0} for key in CONFIG_SHARES}
     >>> params = {"train": train, "queries": queries, "llm": llm, "configs": configs,
-    ...           "doc2query": {"max_steps": 0}}
+    ...           "doc2query": {"max_steps": 0}, "balance": {"quotas": {}}}
     >>> cross_field_errors(params)
     [('train.method', 'the ms-swift backend trains LoRA adapters only'), \
 ('queries.candidates', 'several candidates need llm.temperature > 0: greedy answers are all the same')]
@@ -48,6 +50,11 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
     >>> cross_field_errors(params)[1:3]
     [('train.merge.checkpoints', 'more than the 1 train.checkpoints taken'), \
 ('configs.languages', "the shares {'en': 0} sum to zero; give some label a positive share")]
+    >>> configs["question_types"] = {"claim": 1.0, "keywords": 0.0}
+    >>> params["balance"]["quotas"] = {"question_type": {"keywords": 1.0}}
+    >>> [error for error in cross_field_errors(params) if error[0].startswith("balance")]
+    [('balance.quotas.question_type', "no quota for 'claim', which configs.question_types draws: \
+every such row would be dropped as no_quota")]
     """
     train, errors = params["train"], []
     if train["backend"] == "ms-swift" and train["method"] != "lora":
@@ -63,6 +70,16 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
             errors.append(
                 (f"configs.{key}", f"the shares {shares} sum to zero; give some label a positive share")
             )
+    for column, quotas in params["balance"]["quotas"].items():
+        if column not in QUOTA_SHARES:
+            continue
+        drawn = params["configs"][QUOTA_SHARES[column]]
+        for label in [label for label, share in drawn.items() if share > 0 and label not in quotas]:
+            reason = (
+                f"no quota for {label!r}, which configs.{QUOTA_SHARES[column]} draws: "
+                "every such row would be dropped as no_quota"
+            )
+            errors.append((f"balance.quotas.{column}", reason))
     if params["queries"]["candidates"] > 1 and params["llm"]["temperature"] == 0:
         reason = "several candidates need llm.temperature > 0: greedy answers are all the same"
         errors.append(("queries.candidates", reason))
