@@ -29,6 +29,7 @@ TRAIN = {
     "method": "lora",
     "loss": "mnrl",
     "mini_batch_size": 2,
+    "dtype": "float32",
     "temperature": 0.05,
     "false_negative_margin": None,
     "distillation": 0.0,
@@ -154,6 +155,29 @@ def test_training_is_seeded_and_needs_no_dev_pairs(tmp_path):
         assert len(run.checkpoints) == 2 and run.eval_history == []
         outputs.append(SentenceTransformer(str(tmp_path / name / "model"), device="cpu").encode(PROBE))
     assert changed(*outputs) < 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cached_loss_re_embeds_in_the_training_dtype_and_keeps_float32_weights(tmp_path, dtype):
+    # Cached InfoNCE embeds each mini-batch twice: without gradients in the forward pass, then with them
+    # inside the backward pass, where the Trainer's own bf16 autocast no longer holds.
+    linear_outputs = []
+
+    def record(module, args, output):
+        if isinstance(module, torch.nn.Linear):
+            linear_outputs.append((torch.is_grad_enabled(), output.dtype))
+
+    cfg = TRAIN | {"method": "full", "loss": "cached_mnrl", "dtype": dtype, "max_steps": 1}
+    cfg |= {"merge": {"method": "none", "checkpoints": 2}, "checkpoints": 1}
+    with torch.nn.modules.module.register_module_forward_hook(record):
+        train_embedder(PAIRS, DEV.head(0), MINILM, cfg, 1, "cpu", tmp_path / "model", tmp_path)
+    # The saved model's card encodes an example after training, in float32: only the sets are compared.
+    with_grad = {dt for grad, dt in linear_outputs if grad}
+    without_grad = {dt for grad, dt in linear_outputs if not grad}
+    assert with_grad == {getattr(torch, dtype)} and getattr(torch, dtype) in without_grad
+    saved = SentenceTransformer(str(tmp_path / "model"), device="cpu")
+    assert {p.dtype for p in saved.parameters()} == {torch.float32}
 
 
 def qwen3_embedder(path: Path) -> dict:

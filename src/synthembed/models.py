@@ -68,10 +68,17 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def encode_dtype(setting: str, device: str) -> torch.dtype:
-    """The dtype to encode in: ``auto`` picks bfloat16 on GPUs and bf16-capable CPUs, float32 elsewhere."""
+def resolve_dtype(setting: str, device: str, on_cpu: bool = True) -> torch.dtype:
+    """The dtype of a compute setting: ``auto`` picks bfloat16 on GPUs and, unless ``on_cpu`` is false,
+    on bf16-capable CPUs; float32 elsewhere.
+
+    >>> resolve_dtype("auto", "cuda"), resolve_dtype("auto", "cpu", on_cpu=False)
+    (torch.bfloat16, torch.float32)
+    >>> resolve_dtype("float32", "cuda")
+    torch.float32
+    """
     if setting == "auto":
-        setting = "bfloat16" if device == "cuda" or cpu_has_bf16() else "float32"
+        setting = "bfloat16" if device == "cuda" or (on_cpu and cpu_has_bf16()) else "float32"
     return getattr(torch, setting)
 
 
@@ -190,7 +197,7 @@ def load_embedder(
             model.tokenizer.padding_side = padding_side
     model.max_seq_length = cfg["max_seq_length"]
     if not for_training:
-        model = model.to(encode_dtype(cfg["encode_dtype"], device))
+        model = model.to(resolve_dtype(cfg["encode_dtype"], device))
     return model
 
 

@@ -19,7 +19,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from synthembed.models import causal_lm_path, encode_dtype, length_batches, load_causal_lm, resolve_device
+from synthembed.models import causal_lm_path, length_batches, load_causal_lm, resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def load_teacher(
     name, folder or HF id) on ``runtime['device']`` in ``cfg['dtype']``."""
     device = resolve_device(runtime["device"])
     path = causal_lm_path(cfg["model"], runtime["cache_dir"])
-    tokenizer, model = load_causal_lm(path, device, dtype=encode_dtype(cfg["dtype"], device))
+    tokenizer, model = load_causal_lm(path, device, dtype=resolve_dtype(cfg["dtype"], device))
     return query_likelihood_scorer(model, tokenizer, cfg["instruction"], cfg["doc_tokens"], cfg["batch_size"])
 
 

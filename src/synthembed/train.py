@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import torch
 
-from synthembed.models import anchor_prompt, load_embedder, resolve_device
+from synthembed.models import anchor_prompt, load_embedder, resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,8 @@ def train_embedder(
     """Train on ``pairs`` (task_type, anchor, positive, negatives); save what SentenceTransformer(out_dir)
     loads.
 
-    ``dev_pairs`` (task_type, anchor, positive) give the eval loss at each checkpoint. With LoRA the
+    ``dev_pairs`` (task_type, anchor, positive) give the eval loss at each checkpoint. ``cfg["dtype"]``
+    is the compute dtype (autocast; ``auto``: bfloat16 on GPUs, float32 on CPUs). With LoRA the
     adapter is saved to ``out_dir/adapter`` and merged into the saved weights. With ``merge.method:
     slerp`` the last ``merge.checkpoints`` checkpoints are merged spherically into ``out_dir/merged``.
     """
@@ -318,7 +319,14 @@ def train_embedder(
         loss=loss,
         callbacks=[checkpoint_callback(work_dir, cfg["checkpoints"], run, dev is not None)],
     )
-    trainer.train()
+    # auto leaves CPUs in float32: bfloat16 steps were 1.9x faster on one with avx512_bf16, but one
+    # SciFact run gained +1.47 where float32 gained +2.10, and the measured results are float32's.
+    dtype = resolve_dtype(cfg["dtype"], device, on_cpu=False)
+    # Autocast around the whole run, not the Trainer's bf16 flag: cached InfoNCE re-embeds each
+    # mini-batch inside the backward pass, outside the forward's autocast, and would run it in float32.
+    # Weights and optimizer state stay float32.
+    with torch.autocast(device_type=device, dtype=dtype, enabled=dtype != torch.float32):
+        trainer.train()
     for entry in trainer.state.log_history:
         if "loss" in entry:
             run.history.append(
