@@ -19,6 +19,9 @@ with other queries params) and `train` params overrides (deep-merged):
         --balanced results/balanced.parquet --structural results/structural.parquet \\
         --eval-set ../shared/data/scifact-dev --variants variants.json --out ablation.json
 
+Each row also gives the delta on the eval queries with a relevant document among the variant's training
+positives (``seen``) and on the others (``unseen``).
+
 With ``--seeds 13 14 15`` every variant runs once per seed and the table ends with its mean: one run's
 delta moves by up to a point between seeds on a few hundred pairs.
 """
@@ -85,6 +88,24 @@ def selected_pairs(pairs: pl.DataFrame, variant: dict[str, Any]) -> pl.DataFrame
     return pairs
 
 
+def split_by_trained_documents(
+    queries: dict[str, str], relevant: dict[str, set[str]], trained_docs: set[str]
+) -> dict[str, tuple[dict[str, str], dict[str, set[str]]]]:
+    """The eval queries cut in two: ``seen``, with a relevant document that was a training positive, and
+    ``unseen``. Real pairs of one half of a set's queries share documents with the other half, so part of
+    what they buy is those documents, not the queries' kind.
+
+    >>> split = split_by_trained_documents({"q1": "a", "q2": "b"}, {"q1": {"d1"}, "q2": {"d2"}}, {"d1"})
+    >>> {name: sorted(qs) for name, (qs, _) in split.items()}
+    {'seen': ['q1'], 'unseen': ['q2']}
+    """
+    seen = {q for q, docs in relevant.items() if docs & trained_docs}
+    return {
+        name: ({q: queries[q] for q in ids}, {q: relevant[q] for q in ids})
+        for name, ids in (("seen", sorted(seen)), ("unseen", sorted(set(relevant) - seen)))
+    }
+
+
 def seed_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per variant with its mean delta over the seeds it ran with, and the lowest and highest.
 
@@ -146,11 +167,13 @@ def main() -> None:
     base_model = load_embedder(emb, device)
     base_documents = DocumentMemo(base_model)
 
-    def ndcg(model, documents=None) -> float:
-        scores = evaluate_model(model, beir.corpus, sets, {beir.name: emb["query_prompt"]}, 256, documents)
-        return scores[beir.name]["ndcg@10"]
+    def ndcg(model, documents=None, subsets=None) -> dict[str, float]:
+        chosen_sets = sets | (subsets or {})
+        prompts = {name: emb["query_prompt"] for name in chosen_sets}
+        scores = evaluate_model(model, beir.corpus, chosen_sets, prompts, 256, documents)
+        return {name: scores[name]["ndcg@10"] for name in chosen_sets}
 
-    base = ndcg(base_model, base_documents)
+    base = ndcg(base_model, base_documents)[beir.name]
     rows = [{"variant": "base", "pairs": 0, "ndcg@10": round(base, 4), "delta": 0.0}]
     print(json.dumps(rows[0]), flush=True)
     mined: dict[str, pl.DataFrame] = {}
@@ -177,10 +200,16 @@ def main() -> None:
             models = {variant["name"]: Path(tmp) / "model"}
             if (Path(tmp) / "model" / "merged").is_dir():
                 models[variant["name"] + " (merged)"] = Path(tmp) / "model" / "merged"
+            subsets = split_by_trained_documents(beir.queries, beir.relevant, set(chosen["doc_id"]))
+            base_subsets = ndcg(base_model, base_documents, subsets)
             for name, path in models.items():
-                score = ndcg(load_embedder(emb, device, path=str(path)))
+                scores = ndcg(load_embedder(emb, device, path=str(path)), subsets=subsets)
+                score = scores[beir.name]
                 row = {"variant": name, "seed": seed, "pairs": chosen.height, "ndcg@10": round(score, 4)}
                 row |= {"delta": round(100 * (score - base), 2), "train_s": round(seconds, 1)}
+                for subset, (queries, _) in subsets.items():
+                    row[f"{subset}_queries"] = len(queries)
+                    row[f"delta_{subset}"] = round(100 * (scores[subset] - base_subsets[subset]), 2)
                 if "teacher_scores" in chosen.columns:
                     row["teacher"] = teacher_agreement(chosen, cfg["teacher_temperature"])
                 rows.append(row)
