@@ -38,7 +38,7 @@ VARIANTS = {
         "learning_rate": 2e-5,
         "loss": "cached_mnrl",
         "false_negative_margin": 0.1,
-        "merge": {"method": "slerp", "checkpoints": 2},
+        "merge": {"method": "slerp", "checkpoints": 2, "base_share": 0.0},
     },
 }
 
@@ -99,7 +99,7 @@ def main() -> None:
             "learning_rate": 2e-4,
             "warmup_ratio": 0.1,
             "checkpoints": 3,
-            "merge": {"method": "none", "checkpoints": 2},
+            "merge": {"method": "none", "checkpoints": 2, "base_share": 0.0},
             "lora": {
                 "r": 16,
                 "alpha": 32,

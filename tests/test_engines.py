@@ -308,7 +308,8 @@ def write_beir(folder: Path) -> Path:
 def project(tmp_path_factory, llm_cache_dir) -> Path:
     beir = write_beir(tmp_path_factory.mktemp("beir") / "toy")
     changes = TINY | {
-        "train": TINY["train"] | {"checkpoints": 2, "merge": {"method": "slerp", "checkpoints": 2}},
+        "train": TINY["train"]
+        | {"checkpoints": 2, "merge": {"method": "slerp", "checkpoints": 2, "base_share": 0.0}},
         "evaluate": {"sets": [{"path": str(beir), "split": "test", "query_prompt": "query: "}]},
     }
     path = make_project(tmp_path_factory.mktemp("project"), changes, llm_cache_dir)

@@ -13,8 +13,15 @@ from sentence_transformers import SentenceTransformer
 from synthembed.io import InputError
 from synthembed.models import load_embedder
 from synthembed.params import validate_params
-from synthembed.swift import run_folder, swift_checkpoints, train_with_swift
-from synthembed.train import build_loss, merge_checkpoints, slerp, train_embedder, training_datasets
+from synthembed.swift import merged_adapter, run_folder, swift_checkpoints, train_with_swift
+from synthembed.train import (
+    build_loss,
+    merge_checkpoints,
+    slerp,
+    toward_initial,
+    train_embedder,
+    training_datasets,
+)
 
 MINILM = {
     "model": "embedded:all-minilm-l6-v2",
@@ -40,7 +47,7 @@ TRAIN = {
     "learning_rate": 1e-3,
     "warmup_ratio": 0.0,
     "checkpoints": 2,
-    "merge": {"method": "slerp", "checkpoints": 2},
+    "merge": {"method": "slerp", "checkpoints": 2, "base_share": 0.0},
     "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]},
 }
 PAIRS = pl.DataFrame(
@@ -88,6 +95,41 @@ def test_merging_three_checkpoints_stays_on_the_sphere_between_them():
     assert merged.tolist() == pytest.approx([0.75**0.5 / 2**0.5, 0.75**0.5 / 2**0.5, 0.5], abs=1e-6)
     with pytest.raises(ValueError, match="different tensors"):
         merge_checkpoints([{"w": torch.zeros(2)}, {"v": torch.zeros(2)}])
+
+
+def test_toward_initial_scales_lora_and_full_updates_exactly():
+    generator = torch.Generator().manual_seed(0)
+    lora_a, lora_b = torch.randn(4, 16, generator=generator), torch.randn(16, 4, generator=generator)
+    before, after = torch.randn(16, 16, generator=generator), torch.randn(16, 16, generator=generator)
+    state = {"q.lora_A.weight": lora_a, "q.lora_B.weight": lora_b, "dense.weight": after}
+    moved = toward_initial(state, 0.3, {"dense.weight": before})
+    # The LoRA update B @ A keeps 70 % of itself; the full weight moves 30 % of the way back.
+    assert torch.allclose(
+        moved["q.lora_B.weight"] @ moved["q.lora_A.weight"], 0.7 * (lora_b @ lora_a), atol=1e-5
+    )
+    assert torch.allclose(moved["dense.weight"], before + 0.7 * (after - before), atol=1e-6)
+    assert torch.equal(toward_initial(state, 1.0, {"dense.weight": before})["dense.weight"], before)
+    with pytest.raises(ValueError, match=r"no weights before training for dense\.weight"):
+        toward_initial(state, 0.3)
+
+
+def test_swift_merged_adapter_scales_the_merged_update(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    checkpoints = []
+    for step, scale in ((2, 1.0), (4, 3.0)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text("{}")
+        state = {"q.lora_A.weight": torch.ones(2, 3), "q.lora_B.weight": torch.full((3, 2), scale)}
+        save_file(state, str(folder / "adapter_model.safetensors"))
+        checkpoints.append(folder)
+    target = merged_adapter(checkpoints, tmp_path / "merged", base_share=0.5)
+    merged = load_file(str(target / "adapter_model.safetensors"))
+    # The two B matrices are parallel: their slerp is the mean, 2.0, and half of it is kept.
+    assert torch.allclose(merged["q.lora_B.weight"], torch.full((3, 2), 1.0))
+    assert torch.equal(merged["q.lora_A.weight"], torch.ones(2, 3))
+    assert (target / "adapter_config.json").exists()
 
 
 def features(model, texts: list[str]) -> dict:
@@ -144,11 +186,27 @@ def test_training_saves_a_loadable_model_its_checkpoints_and_their_merge(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_base_share_puts_the_merged_model_halfway_between_base_and_tuned(tmp_path, method, minilm):
+    (tmp_path / "work").mkdir()
+    merge = {"method": "slerp", "checkpoints": 1, "base_share": 0.5}
+    cfg = TRAIN | {"method": method, "checkpoints": 1, "merge": merge}
+    train_embedder(PAIRS, DEV, MINILM, cfg, 1, "cpu", tmp_path / "model", tmp_path / "work")
+    tuned = SentenceTransformer(str(tmp_path / "model"), device="cpu").state_dict()
+    merged = SentenceTransformer(str(tmp_path / "model" / "merged"), device="cpu").state_dict()
+    base = minilm.state_dict()
+    moved = [name for name in base if not torch.equal(base[name], tuned[name])]
+    assert len(moved) >= 12  # query and value of 6 layers at least
+    for name in base:
+        assert torch.allclose(merged[name], (base[name] + tuned[name]) / 2, atol=1e-6), name
+
+
+@pytest.mark.slow
 def test_training_is_seeded_and_needs_no_dev_pairs(tmp_path):
     outputs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        cfg = TRAIN | {"merge": {"method": "none", "checkpoints": 2}}
+        cfg = TRAIN | {"merge": {"method": "none", "checkpoints": 2, "base_share": 0.0}}
         run = train_embedder(
             PAIRS, DEV.head(0), MINILM, cfg, 7, "cpu", tmp_path / name / "model", tmp_path / name
         )
@@ -169,7 +227,7 @@ def test_cached_loss_re_embeds_in_the_training_dtype_and_keeps_float32_weights(t
             linear_outputs.append((torch.is_grad_enabled(), output.dtype))
 
     cfg = TRAIN | {"method": "full", "loss": "cached_mnrl", "dtype": dtype, "max_steps": 1}
-    cfg |= {"merge": {"method": "none", "checkpoints": 2}, "checkpoints": 1}
+    cfg |= {"merge": {"method": "none", "checkpoints": 2, "base_share": 0.0}, "checkpoints": 1}
     with torch.nn.modules.module.register_module_forward_hook(record):
         train_embedder(PAIRS, DEV.head(0), MINILM, cfg, 1, "cpu", tmp_path / "model", tmp_path)
     # The saved model's card encodes an example after training, in float32: only the sets are compared.
@@ -208,7 +266,7 @@ def test_qwen3_pools_the_last_real_token_with_left_padding(tiny_qwen3):
 
 def test_merge_checkpoints_must_be_taken_only_when_merging():
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params["train"] |= {"checkpoints": 1, "merge": {"method": "none", "checkpoints": 2}}
+    params["train"] |= {"checkpoints": 1, "merge": {"method": "none", "checkpoints": 2, "base_share": 0.0}}
     assert validate_params(params, "p.yaml")["train"]["checkpoints"] == 1
     params["train"]["merge"]["method"] = "slerp"
     with pytest.raises(

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from synthembed.models import anchor_prompt, embedder_path, load_embedder
-from synthembed.train import TrainingRun, merge_checkpoints
+from synthembed.train import TrainingRun, merge_checkpoints, toward_initial
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +135,17 @@ def swift_history(run_dir: Path) -> list[dict[str, float]]:
     return history
 
 
-def merged_adapter(checkpoints: list[Path], target: Path) -> Path:
-    """A copy of the last checkpoint whose adapter weights are the slerp of all ``checkpoints``."""
+def merged_adapter(checkpoints: list[Path], target: Path, base_share: float) -> Path:
+    """A copy of the last checkpoint whose adapter weights are the slerp of all ``checkpoints``, its
+    update scaled towards the base model by ``base_share`` (WiSE-FT)."""
     from safetensors.torch import load_file, save_file
 
     shutil.copytree(checkpoints[-1], target)
     states = [load_file(str(c / "adapter_model.safetensors")) for c in checkpoints]
-    save_file(merge_checkpoints(states), str(target / "adapter_model.safetensors"))
+    merged = merge_checkpoints(states)
+    if base_share > 0:
+        merged = toward_initial(merged, base_share)
+    save_file(merged, str(target / "adapter_model.safetensors"))
     return target
 
 
@@ -198,7 +202,8 @@ def train_with_swift(
     logger.info("swift run %s: checkpoints %s", run_dir.name, [c.name for c in checkpoints])
     if cfg["merge"]["method"] == "slerp":
         last = checkpoints[-cfg["merge"]["checkpoints"] :]
-        save_with_adapter(embedder_cfg, merged_adapter(last, work_dir / "merged-adapter"), out_dir / "merged")
+        adapter = merged_adapter(last, work_dir / "merged-adapter", cfg["merge"]["base_share"])
+        save_with_adapter(embedder_cfg, adapter, out_dir / "merged")
     shutil.copytree(
         checkpoints[-1], out_dir / "adapter", ignore=shutil.ignore_patterns("*.pt", "*.pth", "*.bin")
     )

@@ -210,6 +210,33 @@ def merge_checkpoints(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.
     return merged
 
 
+def toward_initial(
+    state: dict[str, torch.Tensor], share: float, initial: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """WiSE-FT: trained weights moved back ``share`` of the way to their values before training, so the
+    training update is scaled by ``1 - share``. A LoRA update is B @ A with B zero before training:
+    scaling B alone scales it exactly, and A is kept. Other tensors are interpolated linearly towards
+    ``initial`` (needed only when there are such tensors).
+
+    >>> state = {"lora_A.weight": torch.tensor([[2.0]]), "lora_B.weight": torch.tensor([[4.0]]),
+    ...          "dense.weight": torch.tensor([1.0, 3.0])}
+    >>> moved = toward_initial(state, 0.25, {"dense.weight": torch.tensor([1.0, -1.0])})
+    >>> [moved[name].flatten().tolist() for name in state]
+    [[2.0], [3.0], [1.0, 2.0]]
+    """
+    moved = {}
+    for name, tensor in state.items():
+        if "lora_A" in name:
+            moved[name] = tensor
+        elif "lora_B" in name:
+            moved[name] = tensor * (1 - share)
+        elif initial is None or name not in initial:
+            raise ValueError(f"no weights before training for {name}")
+        else:
+            moved[name] = torch.lerp(tensor, initial[name], share)
+    return moved
+
+
 def trainable_state(model) -> dict[str, torch.Tensor]:
     """A CPU copy of the parameters being trained (LoRA matrices, or every weight in a full fine-tune)."""
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -276,7 +303,8 @@ def train_embedder(
     ``dev_pairs`` (task_type, anchor, positive) give the eval loss at each checkpoint. ``cfg["dtype"]``
     is the compute dtype (autocast; ``auto``: bfloat16 on GPUs, float32 on CPUs). With LoRA the
     adapter is saved to ``out_dir/adapter`` and merged into the saved weights. With ``merge.method:
-    slerp`` the last ``merge.checkpoints`` checkpoints are merged spherically into ``out_dir/merged``.
+    slerp`` the last ``merge.checkpoints`` checkpoints are merged spherically into ``out_dir/merged``,
+    then moved back towards the weights before training by ``merge.base_share`` (WiSE-FT).
     """
     from safetensors.torch import load_file
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -289,6 +317,10 @@ def train_embedder(
     torch.manual_seed(seed)
     model = load_embedder(embedder_cfg, device, for_training=True)
     peft_model = attach_lora(model, cfg["lora"]) if cfg["method"] == "lora" else None
+    merge = cfg["merge"]
+    # A full fine-tune's update can only be scaled against a copy of the weights it started from.
+    keep_initial = cfg["method"] == "full" and merge["method"] == "slerp" and merge["base_share"] > 0
+    initial = trainable_state(model) if keep_initial else None
     datasets = training_datasets(pairs, embedder_cfg["query_prompt"])
     dev = training_datasets(dev_pairs, embedder_cfg["query_prompt"]) if dev_pairs.height else None
     args = SentenceTransformerTrainingArguments(
@@ -342,12 +374,19 @@ def train_embedder(
             for key, value in entry.items()
             if key.startswith("eval_") and key.endswith("_loss")
         ]
-    merge = cfg["merge"]
     if merge["method"] == "slerp":
         last = run.checkpoints[-merge["checkpoints"] :]
+        merged = merge_checkpoints([load_file(str(p)) for p in last])
+        if merge["base_share"] > 0:
+            merged = toward_initial(merged, merge["base_share"], initial)
         merged_model = copy.deepcopy(model)
-        load_trainable_state(merged_model, merge_checkpoints([load_file(str(p)) for p in last]))
-        logger.info("merged %d checkpoints: %s", len(last), ", ".join(p.stem for p in last))
+        load_trainable_state(merged_model, merged)
+        logger.info(
+            "merged %d checkpoints (%s), %.2f of the way back to the weights before training",
+            len(last),
+            ", ".join(p.stem for p in last),
+            merge["base_share"],
+        )
         save_embedder(merged_model, out_dir / "merged")
     if peft_model is not None:
         peft_model.save_pretrained(str(out_dir / "adapter"))
