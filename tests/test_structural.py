@@ -91,6 +91,39 @@ def test_last_sentence_is_an_abstracts_conclusion_without_its_label():
     assert stats["kept_by_kind"] == {"last_sentence": 1}
 
 
+def test_findings_are_the_clauses_reporting_verbs_introduce():
+    abstract = (
+        "BACKGROUND Fever is common. We found that aspirin lowered fever within an hour. "
+        "CONCLUSIONS These results suggest that mTOR inhibition is safe in adults. We show results."
+    )
+    docs = pl.DataFrame(
+        [
+            {"doc_id": "paper", "title": "", "domain": "general", "lang": "en", "text": abstract},
+            {"doc_id": "func", "title": "", "domain": "code", "lang": "en", "text": CODE},
+        ]
+    )
+    pairs, stats = structural_pairs(docs, {**CFG, "kinds": ["finding"]}, seed=0)
+    # Each finding leaves its own sentence out of the positive; a plain lower-case first word is
+    # capitalised, a symbol keeps its case; "we show results" reports nothing.
+    assert pairs.select("doc_id", "kind", "query", "positive").rows() == [
+        (
+            "paper",
+            "finding",
+            "Aspirin lowered fever within an hour.",
+            "BACKGROUND Fever is common. CONCLUSIONS These results suggest that mTOR inhibition is safe "
+            "in adults. We show results.",
+        ),
+        (
+            "paper",
+            "finding",
+            "mTOR inhibition is safe in adults.",
+            "BACKGROUND Fever is common. We found that aspirin lowered fever within an hour. "
+            "We show results.",
+        ),
+    ]
+    assert stats["kept_by_kind"] == {"finding": 2}
+
+
 def test_max_pairs_is_a_seeded_sample():
     first, stats = structural_pairs(DOCS, CFG | {"max_pairs": 2}, seed=3)
     again, _ = structural_pairs(DOCS, CFG | {"max_pairs": 2}, seed=3)

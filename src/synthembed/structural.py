@@ -2,9 +2,9 @@
 
 A title and the text under it, a Markdown heading and its section, a function's docstring summary and
 its code with the docstring removed, a passage's first sentence and the rest, its last sentence (an
-abstract's conclusion) and the rest: each is a short text that a searcher might type, paired with the
-document that answers it. The query part is always removed from the positive, so the pair cannot be
-solved by copying.
+abstract's conclusion) and the rest, a finding it reports ("we show that X": X) and the rest: each is
+a short text that a searcher might type, paired with the document that answers it. The query part is
+always removed from the positive, so the pair cannot be solved by copying.
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ logger = logging.getLogger(__name__)
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
 # a structured abstract's section label before its sentence: "CONCLUSIONS AND RELEVANCE These ..."
 SECTION_LABEL = re.compile(r"^(?:[A-Z][A-Z/&,]+\s+)+(?=[A-Z][a-z])")
+# "These results suggest that X." / "We found that X.": what follows a reporting verb and "that" is a
+# finding, stated as a scientific claim is; the first such verb of the sentence starts it.
+REPORTED_FINDING = re.compile(
+    r"\b(?:suggest(?:s|ed)?|show(?:s|ed|n)?|indicat(?:e|es|ed)|demonstrat(?:e|es|ed)|reveal(?:s|ed)?"
+    r"|conclud(?:e|es|ed)|finds?|found|confirm(?:s|ed)?|support(?:s|ed)?|establish(?:es|ed)?"
+    r"|impl(?:y|ies|ied))\s+that\s+(?P<finding>\S.*)$",
+    re.IGNORECASE,
+)
 PAIR_SCHEMA = {
     "doc_id": pl.String,
     "kind": pl.String,
@@ -122,6 +130,33 @@ def last_sentence_pair(text: str) -> tuple[str, str] | None:
     return SECTION_LABEL.sub("", sentences[-1]).strip(), " ".join(sentences[:-1])
 
 
+def finding_pairs(text: str) -> list[tuple[str, str]]:
+    """(finding, the rest) for each sentence of a prose passage that reports a finding: the clause after
+    "we show that", "these results suggest that" and the like, its first word capitalised when it is a
+    plain lower-case word, paired with the passage without that sentence. Scientific claims are such
+    findings, stated alone.
+
+    >>> finding_pairs("Cells divide. These results suggest that growth follows division. Work is needed.")
+    [('Growth follows division.', 'Cells divide. Work is needed.')]
+    >>> finding_pairs("We found that miR-205 silences MED1. It is a suppressor.")[0][0]
+    'miR-205 silences MED1.'
+    >>> finding_pairs("We show results. That is all.")
+    []
+    """
+    sentences = SENTENCE_END.split(" ".join(text.split()))
+    if len(sentences) < 2:
+        return []
+    pairs = []
+    for i, sentence in enumerate(sentences):
+        if match := REPORTED_FINDING.search(sentence):
+            finding = match["finding"]
+            first = finding.split(maxsplit=1)[0]
+            if first.isalpha() and first.islower():
+                finding = finding[0].upper() + finding[1:]
+            pairs.append((finding, " ".join(sentences[:i] + sentences[i + 1 :])))
+    return pairs
+
+
 def document_pairs(doc: dict[str, Any], kinds: list[str]) -> list[tuple[str, str, str]]:
     """(kind, query, positive) of one document, for the kinds asked for that apply to it."""
     found: list[tuple[str, str, str]] = []
@@ -135,6 +170,8 @@ def document_pairs(doc: dict[str, Any], kinds: list[str]) -> list[tuple[str, str
         found.append(("first_sentence", *pair))
     if "last_sentence" in kinds and doc["domain"] != "code" and (pair := last_sentence_pair(doc["text"])):
         found.append(("last_sentence", *pair))
+    if "finding" in kinds and doc["domain"] != "code":
+        found += [("finding", f, rest) for f, rest in finding_pairs(doc["text"])]
     return found
 
 
@@ -175,7 +212,7 @@ def structural_pairs(
     return pairs, {"read": found, "kept": pairs.height, "rejected": rejected, "kept_by_kind": by_kind}
 
 
-KIND_PREFERENCE = ("title", "docstring", "heading", "first_sentence", "last_sentence")
+KIND_PREFERENCE = ("title", "docstring", "heading", "first_sentence", "last_sentence", "finding")
 
 
 def example_pool(pairs: pl.DataFrame, size: int, seed: int) -> pl.DataFrame:
