@@ -67,19 +67,23 @@ def test_each_kind_takes_the_query_out_of_its_positive():
     assert stats["read"] == stats["kept"] + sum(stats["rejected"].values())
 
 
+def untitled_docs(abstract: str) -> pl.DataFrame:
+    """An abstract, a two-sentence text and a function, none with a title."""
+    texts = {"paper": ("general", abstract), "short": ("general", "Two. Sentences."), "func": ("code", CODE)}
+    return pl.DataFrame(
+        [
+            {"doc_id": doc_id, "title": "", "domain": domain, "lang": "en", "text": text}
+            for doc_id, (domain, text) in texts.items()
+        ]
+    )
+
+
 def test_last_sentence_is_an_abstracts_conclusion_without_its_label():
     abstract = (
         "BACKGROUND Fever is common. METHODS We gave aspirin to 200 adults. "
         "CONCLUSIONS AND RELEVANCE Aspirin lowered their fever within an hour."
     )
-    docs = pl.DataFrame(
-        [
-            {"doc_id": "paper", "title": "", "domain": "general", "lang": "en", "text": abstract},
-            {"doc_id": "short", "title": "", "domain": "general", "lang": "en", "text": "Two. Sentences."},
-            {"doc_id": "func", "title": "", "domain": "code", "lang": "en", "text": CODE},
-        ]
-    )
-    pairs, stats = structural_pairs(docs, {**CFG, "kinds": ["last_sentence"]}, seed=0)
+    pairs, stats = structural_pairs(untitled_docs(abstract), {**CFG, "kinds": ["last_sentence"]}, seed=0)
     assert pairs.select("doc_id", "kind", "query", "positive").rows() == [
         (
             "paper",
@@ -96,13 +100,7 @@ def test_findings_are_the_clauses_reporting_verbs_introduce():
         "BACKGROUND Fever is common. We found that aspirin lowered fever within an hour. "
         "CONCLUSIONS These results suggest that mTOR inhibition is safe in adults. We show results."
     )
-    docs = pl.DataFrame(
-        [
-            {"doc_id": "paper", "title": "", "domain": "general", "lang": "en", "text": abstract},
-            {"doc_id": "func", "title": "", "domain": "code", "lang": "en", "text": CODE},
-        ]
-    )
-    pairs, stats = structural_pairs(docs, {**CFG, "kinds": ["finding"]}, seed=0)
+    pairs, stats = structural_pairs(untitled_docs(abstract), {**CFG, "kinds": ["finding"]}, seed=0)
     # Each finding leaves its own sentence out of the positive; a plain lower-case first word is
     # capitalised, a symbol keeps its case; "we show results" reports nothing.
     assert pairs.select("doc_id", "kind", "query", "positive").rows() == [
