@@ -142,9 +142,7 @@ def merged_adapter(checkpoints: list[Path], target: Path, base_share: float) -> 
 
     shutil.copytree(checkpoints[-1], target)
     states = [load_file(str(c / "adapter_model.safetensors")) for c in checkpoints]
-    merged = merge_checkpoints(states)
-    if base_share > 0:
-        merged = toward_initial(merged, base_share)
+    merged = toward_initial(merge_checkpoints(states), base_share)
     save_file(merged, str(target / "adapter_model.safetensors"))
     return target
 

@@ -216,7 +216,7 @@ def toward_initial(
     """WiSE-FT: trained weights moved back ``share`` of the way to their values before training, so the
     training update is scaled by ``1 - share``. A LoRA update is B @ A with B zero before training:
     scaling B alone scales it exactly, and A is kept. Other tensors are interpolated linearly towards
-    ``initial`` (needed only when there are such tensors).
+    ``initial`` (needed only when there are such tensors). A share of 0 returns ``state`` as it is.
 
     >>> state = {"lora_A.weight": torch.tensor([[2.0]]), "lora_B.weight": torch.tensor([[4.0]]),
     ...          "dense.weight": torch.tensor([1.0, 3.0])}
@@ -224,6 +224,8 @@ def toward_initial(
     >>> [moved[name].flatten().tolist() for name in state]
     [[2.0], [3.0], [1.0, 2.0]]
     """
+    if share == 0:
+        return state
     moved = {}
     for name, tensor in state.items():
         if "lora_A" in name:
@@ -377,10 +379,8 @@ def train_embedder(
     if merge["method"] == "slerp":
         last = run.checkpoints[-merge["checkpoints"] :]
         merged = merge_checkpoints([load_file(str(p)) for p in last])
-        if merge["base_share"] > 0:
-            merged = toward_initial(merged, merge["base_share"], initial)
         merged_model = copy.deepcopy(model)
-        load_trainable_state(merged_model, merged)
+        load_trainable_state(merged_model, toward_initial(merged, merge["base_share"], initial))
         logger.info(
             "merged %d checkpoints (%s), %.2f of the way back to the weights before training",
             len(last),
