@@ -548,7 +548,7 @@ def killed_when_started(project: Path, command: list[str], stage: str, env: dict
         "metrics",
     ],
 )
-def test_a_killed_stage_leaves_no_half_output_and_is_rerun_to_the_same_bytes(runs, stage):
+def test_a_killed_stage_leaves_no_half_output_and_is_rerun_to_the_same_bytes(runs, stage, tmp_path):
     project, _ = runs["snakemake"]
     env = os.environ | {KEY_ENV: SECRET}
     outputs = stage_outputs(project, stage)
@@ -556,7 +556,9 @@ def test_a_killed_stage_leaves_no_half_output_and_is_rerun_to_the_same_bytes(run
     before = {o: (project / o).read_bytes() for o in outputs}
     # The stage's own outputs are the targets: a missing intermediate file (a shard) is no reason for
     # Snakemake to rerun anything while what was gathered from it is complete.
-    killed_when_started(project, ["snakemake", "--cores", "2", *outputs, "--forcerun", stage], stage, env)
+    # A killed Snakemake cannot remove its temporary folder: keep it in the test's own.
+    command = ["snakemake", "--cores", "2", *outputs, "--forcerun", stage]
+    killed_when_started(project, command, stage, env | {"TMPDIR": str(tmp_path)})
     run(["snakemake", "--unlock"], project)  # a killed Snakemake leaves its lock: the README says so
     # Writes are atomic: an output is still the previous artifact or a complete new one, never half of
     # one, and Snakemake knows the job did not finish.

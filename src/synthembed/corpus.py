@@ -65,10 +65,10 @@ def read_passages(path: str | Path, doc_ids: pl.Series) -> pl.DataFrame:
     its row groups so only those documents are held.
 
     >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "docs.parquet"
     >>> docs = pl.DataFrame({"doc_id": ["a", "b", "c"], "title": ["t", None, ""], "text": ["x", "y", "z"]})
-    >>> docs.write_parquet(path)
-    >>> read_passages(path, pl.Series(["c", "a", "c"])).rows()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     docs.write_parquet(Path(folder) / "docs.parquet")
+    ...     read_passages(Path(folder) / "docs.parquet", pl.Series(["c", "a", "c"])).rows()
     [('a', 't\\nx'), ('c', 'z')]
     """
     return (

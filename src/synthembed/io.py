@@ -84,9 +84,10 @@ def read_rows(path: str | Path, rows: np.ndarray, columns: list[str]) -> pl.Data
     file is read as a stream, so only those rows are held.
 
     >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "t.parquet"
-    >>> pl.DataFrame({"x": list("abcde"), "y": range(5)}).write_parquet(path)
-    >>> read_rows(path, np.array([3, 0, 3]), ["x"])["x"].to_list()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "t.parquet"
+    ...     pl.DataFrame({"x": list("abcde"), "y": range(5)}).write_parquet(path)
+    ...     read_rows(path, np.array([3, 0, 3]), ["x"])["x"].to_list()
     ['d', 'a', 'd']
     """
     wanted = pl.DataFrame({"_row": pl.Series(rows).cast(pl.get_index_type())})
