@@ -216,6 +216,15 @@ def test_training_is_seeded_and_needs_no_dev_pairs(tmp_path):
 
 
 @pytest.mark.slow
+def test_warmup_ratio_is_a_share_of_the_steps(tmp_path):
+    # Half of 4 steps: the rate climbs linearly for 2 steps, then decays linearly to 0 (each step logs
+    # the rate it ran at).
+    cfg = TRAIN | {"warmup_ratio": 0.5, "merge": {"method": "none", "checkpoints": 2, "base_share": 0.0}}
+    run = train_embedder(PAIRS, DEV.head(0), MINILM, cfg, 7, "cpu", tmp_path / "model", tmp_path)
+    assert [h["learning_rate"] for h in run.history] == pytest.approx([0.0, 5e-4, 1e-3, 5e-4])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_cached_loss_re_embeds_in_the_training_dtype_and_keeps_float32_weights(tmp_path, dtype):
     # Cached InfoNCE embeds each mini-batch twice: without gradients in the forward pass, then with them
@@ -262,6 +271,14 @@ def test_qwen3_pools_the_last_real_token_with_left_padding(tiny_qwen3):
     with torch.no_grad():
         hidden = raw(**tokenizer(texts[1:], return_tensors="pt")).last_hidden_state[0, -1]
     assert changed(alone[1], (hidden / hidden.norm()).numpy()) < 1e-5
+
+
+def test_a_warmup_of_every_step_is_rejected_naming_the_key():
+    # transformers reads a warmup of 1 or more as a count of steps, not a share
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["train"]["warmup_ratio"] = 1.0
+    with pytest.raises(InputError, match=r"p\.yaml: train\.warmup_ratio: 1\.0 is greater than or equal"):
+        validate_params(params, "p.yaml")
 
 
 def test_merge_checkpoints_must_be_taken_only_when_merging():

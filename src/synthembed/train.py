@@ -332,7 +332,8 @@ def train_embedder(
         per_device_train_batch_size=cfg["batch_size"],
         per_device_eval_batch_size=cfg["batch_size"],
         learning_rate=cfg["learning_rate"],
-        warmup_ratio=cfg["warmup_ratio"],
+        # transformers 5 reads a float below 1 as a share of the steps (its warmup_ratio is deprecated)
+        warmup_steps=cfg["warmup_ratio"],
         seed=seed,
         data_seed=seed,
         logging_steps=1,
