@@ -33,6 +33,8 @@ import copy
 import itertools
 import json
 import logging
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -148,6 +150,10 @@ def main() -> None:
         "default: params' seed. With more than one, the table ends with each variant's mean",
     )
     parser.add_argument("--out", help="JSON file for the table")
+    parser.add_argument(
+        "--save-models",
+        help="folder to keep each trained model in, as <variant>-seed<seed> (for benchmarks/model_soup.py)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -197,6 +203,9 @@ def main() -> None:
             started = time.monotonic()
             train_embedder(chosen, dev, emb, cfg, seed, device, Path(tmp) / "model", Path(tmp))
             seconds = time.monotonic() - started
+            if args.save_models:
+                slug = re.sub(r"[^a-z0-9]+", "-", variant["name"].lower()).strip("-")
+                shutil.copytree(Path(tmp) / "model", Path(args.save_models) / f"{slug}-seed{seed}")
             models = {variant["name"]: Path(tmp) / "model"}
             if (Path(tmp) / "model" / "merged").is_dir():
                 models[variant["name"] + " (merged)"] = Path(tmp) / "model" / "merged"
