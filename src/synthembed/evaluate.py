@@ -67,7 +67,7 @@ def evaluate_model(
     corpora (the documents and a BEIR set built from them) is encoded once.
     """
     import torch
-    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     documents = documents or DocumentMemo(model)
     corpus_ids = list(corpus)
