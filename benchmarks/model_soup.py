@@ -13,6 +13,7 @@ often lie in one basin, where their mean scores at least as well as the best of 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -69,7 +70,7 @@ def main() -> None:
     base = ndcg(load_embedder(emb, device))
     rows = [{"model": "base", "ndcg@10": round(base, 4), "delta": 0.0}]
     ingredients = [load_embedder(emb, device, path=path, for_training=True) for path in args.models]
-    soup = load_embedder(emb, device, path=args.models[0], for_training=True)
+    soup = copy.deepcopy(ingredients[0])
     soup.load_state_dict(mean_state_dict([m.state_dict() for m in ingredients]))
     encode_dtype = resolve_dtype(emb["encode_dtype"], device)
     for name, model in [*zip(args.models, ingredients, strict=True), ("soup", soup)]:
