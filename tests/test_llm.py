@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 from conftest import katan_server, openai_llm_params, served_requests
 
-from synthembed.llm import CachedLLM, Completion, LLMCache, OpenAIGenerator, call_key
+from synthembed.llm import CachedLLM, Completion, LLMCache, OpenAIGenerator, call_key, call_seed
 
 
 class CountingGenerator:
@@ -79,11 +79,26 @@ class SeedGenerator(CountingGenerator):
 def test_samples_are_the_calls_of_one_seed_each_asked_next_to_each_other(tmp_path):
     llm = CachedLLM(SeedGenerator(), LLMCache(tmp_path / "c.sqlite"))
     answers = llm.generate(prompts(2), seed=5, samples=3)
-    assert answers == [f"q{i} at seed {seed}" for seed in (5, 6, 7) for i in range(2)]
-    assert llm.generator.seeds_seen == [5, 6, 7, 5, 6, 7]  # a prompt's samples together
+    backend_seeds = [call_seed(llm.key(p, seed)) for seed in (5, 6, 7) for p in prompts(2)]
+    assert answers == [f"q{i % 2} at seed {s}" for i, s in enumerate(backend_seeds)]
+    assert llm.generator.seeds_seen == [
+        backend_seeds[i] for i in (0, 2, 4, 1, 3, 5)
+    ]  # a prompt's samples together
+    assert len(set(backend_seeds)) == 6  # the two prompts of a round draw apart
     again = CachedLLM(SeedGenerator(), LLMCache(tmp_path / "c.sqlite"))
-    assert again.generate(prompts(2), seed=6) == ["q0 at seed 6", "q1 at seed 6"]
+    assert again.generate(prompts(2), seed=6) == answers[2:4]
     assert again.generator.prompts_seen == 0
+
+
+def test_only_sampled_calls_key_how_their_seed_is_drawn(tmp_path):
+    llm = CachedLLM(SeedGenerator(), LLMCache(tmp_path / "c.sqlite"))
+    greedy = llm.key(prompts(1)[0], 5)
+    assert greedy == call_key("counting", "echo", prompts(1)[0], {"temperature": 0.0}, 5)
+    llm.generator.sampling = {"temperature": 0.7}
+    sampled = llm.key(prompts(1)[0], 5)
+    assert sampled == call_key(
+        "counting", "echo", prompts(1)[0], {"temperature": 0.7, "seeding": "call_seed"}, 5
+    )
 
 
 class DyingGenerator(CountingGenerator):

@@ -175,7 +175,7 @@ def test_generation_over_a_shared_prefix_answers_as_plain_left_padded_generation
 def test_samples_of_one_prompt_run_its_tokens_once_and_draw_as_plain_sampling(tiny_qwen3, tmp_path):
     generator = answer_dependent_generator(tiny_qwen3, tmp_path, temperature=1.0)
     requests = [[SYSTEM, {"role": "user", "content": DOCUMENTS[i]}] for i in (0, 0, 0, 2, 2, 1)]
-    seeds = [3, 4, 5, 3, 4, 3]  # a request's samples: seeds seed, seed + 1, ... (llm.sample_calls)
+    seeds = [3, 4, 5, 6, 7, 8]  # one seed a call (llm.call_seed), a request's samples next to each other
     shapes = forward_shapes(generator)
     answers = [a.text for a in generator.generate(requests, seeds)]
     rows = prompt_tokens(generator, requests)

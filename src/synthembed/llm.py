@@ -618,6 +618,17 @@ def sample_calls(prompts: list[Messages], seed: int, samples: int) -> list[tuple
     return [(prompts[c % len(prompts)], seed + c // len(prompts)) for c in range(len(prompts) * samples)]
 
 
+def call_seed(key: str) -> int:
+    """The seed the backend samples one call with, drawn from the call's key: prompts asked with the same
+    round seed get independent draws (one seed for all would add the same noise to every prompt's
+    scores, and similar documents would get the same answer).
+
+    >>> call_seed("03d8eeafe51e" + "0" * 52), call_seed("f" * 64) < 2**63
+    (17327113519620096, True)
+    """
+    return int(key[:15], 16)
+
+
 def batch_order(messages: Messages) -> tuple[str, int, str]:
     """Sort key of the calls to make: requests with the same earlier turns together (they share a long
     prompt prefix, run once per batch), then by length (less padding), repeats of one request next to
@@ -648,7 +659,12 @@ class CachedLLM:
 
     def key(self, messages: Messages, seed: int, schema: dict[str, Any] | None = None) -> str:
         g = self.generator
-        return call_key(g.backend, g.model_name, messages, g.sampling, seed, schema)
+        sampling = g.sampling
+        if (
+            sampling["temperature"] > 0
+        ):  # a sampled answer depends on how its seed is drawn; greedy ones do not
+            sampling = sampling | {"seeding": "call_seed"}
+        return call_key(g.backend, g.model_name, messages, sampling, seed, schema)
 
     def generate(
         self,
@@ -664,6 +680,7 @@ class CachedLLM:
         ``samples`` > 1 returns ``samples`` answers per prompt, seeded ``seed``, ``seed + 1``, ...: the
         answers of every prompt for the first seed, then for the next. They are the calls, and the
         cache keys, of one call per seed; asked together, the samples of one prompt share its tokens.
+        The backend samples each call with ``call_seed`` of its key.
         """
         calls = sample_calls(prompts, seed, samples)
         keys = [self.key(m, s, schema) for m, s in calls]
@@ -693,7 +710,7 @@ class CachedLLM:
                 progress.update(len(done))
 
             self.generator.run(
-                [calls[c][0] for c in missing], [calls[c][1] for c in missing], schema, on_done
+                [calls[c][0] for c in missing], [call_seed(keys[c]) for c in missing], schema, on_done
             )
         for kind, count in getattr(self.generator, "retries", {}).items():
             self.stats.retries[kind] = count
