@@ -258,6 +258,21 @@ def qwen3_embedder(path: Path) -> dict:
     }
 
 
+def test_training_loads_float32_and_only_the_params_instruction_reaches_the_model(tiny_qwen3, tmp_path):
+    saved = load_embedder(qwen3_embedder(tiny_qwen3))
+    saved.prompts = {
+        "query": "Instruct: Given a web search query, retrieve pages\nQuery:",
+        "document": "page: ",
+    }
+    saved.to(torch.bfloat16).save_pretrained(str(tmp_path / "bf16"))
+    embedder = qwen3_embedder(tmp_path / "bf16") | {"pooling": "auto"}
+    assert {p.dtype for p in load_embedder(embedder, for_training=True).parameters()} == {torch.float32}
+    model = load_embedder(embedder)
+    texts = ["sort numbers", "protein folding depends on hydrophobic interactions in the cell"]
+    assert np.array_equal(model.encode_query(texts), model.encode(texts))
+    assert np.array_equal(model.encode_document(texts), model.encode(texts))
+
+
 def test_qwen3_pools_the_last_real_token_with_left_padding(tiny_qwen3):
     from transformers import AutoModel, AutoTokenizer
 

@@ -183,7 +183,10 @@ def load_embedder(
     Qwen3-Embedding-0.6B brings last-token pooling and left padding with it); any other value builds the
     model from the transformer weights with that pooling. A tuned model (``path``) is always loaded as
     saved. Encoding uses ``encode_dtype`` (bfloat16 is ~3.5x faster on CPUs with avx512_bf16, same
-    nDCG@10); training always loads float32.
+    nDCG@10); training always loads float32, whatever dtype the checkpoint was saved in.
+
+    ``embedder.query_prompt`` is the only instruction: the model's own saved prompts (Qwen3-Embedding
+    ships a "query" one, which ``encode_query`` would put on top of ours) are dropped.
     """
     from sentence_transformers import SentenceTransformer
 
@@ -196,9 +199,9 @@ def load_embedder(
         if path is None and padding_side != "auto":
             model.tokenizer.padding_side = padding_side
     model.max_seq_length = cfg["max_seq_length"]
-    if not for_training:
-        model = model.to(resolve_dtype(cfg["encode_dtype"], device))
-    return model
+    model.prompts, model.default_prompt_name = {}, None
+    # transformers loads a checkpoint in the dtype its config names (bfloat16 for Qwen3-Embedding)
+    return model.to(torch.float32 if for_training else resolve_dtype(cfg["encode_dtype"], device))
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -153,13 +153,15 @@ def save_with_adapter(embedder_cfg: dict[str, Any], adapter: Path, out_dir: Path
     swift trains the causal-LM class of a decoder embedder (its adapter names follow that class), so the
     base is loaded the same way, merged, and its encoder weights moved into the SentenceTransformer.
     """
+    import torch
     from peft import PeftModel
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     base_path = embedder_path(embedder_cfg["model"])
     architectures = AutoConfig.from_pretrained(base_path).architectures or []
     loader = AutoModelForCausalLM if any(a.endswith("ForCausalLM") for a in architectures) else AutoModel
-    merged = PeftModel.from_pretrained(loader.from_pretrained(base_path), str(adapter)).merge_and_unload()
+    base = loader.from_pretrained(base_path, dtype=torch.float32)  # the update folded in at full precision
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     model = load_embedder(embedder_cfg, "cpu", for_training=True)
     model[0].model.load_state_dict(merged.base_model.state_dict())
     model.save_pretrained(str(out_dir))
