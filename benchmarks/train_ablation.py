@@ -44,7 +44,7 @@ from typing import Any
 import polars as pl
 
 from synthembed.balance import with_structural
-from synthembed.corpus import passages, read_beir_set
+from synthembed.corpus import read_beir_set
 from synthembed.evaluate import evaluate_model
 from synthembed.mine import DocumentMemo, mine_training_pairs
 from synthembed.models import load_embedder
@@ -161,7 +161,7 @@ def main() -> None:
     emb = params["embedder"] | ({"model": args.embedder} if args.embedder else {})
     device, seeds = args.device or params["runtime"]["device"], args.seeds or [params["seed"]]
     runtime = params["runtime"] | {"device": device}
-    corpus = passages(pl.read_parquet(args.docs))
+    docs = pl.read_parquet(args.docs)
     structural = pl.read_parquet(args.structural)
     dev = (
         pl.read_parquet(args.balanced)
@@ -191,7 +191,7 @@ def main() -> None:
             balanced = pl.read_parquet(variant.get("balanced", args.balanced))
             train_rows = training_rows(balanced, structural, variant, seed)
             mined[data_key], _ = mine_training_pairs(
-                train_rows, corpus, base_documents, emb, params["negatives"], params["search"], seed
+                train_rows, docs, base_documents, emb, params["negatives"], params["search"], seed
             )
         cfg = validate_params(deep_merge(params, {"train": variant.get("train", {})}), variant["name"])[
             "train"

@@ -5,7 +5,6 @@ negatives.teacher.model set, a causal LM's log p(query | candidate) for each pos
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
-from synthembed.corpus import passages
 from synthembed.io import write_json, write_parquet
 from synthembed.mine import DocumentMemo, mine_training_pairs
 from synthembed.models import load_embedder
@@ -26,9 +25,9 @@ emb, cfg = params["embedder"], params["negatives"]
 
 columns = ["doc_id", "task_type", "generator", "anchor", "positive", "label", "llm_negative"]
 train = pl.read_parquet(args.balanced).filter(pl.col("split") == "train").select(columns)
-corpus = passages(pl.read_parquet(args.docs))
+docs = pl.read_parquet(args.docs)
 model = DocumentMemo(load_embedder(emb, params["runtime"]["device"]))
-result, stats = mine_training_pairs(train, corpus, model, emb, cfg, params["search"], params["seed"])
+result, stats = mine_training_pairs(train, docs, model, emb, cfg, params["search"], params["seed"])
 if cfg["teacher"]["model"] is not None:
     result = score_with_teacher(result, cfg["teacher"], params["runtime"])
 write_parquet(result, args.out)

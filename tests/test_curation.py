@@ -25,7 +25,7 @@ from synthembed.filtering import (
     shingles,
 )
 from synthembed.io import write_parquet_row_groups
-from synthembed.mine import mine_negatives, one_text_per_label
+from synthembed.mine import mine_negatives, mine_training_pairs, one_text_per_label
 from synthembed.search import exact_top_k, faiss_top_k, rank_of
 
 
@@ -361,6 +361,32 @@ def test_two_copies_of_a_text_are_one_negative_and_take_one_rank():
     cfg = MINING | {"range_max": 2, "relative_margin": None}
     mined, stats = mine_negatives(pairs, corpus, model, cfg, "", 8, {"method": "exact"}, 0)
     assert mined["negatives"].to_list() == [["n one", "n two"]] and stats["no_valid_negative"] == 0
+
+
+def test_a_pair_cut_from_a_document_never_gets_that_document_as_a_negative():
+    # A structural pair: the heading "q" and the section under it, cut from the document "page one"; the
+    # whole page scores below the section (0.5 <= 0.95 * 0.6), so only its doc_id tells it apart.
+    model = TableEncoder({"q": 1.0, "the section": 0.6, "page one": 0.5, "page two": 0.4, "page three": 0.3})
+    docs = pl.DataFrame(
+        {"doc_id": ["1", "2", "3"], "title": [None] * 3, "text": ["page one", "page two", "page three"]}
+    )
+    train = pl.DataFrame(
+        {
+            "doc_id": ["1"],
+            "task_type": ["retrieval"],
+            "anchor": ["q"],
+            "positive": ["the section"],
+            "llm_negative": [None],
+        },
+        schema_overrides={"llm_negative": pl.String},
+    )
+    embedder = {"batch_size": 8, "query_prompt": ""}
+    mined, stats = mine_training_pairs(train, docs, model, embedder, MINING, {"method": "exact"}, 0)
+    assert mined["negatives"].to_list() == [["page two", "page three"]]
+    assert "source" not in mined.columns and stats["retrieval"]["no_valid_negative"] == 0
+    # without its doc_id the page is the hardest negative the guards allow
+    mined, _ = mine_negatives(train, docs["text"].to_list(), model, MINING, "", 8, {"method": "exact"}, 0)
+    assert mined["negatives"].to_list() == [["page one", "page two"]]
 
 
 def test_classification_negatives_are_the_closest_other_labels(minilm):

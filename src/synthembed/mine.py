@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from synthembed.corpus import passages
 from synthembed.filtering import normalized
 from synthembed.models import anchor_prompt
 from synthembed.search import top_k
@@ -167,7 +168,8 @@ def mine_negatives(
     one query with several positives, none of which becomes a negative of the others) and searched
     as the ``search`` params group says (exact in bounded-memory chunks, or a faiss inverted-file
     index). Candidates are chosen by ``choose_negatives``; a candidate whose normalised text equals a
-    positive's is that positive.
+    positive's is that positive. An optional ``source`` column holds the whole text a pair's positive
+    was cut from (a structural pair's document, query removed): it is never that pair's negative.
     Adds ``negatives``, ``negative_scores``, ``positive_score`` and ``positive_rank``; pairs left
     with fewer than ``num_negatives`` qualifying negatives are dropped and counted in the returned
     statistics as ``no_valid_negative`` (the name is kept for the stats files; a dropped pair may have
@@ -183,7 +185,8 @@ def mine_negatives(
         )
         return empty, {"pairs": 0, "kept": 0, "no_valid_negative": 0, "merged_anchors": 0}
     anchors, positive_texts = pairs["anchor"].to_list(), pairs["positive"].to_list()
-    texts = list(dict.fromkeys(corpus + positive_texts))
+    source_texts = pairs["source"].fill_null(pairs["positive"]).to_list() if "source" in pairs.columns else []
+    texts = list(dict.fromkeys(corpus + positive_texts + source_texts))
     text_id = {t: i for i, t in enumerate(texts)}
     canonical = canonical_ids(texts)
     unique_anchors = list(dict.fromkeys(anchors))
@@ -194,7 +197,8 @@ def mine_negatives(
         np.float32
     )
     positive_ids = canonical[[text_id[p] for p in positive_texts]]
-    positives = positive_table(anchors, positive_ids)
+    source_ids = canonical[[text_id[t] for t in source_texts]] if source_texts else positive_ids
+    positives = positive_table(anchors * 2, np.concatenate([positive_ids, source_ids]))[: len(anchors)]
     # Room for the window, the anchor's positives and (a few) normalised copies, which take no rank.
     k = cfg["range_max"] + positives.shape[1] + min(32, len(texts) - len(set(canonical.tolist())))
     scores, candidates = top_k(anchor_vectors, corpus_vectors, k, search)
@@ -256,18 +260,21 @@ def with_llm_negatives(pairs: pl.DataFrame) -> pl.DataFrame:
 
 def mine_training_pairs(
     train: pl.DataFrame,
-    corpus: list[str],
+    docs: pl.DataFrame,
     model,
     embedder_cfg: dict[str, Any],
     cfg: dict[str, Any],
     search: dict[str, Any],
     seed: int,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Hard negatives for the training pairs of every task type: documents of the corpus for retrieval,
-    sts and bitext anchors (only retrieval anchors get the query instruction), other labels for
-    classification; the generator's own negative first for code. Returns the pairs and stats per task
-    type."""
+    """Hard negatives for the training pairs of every task type: documents of ``docs`` (doc_id, title,
+    text) for retrieval, sts and bitext anchors (only retrieval anchors get the query instruction;
+    a pair's own document is never its negative, also where its positive is a part of it), other
+    labels for classification; the generator's own negative first for code. Returns the pairs and
+    stats per task type."""
     mine = {"batch_size": embedder_cfg["batch_size"], "search": search, "seed": seed}
+    corpus = passages(docs)
+    source = pl.DataFrame({"doc_id": docs["doc_id"], "source": corpus})
     parts, stats = [], {}
     for (task_type,), group in train.group_by("task_type", maintain_order=True):
         if task_type == "classification":
@@ -275,7 +282,9 @@ def mine_training_pairs(
             mined, stats[task_type] = mine_negatives(one_text_per_label(group), [], model, cfg, "", **mine)
         else:
             prompt = anchor_prompt(task_type, embedder_cfg["query_prompt"])
-            mined, stats[task_type] = mine_negatives(group, corpus, model, cfg, prompt, **mine)
+            with_source = group.join(source, on="doc_id", how="left", maintain_order="left")
+            mined, stats[task_type] = mine_negatives(with_source, corpus, model, cfg, prompt, **mine)
+            mined = mined.drop("source")
         parts.append(with_llm_negatives(mined))
     if not parts:
         return mine_negatives(train, [], model, cfg, "", **mine)[0], stats
