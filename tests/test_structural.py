@@ -4,6 +4,7 @@ import polars as pl
 import pytest
 
 from synthembed.balance import balance_plan
+from synthembed.corpus import clean_documents, read_corpus
 from synthembed.mine import DocumentMemo
 from synthembed.structural import structural_pairs
 
@@ -65,6 +66,18 @@ def test_each_kind_takes_the_query_out_of_its_positive():
     assert ("func", "heading") not in got
     assert stats["rejected"] == {"query_length": 0, "short_positive": 1, "duplicate": 1, "over_max_pairs": 0}
     assert stats["read"] == stats["kept"] + sum(stats["rejected"].values())
+
+
+def test_a_markdown_files_title_heading_is_not_left_in_its_positive(tmp_path):
+    (tmp_path / "notes.md").write_text("# Release notes\n\nThe tool now reads Markdown and writes Parquet.\n")
+    corpus = clean_documents(
+        read_corpus("textdir", str(tmp_path)), min_chars=1, on_bad_row="error", lang="en", domain=None
+    )
+    pairs, stats = structural_pairs(pl.DataFrame(list(corpus.docs)), CFG, seed=0)
+    assert pairs.select("kind", "query", "positive").rows() == [
+        ("title", "Release notes", "The tool now reads Markdown and writes Parquet.")
+    ]
+    assert stats["rejected"]["duplicate"] == 1  # the heading's pair asks what the title's does
 
 
 def untitled_docs(abstract: str) -> pl.DataFrame:

@@ -49,14 +49,27 @@ def words(text: str) -> int:
 
 
 def title_pair(title: str | None, text: str) -> tuple[str, str] | None:
-    """(title, body) when the document has a title.
+    """(title, body) when the document has a title; a Markdown heading in the body that repeats the
+    title (a ``textdir`` file's title is its first heading) is cut from it.
 
     >>> title_pair("Aspirin lowers fever", "We measured ...")
     ('Aspirin lowers fever', 'We measured ...')
-    >>> title_pair("", "body") is None
-    True
+    >>> title_pair("Install", "# Install\\n\\nRun pip install x")
+    ('Install', 'Run pip install x')
+    >>> title_pair("", "body") is None, title_pair("Install", "# Install") is None
+    (True, True)
     """
-    return (title.strip(), text) if title and title.strip() else None
+    if not (title and title.strip()):
+        return None
+    title = title.strip()
+
+    def repeats_title(line: str) -> bool:
+        return bool((heading := HEADING.match(line)) and normalized(heading.group(1)) == normalized(title))
+
+    lines = text.splitlines()
+    if any(repeats_title(line) for line in lines):
+        text = "\n".join(line for line in lines if not repeats_title(line)).strip()
+    return (title, text) if text else None
 
 
 def heading_pairs(text: str) -> list[tuple[str, str]]:
