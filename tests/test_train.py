@@ -365,3 +365,8 @@ def test_ms_swift_backend_trains_merges_and_loads(tmp_path, tiny_qwen3):
     merged = SentenceTransformer(str(out / "merged"), device="cpu").encode(PROBE)
     assert changed(base, tuned.encode(PROBE)) > 1e-4  # the adapter really was folded in
     assert changed(tuned.encode(PROBE), merged) > 1e-6
+    # one checkpoint is the final save alone
+    (tmp_path / "work1").mkdir()
+    one = cfg | {"checkpoints": 1, "merge": {"method": "none", "checkpoints": 1, "base_share": 0.0}}
+    run = train_with_swift(PAIRS, embedder, one, 0, "cpu", tmp_path / "model1", tmp_path / "work1")
+    assert [c.name for c in run.checkpoints] == ["checkpoint-4"]

@@ -86,14 +86,10 @@ def swift_command(
     ]
     command += ["--warmup_ratio", str(cfg["warmup_ratio"]), "--num_train_epochs", str(cfg["epochs"])]
     command += ["--max_steps", str(cfg["max_steps"]), "--seed", str(seed), "--data_seed", str(seed)]
-    command += [
-        "--save_strategy",
-        "steps",
-        "--save_steps",
-        str(1 / cfg["checkpoints"]),
-        "--save_only_model",
-        "true",
-    ]
+    # A fraction of training below 1; one checkpoint is the final save alone, as a ratio of 1.0 reads
+    # as "every step".
+    save_steps = str(1 / cfg["checkpoints"]) if cfg["checkpoints"] > 1 else str(2**31 - 1)
+    command += ["--save_strategy", "steps", "--save_steps", save_steps, "--save_only_model", "true"]
     command += ["--logging_steps", "1", "--dataloader_num_workers", "0"]
     command += ["--max_length", str(max_length), "--truncation_strategy", "right"]
     if device == "cpu":
