@@ -51,6 +51,8 @@ if cfg["echo_min_words"] is not None:
     echo_grams = {
         t: set(word_ngrams(prompt_text(prompt, t), cfg["echo_min_words"])) for t in distinct("template")
     }
+
+
 checker = LanguageChecker(distinct("language") | distinct("doc_language")) if cfg["language_check"] else None
 
 
@@ -62,12 +64,12 @@ def shard_checks():
             queries.slice(start, CHUNK_ROWS)
             .with_row_index("row", offset=start)
             .filter(pl.col("row") % count == position)
-            .select("row", "doc_id", "task_type", "language", "template", "query", "parse_error")
+            .select("row", "doc_id", "task_type", "language", "template", "query", "parse_error", "echo_text")
             .collect()
         )
         documents = dict(read_passages(args.docs, part["doc_id"]).iter_rows())
         checks = []
-        for row, doc_id, task_type, language, template, text, parse_error in part.iter_rows():
+        for row, doc_id, task_type, language, template, text, parse_error, echo in part.iter_rows():
             if doc_id not in documents:
                 raise ValueError(
                     f"{args.queries}: row {row} names doc_id {doc_id!r}, which is not in {args.docs}"
@@ -78,6 +80,8 @@ def shard_checks():
                     language_found, probability = checker.detect(text)
                     detected = language_found if probability >= cfg["language_min_probability"] else None
                 grams = echo_grams.get(template, set())
+                if echo is not None and cfg["echo_min_words"] is not None:  # the row's own prompt text
+                    grams = set(word_ngrams(echo, cfg["echo_min_words"]))
                 reason = content_reason(text, documents[doc_id], task_type, language, detected, grams, cfg)
                 key = anchor_key(anchor_and_positive(task_type, text, documents[doc_id])[0])
             checks.append(

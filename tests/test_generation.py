@@ -14,9 +14,18 @@ from conftest import katan_server, openai_llm_params, served_requests
 from synthembed.answers import TASK_FIELDS, parse_answer
 from synthembed.configs import sampled_configs
 from synthembed.doc2query import doc2query_messages, load_doc2query_prompt
+from synthembed.filtering import content_reason, echoes, word_ngrams
 from synthembed.generation import doc2query_llm_params, generate_queries
 from synthembed.params import SCHEMA_PATH
-from synthembed.prompts import TASK_TEMPLATES, load_task_prompts, row_fields, task_messages, truncate
+from synthembed.prompts import (
+    TASK_TEMPLATES,
+    echo_text,
+    load_task_prompts,
+    prompt_text,
+    row_fields,
+    task_messages,
+    truncate,
+)
 from synthembed.structural import PAIR_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,15 +226,24 @@ def test_corpus_examples_replace_the_fixed_ones_in_retrieval_prompts_only():
     rows = config_rows(20)
     llm = TemplateLLM(ANSWERS["few_shot"])
     prompt = load_task_prompts(PROMPTS["few_shot"])
-    examples = [[("def neighbour(): return 7", "get the lucky number")]] * 20
-    generate_queries(rows, ["def f(): pass"] * 20, prompt, llm, QUERIES_CFG, 13, examples)
+    examples = [[("def neighbour(): return 7", "get the lucky number of the neighbour")]] * 20
+    out = generate_queries(rows, ["def f(): pass"] * 20, prompt, llm, QUERIES_CFG, 13, examples)
     retrieval = next(p for template, _, p in llm.seen if template == "retrieval_code")
     sts = next(p for template, _, p in llm.seen if template == "sts")
     # system, one worked example (user + assistant), the request
     assert [m["role"] for m in retrieval] == ["system", "user", "assistant", "user"]
     assert "def neighbour(): return 7" in retrieval[1]["content"]
-    assert retrieval[2]["content"] == "get the lucky number"
+    assert retrieval[2]["content"] == "get the lucky number of the neighbour"
     assert len(sts) == 2 + 2 * len(prompt["tasks"]["sts"]["examples"])  # fixed examples kept
+    # the filter's prompt echo looks for the answers the row was shown, not the prompt file's
+    instruction = prompt["tasks"]["retrieval_code"]["template"]
+    shown = echo_text(prompt["system"], instruction, ["get the lucky number of the neighbour"])
+    assert {r["echo_text"] for r in out if r["template"] == "retrieval_code"} == {shown}
+    assert {r["echo_text"] for r in out if r["template"] != "retrieval_code"} == {None}
+    copy = "get the lucky number of the neighbour function"
+    cfg = {"repetition_check": False, "copied_min_words": None, "echo_min_words": 5}
+    assert content_reason(copy, "def f(): pass", "retrieval", "en", None, set(word_ngrams(shown, 5)), cfg)
+    assert not echoes(copy, set(word_ngrams(prompt_text(prompt, "retrieval_code"), 5)), 5)
 
 
 def test_answer_in_the_wrong_format_is_a_reason_not_a_row():
@@ -336,6 +354,8 @@ def test_doc2query_model_answers_the_retrieval_rows_under_its_own_prompt():
     first = next(o for o in out if o["task_type"] == "retrieval")
     document = documents[[r["doc_id"] for r in rows].index(first["doc_id"])]
     assert doc2query_llm.seen[0][2] == doc2query_messages(doc2query_prompt, "retrieval_code", document, 700)
+    instruction = doc2query_prompt["retrieval_code"]
+    assert {o["echo_text"] for o in retrieval} == {echo_text(doc2query_prompt["system"], instruction, [])}
     assert next(o for o in out if o["task_type"] == "sts")["query"] == "gives back a fixed number"
     # each row names the model that wrote its query
     assert {o["model"] for o in retrieval} == {"doc2query:0123"}

@@ -8,7 +8,14 @@ from typing import Any
 
 from synthembed.answers import TASK_FIELDS, answer_schema, generated_text, parse_answer
 from synthembed.doc2query import doc2query_messages
-from synthembed.prompts import RETRIEVAL_TEMPLATES, row_fields, task_messages, template_name, truncate
+from synthembed.prompts import (
+    RETRIEVAL_TEMPLATES,
+    echo_text,
+    row_fields,
+    task_messages,
+    template_name,
+    truncate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +123,10 @@ def generate_queries(
 
     Adds: template, candidate, query (the text paired with the document: query, paraphrase,
     translation, or "label: description"), label, label_description, raw_output, parse_error,
-    prompt_hash, model (the model that wrote the query), and for retrieval rows of code documents
+    prompt_hash, model (the model that wrote the query), echo_text (the prompt text the answer must
+    not repeat where it is not the prompt file's for the template: the neighbours' answers shown as
+    worked examples, or the doc2query prompt; their documents are the corpus's own texts, which a query
+    may share phrases with, so they are left out), and for retrieval rows of code documents
     (``cfg['code_negatives']``) llm_negative: a similar but functionally different function, with
     llm_negative_error when there is none.
 
@@ -136,12 +146,18 @@ def generate_queries(
         )
         for i, (t, r, d) in enumerate(zip(templates, rows, documents, strict=True))
     ]
+    echo: list[str | None] = [None] * len(rows)
+    for i, template in enumerate(templates):
+        if examples and examples[i] and template in RETRIEVAL_TEMPLATES:
+            instruction = prompt["tasks"][template]["template"]
+            echo[i] = echo_text(prompt["system"], instruction, [query for _, query in examples[i]])
     retrieval_llm = None
     if doc2query is not None:
         doc2query_prompt, retrieval_llm, doc_chars = doc2query
         for i, (template, document) in enumerate(zip(templates, documents, strict=True)):
             if template in RETRIEVAL_TEMPLATES:
                 requests[i] = doc2query_messages(doc2query_prompt, template, document, doc_chars)
+                echo[i] = echo_text(doc2query_prompt["system"], doc2query_prompt[template], [])
     # all candidates in one call: a candidate is a sample of the same prompt, whose tokens then run once
     answers = answer_rows(templates, requests, prompt, llm, seed, retrieval_llm, cfg["candidates"])
     out = []
@@ -149,6 +165,7 @@ def generate_queries(
         out += answered_rows(
             rows, templates, answers[candidate * len(rows) : (candidate + 1) * len(rows)], candidate
         )
+    out = [row | {"echo_text": echo[i % len(rows)]} for i, row in enumerate(out)]
     if cfg["code_negatives"]:
         negatives = code_negatives(templates, documents, prompt, llm, cfg, seed)
         out = [row | negatives.get(i % len(rows), {}) for i, row in enumerate(out)]

@@ -106,10 +106,20 @@ def example_turn(task: dict[str, Any], example: dict[str, Any]) -> Messages:
     ]
 
 
+def echo_text(system: str, instruction: str, examples: list[str]) -> str:
+    """The text of a prompt that a generated text must not repeat: the system message, the instruction
+    with its placeholders removed, and the worked examples' texts. A generated text that repeats it
+    echoes the prompt instead of describing the document.
+
+    >>> echo_text("Be brief.", "Query for {document}:", ["a worked answer"])
+    'Be brief.\\nQuery for  :\\na worked answer'
+    """
+    return "\n".join([system, re.sub(r"\{[a-z_]+\}", " ", instruction), *examples])
+
+
 def prompt_text(prompt: dict[str, Any], template: str) -> str:
-    """The fixed text a generator sees for a template: the system message, the instruction with its
-    placeholders removed, and the worked examples (documents and answers). A generated text that
-    repeats it echoes the prompt instead of describing the document.
+    """``echo_text`` of a template of the prompt file, with its fixed worked examples (documents and
+    answers).
 
     >>> prompt = {"system": "Be brief.", "tasks": {"sts": {"template": "Paraphrase {document} now",
     ...           "examples": [{"document": "cats purr", "answer": "felines purr"}]}}}
@@ -117,10 +127,8 @@ def prompt_text(prompt: dict[str, Any], template: str) -> str:
     'Be brief.\\nParaphrase   now\\ncats purr\\nfelines purr'
     """
     task = prompt["tasks"][template]
-    parts = [prompt["system"], re.sub(r"\{[a-z_]+\}", " ", task["template"])]
-    for example in task.get("examples", []):
-        parts += [str(example.get("document", "")), str(example["answer"])]
-    return "\n".join(parts)
+    examples = [str(text) for e in task.get("examples", []) for text in (e.get("document", ""), e["answer"])]
+    return echo_text(prompt["system"], task["template"], examples)
 
 
 def task_messages(
