@@ -15,7 +15,8 @@ rule filtered_shard:
     params:
         **groups("shards", "embedder"),
         **keys("queries", "prompt_style"),
-        # Only the checks a shard makes: a threshold sweep reruns the gather, not the embeddings.
+        # Only what a shard uses: a cosine or duplicate threshold sweep reruns the gather, not the
+        # embeddings (round_trip_top_k decides whether a shard embeds the whole corpus).
         **keys(
             "filter",
             "min_words",

@@ -103,11 +103,19 @@ class LLMCache:
         return found
 
     def put_many(self, items: dict[str, Completion]) -> None:
-        with self.connection:  # one transaction per group: a kill loses at most the calls in flight
+        # One transaction per group (the connection commits every statement unless told otherwise): a
+        # kill loses at most the calls in flight. IMMEDIATE takes the write lock at once, so two writers
+        # wait on the busy timeout instead of failing to upgrade a read lock.
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
             self.connection.executemany(
                 "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)",
                 [(k, c.text, c.tokens_in, c.tokens_out) for k, c in items.items()],
             )
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
 
     def close(self) -> None:
         self.connection.close()

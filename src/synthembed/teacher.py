@@ -120,7 +120,8 @@ def with_teacher_scores(
 def teacher_agreement(pairs: pl.DataFrame, temperature: float = 1.0) -> dict[str, Any]:
     """How often the teacher ranks a scored pair's positive above all its negatives, the mean rank it
     gives the positive (0 = first), and the mean probability it puts on the positive: the softmax of
-    the scores divided by ``temperature`` (``train.teacher_temperature``, what distillation learns).
+    the scores divided by ``temperature`` (the negatives stage reports it at 1; distillation learns it
+    at ``train.teacher_temperature``).
 
     >>> scored = pl.DataFrame({"teacher_scores": [[-1.0, -3.0], [-2.0, -1.0], None]})
     >>> teacher_agreement(scored)
