@@ -255,6 +255,34 @@ def test_zero_shares_are_rejected_naming_the_params_key(changes, error):
         validate_params(params, "p.yaml")
 
 
+@pytest.mark.parametrize(
+    ("group", "changes", "error"),
+    [
+        ("configs", {"length_words": [12, 4]}, r"configs\.length_words: \[12, 4\]: the shortest is longer"),
+        (
+            "balance",
+            {"quotas": {"domain": {"code": 0}}},
+            r"balance\.quotas\.domain: the shares .* sum to zero",
+        ),
+        (
+            "balance",
+            {"quotas": {"questin_type": {"claim": 1.0}}},
+            r"balance\.quotas: 'questin_type' is not one of",
+        ),
+        (
+            "negatives",
+            {"num_negatives": 3, "range_min": 10, "range_max": 12},
+            r"negatives\.num_negatives: 3 negatives cannot come from ranks \[10, 12\)",
+        ),
+    ],
+)
+def test_settings_that_cannot_work_are_rejected_naming_the_params_key(group, changes, error):
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params[group] |= changes
+    with pytest.raises(InputError, match=r"p\.yaml: " + error):
+        validate_params(params, "p.yaml")
+
+
 def test_a_drawn_label_without_a_balance_quota_is_rejected_naming_the_params_key():
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["configs"]["question_types"] = {"claim": 1.0}

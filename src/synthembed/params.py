@@ -40,7 +40,9 @@ def cross_field_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
     ...          "merge": {"method": "slerp", "checkpoints": 2}, "distillation": 0.0}
     >>> queries, llm = {"candidates": 3, "generator": "prompted"}, {"temperature": 0.0}
     >>> configs = {key: {"en": 1.0} for key in CONFIG_SHARES}
-    >>> params = {"train": train, "queries": queries, "llm": llm, "configs": configs,
+    >>> configs["length_words"] = [4, 12]
+    >>> negatives = {"num_negatives": 3, "range_min": 0, "range_max": 10}
+    >>> params = {"train": train, "queries": queries, "llm": llm, "configs": configs, "negatives": negatives,
     ...           "doc2query": {"max_steps": 0}, "balance": {"quotas": {}}}
     >>> cross_field_errors(params)
     [('train.method', 'the ms-swift backend trains LoRA adapters only'), \
@@ -70,7 +72,13 @@ every such row would be dropped as no_quota")]
             errors.append(
                 (f"configs.{key}", f"the shares {shares} sum to zero; give some label a positive share")
             )
+    low, high = params["configs"]["length_words"]
+    if low > high:
+        errors.append(("configs.length_words", f"[{low}, {high}]: the shortest is longer than the longest"))
     for column, quotas in params["balance"]["quotas"].items():
+        if sum(quotas.values()) <= 0:
+            reason = f"the shares {quotas} sum to zero; give some label a positive share"
+            errors.append((f"balance.quotas.{column}", reason))
         if column not in QUOTA_SHARES:
             continue
         drawn = params["configs"][QUOTA_SHARES[column]]
@@ -80,6 +88,14 @@ every such row would be dropped as no_quota")]
                 "every such row would be dropped as no_quota"
             )
             errors.append((f"balance.quotas.{column}", reason))
+    negatives = params["negatives"]
+    window = negatives["range_max"] - negatives["range_min"]
+    if negatives["num_negatives"] > window:
+        reason = (
+            f"{negatives['num_negatives']} negatives cannot come from ranks [{negatives['range_min']}, "
+            f"{negatives['range_max']}): every pair would be dropped as no_valid_negative"
+        )
+        errors.append(("negatives.num_negatives", reason))
     if params["queries"]["candidates"] > 1 and params["llm"]["temperature"] == 0:
         reason = "several candidates need llm.temperature > 0: greedy answers are all the same"
         errors.append(("queries.candidates", reason))
