@@ -85,6 +85,7 @@ def test_prompt_files_describe_every_question_type_the_params_accept(style):
         ("alpha\tbeta gamma", 9, "alpha"),
         (" alphabet soup", 6, " alpha"),  # only whitespace before the cut: the word is cut, not dropped
         ("alphabet soup", 5, "alpha"),
+        ("alpha beta gamma", 10, "alpha beta"),  # the limit falls just after a word: it is kept whole
         ("short", 10, "short"),
     ],
 )

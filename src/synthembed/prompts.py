@@ -53,12 +53,14 @@ def truncate(text: str, max_chars: int) -> str:
 
     >>> truncate("alpha beta gamma", 12), truncate("alpha\\nbeta\\tgamma", 12)
     ('alpha beta', 'alpha\\nbeta')
-    >>> truncate(" alphabet soup", 6), truncate("alphabet soup", 5)
-    (' alpha', 'alpha')
+    >>> truncate(" alphabet soup", 6), truncate("alphabet soup", 5), truncate("alpha beta gamma", 10)
+    (' alpha', 'alpha', 'alpha beta')
     """
     if len(text) <= max_chars:
         return text
     cut = text[:max_chars]
+    if text[max_chars].isspace() and cut.strip():  # the limit falls between words: the last one is whole
+        return cut.rstrip()
     head = re.sub(r"\S+$", "", cut)[:-1]  # up to the last whitespace, without it
     return head if head.strip() else cut
 
