@@ -247,6 +247,19 @@ def test_corpus_examples_replace_the_fixed_ones_in_retrieval_prompts_only():
     assert not echoes(copy, set(word_ngrams(prompt_text(prompt, "retrieval_code"), 5)), 5)
 
 
+def test_corpus_examples_answer_in_json_under_a_json_prompt():
+    llm = TemplateLLM(ANSWERS["report"])
+    examples = [[("def neighbour(): return 7", "get the lucky number")]] * 20
+    prompt = load_task_prompts(PROMPTS["report"])
+    out = generate_queries(config_rows(20), ["def f(): pass"] * 20, prompt, llm, QUERIES_CFG, 13, examples)
+    retrieval = next(p for template, _, p in llm.seen if template == "retrieval_code")
+    assert retrieval[2] == {"role": "assistant", "content": '{"Query": "get the lucky number"}'}
+    assert parse_answer(retrieval[2]["content"], "retrieval_code", "json") == {
+        "Query": "get the lucky number"
+    }
+    assert all(r["parse_error"] is None for r in out if r["template"] == "retrieval_code")
+
+
 def test_answer_in_the_wrong_format_is_a_reason_not_a_row():
     rows = config_rows(20)
     llm = TemplateLLM(ANSWERS["few_shot"])  # one-line answers where JSON was asked

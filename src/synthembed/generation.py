@@ -3,6 +3,7 @@ negative), grouped by template, answered through the cached LLM and parsed stric
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -91,20 +92,26 @@ def corpus_examples(
     cfg: dict[str, Any],
 ) -> list[dict[str, Any]] | None:
     """Worked examples from the corpus for one row: each (document, query) pair is rendered under the
-    row's own controls, so only the documents and the answers differ from the fixed examples.
+    row's own controls, so only the documents and the answers differ from the fixed examples; the
+    answer takes the prompt's format (a JSON prompt's examples answer in JSON).
 
-    >>> prompt = {"question_types": {}, "languages": {"en": "English"}, "terms": {}}
+    >>> prompt = {"format": "line", "question_types": {}, "languages": {"en": "English"}, "terms": {}}
     >>> row = {"persona": "a nurse", "persona_description": "", "style": "plain", "difficulty": "phd",
     ...        "language": "en", "length_words": 5, "domain_terms": []}
     >>> corpus_examples(prompt, row, "retrieval", [("body text", "a title")], {"doc_chars": 50})[0]["answer"]
     'a title'
+    >>> prompt["format"] = "json"
+    >>> corpus_examples(prompt, row, "retrieval", [("body text", "a title")], {"doc_chars": 50})[0]["answer"]
+    '{"Query": "a title"}'
     >>> corpus_examples(prompt, row, "sts", [("body text", "a title")], {"doc_chars": 50}) is None
     True
     """
     if template not in RETRIEVAL_TEMPLATES or not pairs:
         return None
+    field = TASK_FIELDS[template][0]
     return [
-        row_fields(prompt, row, shown_text(template, document, cfg)) | {"answer": query}
+        row_fields(prompt, row, shown_text(template, document, cfg))
+        | {"answer": json.dumps({field: query}, ensure_ascii=False) if prompt["format"] == "json" else query}
         for document, query in pairs
     ]
 
