@@ -37,7 +37,10 @@ cfg = params["queries"]
 configs = shard_rows(pl.read_parquet(args.configs), params["shards"], args.shard)
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
 documents = passages(configs.select("doc_id").join(docs, on="doc_id", how="left", maintain_order="left"))
-prompt = load_task_prompts(args.few_shot_prompt if cfg["prompt_style"] == "few_shot" else args.report_prompt)
+drawn = [q for q, share in params["configs"]["question_types"].items() if share > 0]
+prompt = load_task_prompts(
+    args.few_shot_prompt if cfg["prompt_style"] == "few_shot" else args.report_prompt, drawn
+)
 examples = None
 if cfg["examples"] == "corpus":
     pool = example_pool(pl.read_parquet(args.structural), cfg["example_pool"], params["seed"])

@@ -102,6 +102,28 @@ def test_prompt_file_with_a_broken_example_fails_at_load(tmp_path):
         load_task_prompts(path)
 
 
+def test_prompt_file_with_a_broken_template_or_an_undescribed_question_type_fails_at_load(tmp_path):
+    path = tmp_path / "p.yaml"
+    broken = yaml.safe_load(PROMPTS["report"].read_text())  # no worked examples to catch a typo
+    broken["tasks"]["bitext"]["template"] += " in {langauge}"
+    path.write_text(yaml.safe_dump(broken))
+    with pytest.raises(
+        ValueError, match=r"p.yaml: tasks.bitext template: unknown or broken placeholder 'langauge'"
+    ):
+        load_task_prompts(path)
+    untemplated = yaml.safe_load(PROMPTS["report"].read_text())
+    del untemplated["tasks"]["sts"]["template"]
+    path.write_text(yaml.safe_dump(untemplated))
+    with pytest.raises(ValueError, match=r"p.yaml: tasks.sts needs a 'template' text"):
+        load_task_prompts(path)
+    fine = yaml.safe_load(PROMPTS["report"].read_text())
+    del fine["question_types"]["claim"]
+    path.write_text(yaml.safe_dump(fine))
+    assert "claim" not in load_task_prompts(path, ["keywords", "summary"])["question_types"]
+    with pytest.raises(ValueError, match=r"p.yaml: question_types describes no claim, which the run draws"):
+        load_task_prompts(path, ["keywords", "claim"])
+
+
 @pytest.mark.parametrize(
     ("raw", "template", "answer_format", "error"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,9 @@ from synthembed.llm import Messages
 
 RETRIEVAL_TEMPLATES = ("retrieval", "retrieval_code")  # they ask for a search query
 TASK_TEMPLATES = (*RETRIEVAL_TEMPLATES, "sts", "classification", "bitext", "code_negative")
+# the placeholders a task template may use: row_fields fills them
+TEMPLATE_FIELDS = ("persona", "persona_description", "style", "question_type", "difficulty", "language")
+TEMPLATE_FIELDS += ("length", "terms", "document")
 
 
 def load_prompt(path: str | Path) -> dict[str, Any]:
@@ -23,11 +27,12 @@ def load_prompt(path: str | Path) -> dict[str, Any]:
     return prompt
 
 
-def load_task_prompts(path: str | Path) -> dict[str, Any]:
+def load_task_prompts(path: str | Path, question_types: Iterable[str] = ()) -> dict[str, Any]:
     """A generation prompt file: answer format, system message and one template per task.
 
-    Every worked example is rendered once here, so a placeholder an example lacks fails at load time
-    with the file and task named, not halfway through a run.
+    Every template and worked example is rendered once here, and each of ``question_types`` (those the
+    run draws) must have a description, so a broken file fails at load time with the file and task
+    named, not halfway through a run.
     """
     prompt = yaml.safe_load(Path(path).read_text())
     for key in ("format", "system", "tasks", "question_types", "languages", "terms"):
@@ -38,7 +43,16 @@ def load_task_prompts(path: str | Path) -> dict[str, Any]:
     missing = [t for t in TASK_TEMPLATES if t not in prompt["tasks"]]
     if missing:
         raise ValueError(f"{path}: no template for {', '.join(missing)}")
+    undescribed = [q for q in question_types if q not in prompt["question_types"]]
+    if undescribed:
+        raise ValueError(f"{path}: question_types describes no {', '.join(undescribed)}, which the run draws")
     for name, task in prompt["tasks"].items():
+        if not isinstance(task.get("template"), str):
+            raise ValueError(f"{path}: tasks.{name} needs a 'template' text")
+        try:
+            task["template"].format(**dict.fromkeys(TEMPLATE_FIELDS, ""))
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"{path}: tasks.{name} template: unknown or broken placeholder {err}") from err
         for number, example in enumerate(task.get("examples", []), start=1):
             try:
                 example_turn(task, example)
@@ -84,7 +98,7 @@ def terms_sentence(prompt: dict[str, Any], terms: list[str]) -> str:
 
 
 def row_fields(prompt: dict[str, Any], row: dict[str, Any], document: str) -> dict[str, Any]:
-    """Template fields of one configuration row and its document text."""
+    """Template fields (``TEMPLATE_FIELDS``) of one configuration row and its document text."""
     question_type = row.get("question_type")
     return {
         "persona": row["persona"],
