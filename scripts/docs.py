@@ -2,7 +2,14 @@
 stream through reading and cleaning and are spilled in chunks, so memory does not grow with the corpus."""
 
 from synthembed.cli import stage_parser, start_stage
-from synthembed.corpus import clean_documents, corpus_frames, corpus_stats, read_corpus, write_documents
+from synthembed.corpus import (
+    clean_documents,
+    corpus_frames,
+    corpus_stats,
+    judgments_of,
+    read_corpus,
+    write_documents,
+)
 from synthembed.io import write_json, write_parquet
 
 parser = stage_parser(__doc__)
@@ -23,13 +30,13 @@ corpus = clean_documents(
 )
 kept_before_sampling, ids = write_documents(corpus, args.out_docs, cfg["max_docs"], params["seed"])
 sampled = set(ids.to_list())
-judgments = [j for j in corpus.judgments if j["doc_id"] in sampled]
+judgments, eval_queries_dropped = judgments_of(corpus.judgments, sampled)
 eval_frame, rejected_frame = corpus_frames(judgments, corpus.rejected)
 write_parquet(eval_frame, args.out_eval)
 write_parquet(rejected_frame, args.out_rejected)
 read = kept_before_sampling + len(corpus.rejected)
 write_json(
     corpus_stats(read, len(sampled), judgments, corpus.rejected)
-    | {"not_sampled": kept_before_sampling - len(sampled)},
+    | {"not_sampled": kept_before_sampling - len(sampled), "eval_queries_dropped": eval_queries_dropped},
     args.out_stats,
 )

@@ -285,6 +285,30 @@ def test_hundred_thousand_documents_are_read_and_counted(tmp_path):
     assert (stats["kept"], stats["not_sampled"]) == (3000, 96_998)
 
 
+def test_evaluation_queries_whose_documents_are_not_kept_are_counted(tmp_path):
+    functions = [
+        f'def {name}(value):\n    """{doc}"""\n    result = value  # over docs.min_chars\n    return result\n'
+        for name, doc in [
+            ("double", "Return twice the given number."),
+            ("halve", "Return half of the given number."),
+            ("negate", "Return the number with its sign flipped."),
+            ("tiny", "Do it."),  # under three words: no query
+        ]
+    ]
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "numbers.py").write_text("\n".join(functions))
+    project = docs_project(tmp_path, "stdlib", "lib", max_docs=2)
+    result = run_stage(project, "docs")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((project / "results" / "stats" / "docs.json").read_text())
+    kept = pl.read_parquet(project / "results" / "docs.parquet")["doc_id"].to_list()
+    judged = pl.read_parquet(project / "results" / "eval.parquet")["doc_id"].to_list()
+    assert (stats["kept"], stats["not_sampled"]) == (2, 2)
+    assert set(judged) == set(kept) - {"numbers.tiny"}
+    assert stats["eval_queries"] == {"stdlib": len(judged)}
+    assert stats["eval_queries_dropped"] == {"stdlib": 3 - len(judged)}
+
+
 # --- the whole DAG against a server that misbehaves on purpose -------------------------------------------
 
 KEY_ENV = "SYNTHEMBED_TEST_KEY"

@@ -539,6 +539,24 @@ def corpus_frames(
     )
 
 
+def judgments_of(
+    judgments: list[dict[str, Any]], doc_ids: set[str]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The judgments whose document is among ``doc_ids``, and per eval set the number of queries left
+    with none (every judged document rejected or not sampled), so they are counted, not lost silently.
+
+    >>> judged = [{"eval_set": "s", "query_id": "q1", "doc_id": "a"}, {"eval_set": "s", "query_id": "q1",
+    ...           "doc_id": "b"}, {"eval_set": "s", "query_id": "q2", "doc_id": "c"}]
+    >>> kept, dropped = judgments_of(judged, {"a"})
+    >>> [j["doc_id"] for j in kept], dropped
+    (['a'], {'s': 1})
+    """
+    kept = [j for j in judgments if j["doc_id"] in doc_ids]
+    left = {(j["eval_set"], j["query_id"]) for j in kept}
+    lost = {(j["eval_set"], j["query_id"]) for j in judgments} - left
+    return kept, dict(Counter(eval_set for eval_set, _ in sorted(lost)))
+
+
 def corpus_stats(
     read: int, kept: int, judgments: list[dict[str, Any]], rejected: list[dict[str, Any]]
 ) -> dict[str, Any]:
