@@ -12,7 +12,7 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import read_passages
 from synthembed.filtering import anchor_and_positive, cosine_thresholds, filter_decisions
-from synthembed.io import CHUNK_ROWS, read_arrays, write_csv, write_json, write_parquet_row_groups
+from synthembed.io import CHUNK_ROWS, read_arrays, read_rows, write_csv, write_json, write_parquet_row_groups
 from synthembed.plots import histogram_png
 from synthembed.search import rank_of
 from synthembed.shards import shard_paths
@@ -90,7 +90,6 @@ rows = rows.with_columns(
     pl.col("task_type").replace_strict(thresholds, return_dtype=pl.Float64).alias("threshold"),
     (pl.lit(round_trip) & (pl.col("task_type") != "classification")).alias("round_trip"),
 )
-query_texts = queries.select("query").collect()["query"]
 
 
 def anchor_texts(part: pl.DataFrame) -> list[str]:
@@ -98,7 +97,7 @@ def anchor_texts(part: pl.DataFrame) -> list[str]:
     documents = dict(
         read_passages(args.docs, part.filter(pl.col("task_type") == "classification")["doc_id"]).iter_rows()
     )
-    texts = query_texts.gather(part["row"])
+    texts = read_rows(args.queries, part["row"].to_numpy(), ["query"])["query"]
     return [
         anchor_and_positive(task_type, text, documents.get(doc_id, ""))[0]
         for task_type, text, doc_id in zip(part["task_type"], texts, part["doc_id"], strict=True)

@@ -300,11 +300,17 @@ def not_utf8(text: str) -> str | None:
 def read_table_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
     """Rows of a CSV (located by the line they end on, header = line 1) or Parquet file as dicts."""
     if path.suffix != ".csv":
+        import pyarrow.parquet as pq
+
         try:
-            table = pl.read_parquet(path)
-        except Exception as err:  # polars raises several kinds for a file that is not Parquet
+            table = pq.ParquetFile(path)
+        except Exception as err:  # pyarrow raises several kinds for a file that is not Parquet
             raise CorpusError(f"{path}: not a readable Parquet file ({err})") from None
-        for number, row in enumerate(table.iter_rows(named=True), start=1):
+        # a row group at a time: memory follows the group, not the file
+        rows = (
+            row for group in range(table.num_row_groups) for row in table.read_row_group(group).to_pylist()
+        )
+        for number, row in enumerate(rows, start=1):
             yield f"{path}: row {number}", row
         return
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
