@@ -56,6 +56,7 @@ write_json(
         "rejected": {"no_valid_negative": sum(s["no_valid_negative"] for s in stats.values())},
         "by_task_type": stats,
         "llm_negatives": int(result["llm_negative"].is_not_null().sum()),
+        "llm_negatives_rejected": sum(s["llm_negative_rejected"] for s in stats.values()),
     }
     | ({"teacher": teacher_agreement(result)} if "teacher_scores" in result.columns else {}),
     args.out_stats,

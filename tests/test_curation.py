@@ -389,6 +389,39 @@ def test_a_pair_cut_from_a_document_never_gets_that_document_as_a_negative():
     assert mined["negatives"].to_list() == [["page one", "page two"]]
 
 
+def test_a_written_code_negative_must_pass_the_guards_the_mined_ones_passed():
+    texts = {"q": 1.0, "def one(): pass": 0.9, "def two(): pass": 0.8, "def three(): pass": 0.7}
+    texts |= {"def g(): return 0": 0.79, "def h(): return 1": 0.5, "page a": 0.3, "page b": 0.2}
+    model = TableEncoder(texts)
+    docs = pl.DataFrame(
+        {
+            "doc_id": ["1", "2", "3", "a", "b"],
+            "title": [None] * 5,
+            "text": [*list(texts)[1:4], "page a", "page b"],
+        }
+    )
+    train = pl.DataFrame(
+        {
+            "doc_id": ["1", "2", "3"],
+            "task_type": ["retrieval"] * 3,
+            "anchor": ["q"] * 3,
+            "positive": ["def one(): pass", "def two(): pass", "def three(): pass"],
+            # the function again; within 5 % of its positive's score (0.79 > 0.95 * 0.8); a fair one
+            "llm_negative": ["DEF ONE(): PASS", "def g(): return 0", "def h(): return 1"],
+        }
+    )
+    embedder = {"batch_size": 8, "query_prompt": ""}
+    cfg = MINING | {"range_max": 10}
+    mined, stats = mine_training_pairs(train, docs, model, embedder, cfg, {"method": "exact"}, 0)
+    assert stats["retrieval"]["llm_negative_rejected"] == 2
+    assert mined.select("doc_id", "llm_negative", "negatives").rows() == [
+        ("1", None, ["page a", "page b"]),
+        ("2", None, ["page a", "page b"]),
+        ("3", "def h(): return 1", ["def h(): return 1", "page a"]),
+    ]
+    assert mined["negative_scores"][2].to_list() == pytest.approx([0.5, 0.3])
+
+
 def test_classification_negatives_are_the_closest_other_labels(minilm):
     pairs = pl.DataFrame(
         {

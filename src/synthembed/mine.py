@@ -66,6 +66,25 @@ def positive_table(anchors: list[str], positive_ids: np.ndarray) -> np.ndarray:
     return table
 
 
+def passes_guards(scores: np.ndarray, positive_scores: np.ndarray, cfg: dict) -> np.ndarray:
+    """Whether each score is at most ``max_score``, at most s(q, d+) - ``absolute_margin`` and at most
+    (1 - ``relative_margin``) * s(q, d+) (each check only when its param is set): the false-negative
+    guards of a candidate negative.
+
+    >>> cfg = {"max_score": 0.9, "absolute_margin": None, "relative_margin": 0.1}
+    >>> passes_guards(np.array([0.95, 0.8, 0.7]), np.array([1.0, 0.85, 0.85]), cfg).tolist()
+    [False, False, True]
+    """
+    valid = np.ones(scores.shape, dtype=bool)
+    if cfg["max_score"] is not None:
+        valid &= scores <= cfg["max_score"]
+    if cfg["absolute_margin"] is not None:
+        valid &= scores <= positive_scores - cfg["absolute_margin"]
+    if cfg["relative_margin"] is not None:
+        valid &= scores <= positive_scores * (1 - cfg["relative_margin"])
+    return valid
+
+
 def choose_negatives(
     scores: np.ndarray,
     candidates: np.ndarray,
@@ -108,12 +127,7 @@ def choose_negatives(
     )
     rank = np.cumsum(~is_positive, axis=1) - 1
     valid = ~is_positive & (rank >= cfg["range_min"]) & (rank < cfg["range_max"])
-    if cfg["max_score"] is not None:
-        valid &= scores <= cfg["max_score"]
-    if cfg["absolute_margin"] is not None:
-        valid &= scores <= positive_scores[:, None] - cfg["absolute_margin"]
-    if cfg["relative_margin"] is not None:
-        valid &= scores <= positive_scores[:, None] * (1 - cfg["relative_margin"])
+    valid &= passes_guards(scores, positive_scores[:, None], cfg)
     if cfg["sampling_strategy"] == "random":
         order_key = np.where(valid, rng.random(valid.shape), np.inf)
     else:  # top: candidates are already best first
@@ -238,14 +252,45 @@ def one_text_per_label(pairs: pl.DataFrame) -> pl.DataFrame:
     return pairs.with_columns(pl.col("positive").first().over("label", order_by=pl.int_range(pl.len())))
 
 
+def checked_llm_negatives(
+    pairs: pl.DataFrame, model, cfg: dict[str, Any], query_prompt: str, batch_size: int
+) -> tuple[pl.DataFrame, int]:
+    """Score each mined pair's generator-written negative (code documents) as its mined negatives were
+    scored, and keep it only where it passes the same guards and is not its positive up to case and
+    punctuation: a small generator may write the function again. Adds ``llm_negative_score``; a
+    negative set aside becomes null. Returns the pairs and how many were set aside.
+    """
+    written = pairs["llm_negative"].is_not_null().to_numpy()
+    scores = np.full(pairs.height, np.nan)
+    if written.any():
+        part = pairs.filter(pl.Series(written))
+        encode = {"batch_size": batch_size, "normalize_embeddings": True}
+        anchors = model.encode_query([query_prompt + a for a in part["anchor"]], **encode)
+        negatives = model.encode_document(part["llm_negative"].to_list(), **encode)
+        scores[written] = np.einsum("ij,ij->i", anchors, negatives)
+    copies = np.array(
+        [
+            n is not None and normalized(n) == normalized(p)
+            for n, p in zip(pairs["llm_negative"], pairs["positive"], strict=True)
+        ],
+        dtype=bool,
+    )
+    kept = written & ~copies & passes_guards(scores, pairs["positive_score"].to_numpy(), cfg)
+    checked = pairs.with_columns(
+        pl.when(pl.Series(kept)).then(pl.col("llm_negative")).alias("llm_negative"),
+        pl.Series("llm_negative_score", np.where(kept, scores, np.nan)).fill_nan(None),
+    )
+    return checked, int((written & ~kept).sum())
+
+
 def with_llm_negatives(pairs: pl.DataFrame) -> pl.DataFrame:
-    """Put a pair's generator-written negative (code documents) first among its negatives, in place
-    of the last mined one, so every pair keeps the same count; its score is unknown (NaN).
+    """Put a pair's generator-written negative (code documents) first among its negatives, with its
+    score, in place of the last mined one, so every pair keeps the same count.
 
     >>> pairs = pl.DataFrame({"negatives": [["m1", "m2"], ["m3", "m4"]], "negative_scores": [[0.5, 0.4]] * 2,
-    ...                       "llm_negative": ["g1", None]})
+    ...                       "llm_negative": ["g1", None], "llm_negative_score": [0.3, None]})
     >>> with_llm_negatives(pairs).select("negatives", "negative_scores").rows()
-    [(['g1', 'm1'], [nan, 0.5]), (['m3', 'm4'], [0.5, 0.4])]
+    [(['g1', 'm1'], [0.3, 0.5]), (['m3', 'm4'], [0.5, 0.4])]
     """
     written = pl.col("llm_negative").is_not_null()
 
@@ -254,8 +299,8 @@ def with_llm_negatives(pairs: pl.DataFrame) -> pl.DataFrame:
         return pl.when(written).then(pl.concat_list(first, head)).otherwise(pl.col(column)).alias(column)
 
     return pairs.with_columns(
-        shifted("negatives", pl.col("llm_negative")), shifted("negative_scores", pl.lit(float("nan")))
-    )
+        shifted("negatives", pl.col("llm_negative")), shifted("negative_scores", pl.col("llm_negative_score"))
+    ).drop("llm_negative_score")
 
 
 def mine_training_pairs(
@@ -270,8 +315,9 @@ def mine_training_pairs(
     """Hard negatives for the training pairs of every task type: documents of ``docs`` (doc_id, title,
     text) for retrieval, sts and bitext anchors (only retrieval anchors get the query instruction;
     a pair's own document is never its negative, also where its positive is a part of it), other
-    labels for classification; the generator's own negative first for code. Returns the pairs and
-    stats per task type."""
+    labels for classification; the generator's own negative first for code, where it passes the
+    guards (``checked_llm_negatives``; those set aside are counted as ``llm_negative_rejected``).
+    Returns the pairs and stats per task type."""
     mine = {"batch_size": embedder_cfg["batch_size"], "search": search, "seed": seed}
     corpus = passages(docs)
     source = pl.DataFrame({"doc_id": docs["doc_id"], "source": corpus})
@@ -285,6 +331,9 @@ def mine_training_pairs(
             with_source = group.join(source, on="doc_id", how="left", maintain_order="left")
             mined, stats[task_type] = mine_negatives(with_source, corpus, model, cfg, prompt, **mine)
             mined = mined.drop("source")
+        mined, stats[task_type]["llm_negative_rejected"] = checked_llm_negatives(
+            mined, model, cfg, prompt, embedder_cfg["batch_size"]
+        )
         parts.append(with_llm_negatives(mined))
     if not parts:
         return mine_negatives(train, [], model, cfg, "", **mine)[0], stats
