@@ -1,5 +1,6 @@
 """structural: pseudo-queries the corpus states itself (title -> text, heading -> section, docstring
-summary -> code without it, first sentence -> the rest), with no generator."""
+summary -> code without it, first sentence -> the rest, last sentence -> the rest, a reported finding ->
+the rest: the kinds structural.kinds names), with no generator."""
 
 import polars as pl
 
