@@ -51,8 +51,6 @@ if cfg["echo_min_words"] is not None:
     echo_grams = {
         t: set(word_ngrams(prompt_text(prompt, t), cfg["echo_min_words"])) for t in distinct("template")
     }
-
-
 checker = LanguageChecker(distinct("language") | distinct("doc_language")) if cfg["language_check"] else None
 
 

@@ -63,8 +63,15 @@ if cfg["generator"] == "doc2query":
     doc2query_prompt = load_doc2query_prompt(args.doc2query_prompt)
     doc2query = (doc2query_prompt, doc2query_llm, params["doc2query"]["doc_chars"])
 rows = generate_queries(configs.to_dicts(), documents, prompt, llm, cfg, params["seed"], examples, doc2query)
-optional = ["label", "label_description", "raw_output", "parse_error", "llm_negative", "llm_negative_error"]
-optional.append("echo_text")
+optional = [
+    "label",
+    "label_description",
+    "raw_output",
+    "parse_error",
+    "llm_negative",
+    "llm_negative_error",
+    "echo_text",
+]
 frame = pl.DataFrame(
     rows,
     schema=configs.schema

@@ -366,17 +366,19 @@ def test_two_copies_of_a_text_are_one_negative_and_take_one_rank():
 def test_a_pair_cut_from_a_document_never_gets_that_document_as_a_negative():
     # A structural pair: the heading "q" and the section under it, cut from the document "page one"; the
     # whole page scores below the section (0.5 <= 0.95 * 0.6), so only its doc_id tells it apart.
-    model = TableEncoder({"q": 1.0, "the section": 0.6, "page one": 0.5, "page two": 0.4, "page three": 0.3})
+    cosines = {"q": 1.0, "the section": 0.6, "page one": 0.5, "page two": 0.4, "page three": 0.3}
+    model = TableEncoder(cosines | {"label x": 0.2, "label y": 0.1})
     docs = pl.DataFrame(
         {"doc_id": ["1", "2", "3"], "title": [None] * 3, "text": ["page one", "page two", "page three"]}
     )
     train = pl.DataFrame(
         {
-            "doc_id": ["1"],
-            "task_type": ["retrieval"],
-            "anchor": ["q"],
-            "positive": ["the section"],
-            "llm_negative": [None],
+            "doc_id": ["2", "3", "1"],  # classification first: its group is mined first
+            "task_type": ["classification", "classification", "retrieval"],
+            "anchor": ["page two", "page three", "q"],
+            "positive": ["label x", "label y", "the section"],
+            "label": ["x", "y", None],
+            "llm_negative": [None] * 3,
         },
         schema_overrides={"llm_negative": pl.String},
     )
@@ -384,6 +386,7 @@ def test_a_pair_cut_from_a_document_never_gets_that_document_as_a_negative():
     mined, stats = mine_training_pairs(train, docs, model, embedder, MINING, {"method": "exact"}, 0)
     assert mined["negatives"].to_list() == [["page two", "page three"]]
     assert "source" not in mined.columns and stats["retrieval"]["no_valid_negative"] == 0
+    assert stats["classification"]["no_valid_negative"] == 2  # two labels: one other for each, not two
     # without its doc_id the page is the hardest negative the guards allow
     mined, _ = mine_negatives(train, docs["text"].to_list(), model, MINING, "", 8, {"method": "exact"}, 0)
     assert mined["negatives"].to_list() == [["page one", "page two"]]

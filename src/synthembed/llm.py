@@ -668,9 +668,8 @@ class CachedLLM:
     def key(self, messages: Messages, seed: int, schema: dict[str, Any] | None = None) -> str:
         g = self.generator
         sampling = g.sampling
-        if (
-            sampling["temperature"] > 0
-        ):  # a sampled answer depends on how its seed is drawn; greedy ones do not
+        # a sampled answer depends on how its seed is drawn (call_seed); a greedy one does not
+        if sampling["temperature"] > 0:
             sampling = sampling | {"seeding": "call_seed"}
         return call_key(g.backend, g.model_name, messages, sampling, seed, schema)
 

@@ -323,11 +323,13 @@ def mine_training_pairs(
     source = pl.DataFrame({"doc_id": docs["doc_id"], "source": corpus})
     parts, stats = [], {}
     for (task_type,), group in train.group_by("task_type", maintain_order=True):
+        prompt = anchor_prompt(task_type, embedder_cfg["query_prompt"])
         if task_type == "classification":
             # A document's negatives are the other labels: the labels are the whole corpus here.
-            mined, stats[task_type] = mine_negatives(one_text_per_label(group), [], model, cfg, "", **mine)
+            mined, stats[task_type] = mine_negatives(
+                one_text_per_label(group), [], model, cfg, prompt, **mine
+            )
         else:
-            prompt = anchor_prompt(task_type, embedder_cfg["query_prompt"])
             with_source = group.join(source, on="doc_id", how="left", maintain_order="left")
             mined, stats[task_type] = mine_negatives(with_source, corpus, model, cfg, prompt, **mine)
             mined = mined.drop("source")

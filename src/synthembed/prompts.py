@@ -14,8 +14,17 @@ from synthembed.llm import Messages
 RETRIEVAL_TEMPLATES = ("retrieval", "retrieval_code")  # they ask for a search query
 TASK_TEMPLATES = (*RETRIEVAL_TEMPLATES, "sts", "classification", "bitext", "code_negative")
 # the placeholders a task template may use: row_fields fills them
-TEMPLATE_FIELDS = ("persona", "persona_description", "style", "question_type", "difficulty", "language")
-TEMPLATE_FIELDS += ("length", "terms", "document")
+TEMPLATE_FIELDS = (
+    "persona",
+    "persona_description",
+    "style",
+    "question_type",
+    "difficulty",
+    "language",
+    "length",
+    "terms",
+    "document",
+)
 
 
 def load_prompt(path: str | Path) -> dict[str, Any]:
