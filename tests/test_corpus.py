@@ -223,6 +223,10 @@ def test_sampling_is_seeded_and_written_in_id_order_one_range_at_a_time(fake_std
     count, first = write_documents(Corpus(docs), tmp_path / "a.parquet", 2, seed=3)
     _, again = write_documents(Corpus(docs), tmp_path / "b.parquet", 2, seed=3)
     assert count == len(docs) and len(first) == 2 and first.to_list() == again.to_list()
+    # a seeded draw, not the first two read (mathish.add, mathish.Stack.push): another seed draws others
+    assert first.to_list() == ["mathish.Stack.push", "mathish.add"]
+    _, other = write_documents(Corpus(docs), tmp_path / "c.parquet", 2, seed=1)
+    assert other.to_list() == ["mathish.Stack.push", "mathish.Stack.size"]
     written = pl.read_parquet(tmp_path / "a.parquet")
     assert written["doc_id"].to_list() == sorted(first.to_list())
     # Spilled in chunks of two documents, written in ranges of one: still the whole corpus, in id order.

@@ -503,15 +503,19 @@ def test_after_dvc_checkout_snakemake_has_nothing_to_do(project, first_dvc_repro
 
 @pytest.mark.slow
 def test_metrics_diff_compares_branches(project, first_dvc_repro):
+    run(["git", "checkout", "params.yaml", "dvc.lock"], project)
+    run(["dvc", "checkout", "--force"], project)
+    # A branch whose filter drops main's weakest kept pair: its kept count must come out lower.
+    weakest = pl.read_parquet(project / "results" / "filtered.parquet")["cosine"].min()
     run(["git", "checkout", "-q", "-b", "stricter-filter"], project)
-    update_params(project, {"filter": {"min_cosine": 0.3}})
+    update_params(project, {"filter": {"min_cosine": weakest + 1e-6}})
     run(["dvc", "repro"], project)
     run(["git", "commit", "-qam", "stricter filter"], project)
     diff = json.loads(run(["dvc", "metrics", "diff", "main", "--all", "--json"], project).stdout)
     values = diff["results/metrics.json"]
-    assert "eval.stdlib.tuned.ndcg@10" in values
     assert set(values["eval.stdlib.tuned.ndcg@10"]) >= {"old", "new"}
-    assert values["counts.filtered.kept"]["old"] >= values["counts.filtered.kept"]["new"]
+    kept = values["counts.filtered.kept"]
+    assert kept["new"] < kept["old"] and kept["diff"] == kept["new"] - kept["old"]
 
 
 @pytest.mark.slow

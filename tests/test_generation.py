@@ -55,16 +55,22 @@ def test_every_template_renders_every_control(style):
         "length_words": 7,
         "domain_terms": ["socket"],
     }
-    for template in TASK_TEMPLATES:
+    retrieval = (row["persona"], row["style"], "phd", "German", "7", "socket")
+    shown_by_template = {
+        "retrieval": (*retrieval, prompt["question_types"]["yes_or_no"]),
+        "retrieval_code": (*retrieval, prompt["question_types"]["yes_or_no"]),
+        "sts": (row["style"], "German", "7", "socket"),
+        "classification": ("German", "socket"),
+        "bitext": ("German",),
+        "code_negative": (),
+    }
+    assert sorted(shown_by_template) == sorted(TASK_TEMPLATES)
+    for template, controls in shown_by_template.items():
         messages = task_messages(prompt, template, row_fields(prompt, row, "THE DOCUMENT"))
         request = messages[-1]["content"]
         assert messages[0]["role"] == "system" and "THE DOCUMENT" in request
-        if template in ("retrieval", "retrieval_code"):
-            for shown in (row["persona"], row["style"], "phd", "German", "7", "socket"):
-                assert shown in request, (template, shown)
-            assert prompt["question_types"]["yes_or_no"] in request
-        if template == "bitext":
-            assert "German" in request
+        for shown in controls:
+            assert shown in request, (template, shown)
         examples = (len(messages) - 2) // 2
         assert examples == (3 if style == "few_shot" else 0)
 

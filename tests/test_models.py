@@ -1,5 +1,7 @@
 """The real models: the embedded generator and evaluation (training: test_train.py)."""
 
+import math
+
 import pytest
 
 from synthembed.evaluate import compare, evaluate_model
@@ -14,14 +16,21 @@ def test_evaluation_scores_exact_matches_perfectly_and_computes_deltas(minilm):
                 "the cat sat on the mat",
                 "stock prices fell sharply today",
                 "protein folding simulation results",
+                "a cat lay on a rug",
             ]
         )
     }
     queries = {"q0": "the cat sat on the mat", "q1": "stock prices fell sharply today"}
-    sets = {"exact": (queries, {"q0": {"d0"}, "q1": {"d1"}})}
-    scores = evaluate_model(minilm, corpus, sets, query_prompts={}, batch_size=8)
+    scores = evaluate_model(minilm, corpus, {"exact": (queries, {"q0": {"d0"}, "q1": {"d1"}})}, {}, 8)
     assert scores["exact"]["ndcg@10"] == pytest.approx(1.0)
-    assert scores["exact"]["recall@100"] == pytest.approx(1.0)
+    assert scores["exact"]["mrr@10"] == pytest.approx(1.0)
+    # q2's relevant document is the paraphrase, ranked second behind the exact match (cosine 0.71).
+    relevant = {"q0": {"d0"}, "q1": {"d1"}, "q2": {"d3"}}
+    queries["q2"] = "the cat sat on the mat"
+    second = evaluate_model(minilm, corpus, {"second": (queries, relevant)}, {}, 8)["second"]
+    assert second["ndcg@10"] == pytest.approx((1 + 1 + 1 / math.log2(3)) / 3)
+    assert second["mrr@10"] == pytest.approx((1 + 1 + 1 / 2) / 3)
+    assert second["recall@10"] == pytest.approx(1.0)
     worse = {"exact": {k: v - 0.25 for k, v in scores["exact"].items()}}
     compared = compare({"base": worse, "tuned": scores, "merged": worse})["exact"]
     assert compared["delta_tuned"]["mrr@10"] == pytest.approx(0.25)
@@ -49,9 +58,12 @@ def test_embedded_generator_writes_deterministic_completions(llm_cache_dir):
         [{"role": "user", "content": "Write a search query about Python sorting."}],
     ]
     first = generator.generate(batch, seeds=[0, 0])
-    assert len(first) == 2 and all(isinstance(c.text, str) and c.text for c in first)
     assert all(c.tokens_in > 5 and 0 < c.tokens_out <= 8 for c in first)
     assert generator.generate(batch, seeds=[0, 0]) == first
+    # Each answer belongs to its own prompt: batched, a row gets what it gets alone.
+    alone = [generator.generate([messages], seeds=[0])[0].text for messages in batch]
+    assert alone == [c.text for c in first]
+    assert "banana" in first[0].text.lower() and "sort" in first[1].text.lower()
 
 
 def test_encode_batches_reads_texts_a_chunk_at_a_time_and_keeps_batch_order():

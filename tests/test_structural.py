@@ -139,6 +139,10 @@ def test_max_pairs_is_a_seeded_sample():
     first, stats = structural_pairs(DOCS, CFG | {"max_pairs": 2}, seed=3)
     again, _ = structural_pairs(DOCS, CFG | {"max_pairs": 2}, seed=3)
     assert first.height == 2 and first.equals(again) and stats["rejected"]["over_max_pairs"] == 2
+    # a sample of all four pairs, not the first two: another seed draws others
+    assert first.select("doc_id", "kind").rows() == [("guide", "heading"), ("paper", "title")]
+    other, _ = structural_pairs(DOCS, CFG | {"max_pairs": 2}, seed=1)
+    assert other.select("doc_id", "kind").rows() == [("func", "docstring"), ("guide", "heading")]
 
 
 @pytest.mark.parametrize(("share", "expected"), [(0.0, 0), (0.2, 1), (0.5, 4), (0.75, 4), (1.0, 4)])
