@@ -90,6 +90,16 @@ def selected_pairs(pairs: pl.DataFrame, variant: dict[str, Any]) -> pl.DataFrame
     return pairs
 
 
+def positive_documents(pairs: pl.DataFrame) -> set[str]:
+    """The documents that were a training positive: every pair's but a classification pair's, whose
+    document is the anchor and whose positive is a label.
+
+    >>> positive_documents(pl.DataFrame({"doc_id": ["d1", "d2"], "task_type": ["sts", "classification"]}))
+    {'d1'}
+    """
+    return set(pairs.filter(pl.col("task_type") != "classification")["doc_id"])
+
+
 def split_by_trained_documents(
     queries: dict[str, str], relevant: dict[str, set[str]], trained_docs: set[str]
 ) -> dict[str, tuple[dict[str, str], dict[str, set[str]]]]:
@@ -108,11 +118,14 @@ def split_by_trained_documents(
     }
 
 
-def seed_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per variant with its mean delta over the seeds it ran with, and the lowest and highest.
+def seed_means(rows: list[dict[str, Any]], base: float) -> list[dict[str, Any]]:
+    """One row per variant with its mean delta over the seeds it ran with (from the scores, not the
+    rounded deltas), and the lowest and highest.
 
-    >>> seed_means([{"variant": "a", "seed": 1, "delta": 0.5}, {"variant": "a", "seed": 2, "delta": 1.0}])
-    [{'variant': 'a (mean)', 'seeds': [1, 2], 'delta': 0.75, 'min_delta': 0.5, 'max_delta': 1.0}]
+    >>> rows = [{"variant": "a", "seed": 1, "ndcg@10": 0.6625, "delta": 1.25},
+    ...         {"variant": "a", "seed": 2, "ndcg@10": 0.6629, "delta": 1.29}]
+    >>> seed_means(rows, base=0.65)
+    [{'variant': 'a (mean)', 'seeds': [1, 2], 'delta': 1.27, 'min_delta': 1.25, 'max_delta': 1.29}]
     """
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -121,7 +134,7 @@ def seed_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "variant": f"{name} (mean)",
             "seeds": [r["seed"] for r in runs],
-            "delta": round(sum(r["delta"] for r in runs) / len(runs), 2),
+            "delta": round(100 * (sum(r["ndcg@10"] for r in runs) / len(runs) - base), 2),
             "min_delta": min(r["delta"] for r in runs),
             "max_delta": max(r["delta"] for r in runs),
         }
@@ -146,8 +159,10 @@ def main() -> None:
         "--seeds",
         type=int,
         nargs="+",
-        help="run every variant once per seed (its structural sample, mining and training); "
-        "default: params' seed. With more than one, the table ends with each variant's mean",
+        help="run every variant once per seed: its structural sample (with structural_share) and its "
+        "training (initialisation, dropout, batch order); mining at negatives.sampling_strategy top is "
+        "the same at every seed. Default: params' seed. With more than one, the table ends with each "
+        "variant's mean",
     )
     parser.add_argument("--out", help="JSON file for the table")
     parser.add_argument(
@@ -209,7 +224,7 @@ def main() -> None:
             models = {variant["name"]: Path(tmp) / "model"}
             if (Path(tmp) / "model" / "merged").is_dir():
                 models[variant["name"] + " (merged)"] = Path(tmp) / "model" / "merged"
-            subsets = split_by_trained_documents(beir.queries, beir.relevant, set(chosen["doc_id"]))
+            subsets = split_by_trained_documents(beir.queries, beir.relevant, positive_documents(chosen))
             base_subsets = ndcg(base_model, base_documents, subsets)
             for name, path in models.items():
                 scores = ndcg(load_embedder(emb, device, path=str(path)), subsets=subsets)
@@ -224,7 +239,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if len(seeds) > 1:
-        for row in seed_means(rows[1:]):
+        for row in seed_means(rows[1:], base):
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.out:
