@@ -1,7 +1,7 @@
 """A uniform soup of fine-tuned embedders: the mean of their weights, scored by nDCG@10 on a BEIR
 folder beside the base model and each ingredient.
 
-Models fine-tuned from the same weights with different seeds (data order, mining, structural sample)
+Models fine-tuned from the same weights with different seeds (initialisation, data order, structural sample)
 often lie in one basin, where their mean scores at least as well as the best of them (Wortsman et al.,
 2022, "Model soups"). The ingredients come from `benchmarks/train_ablation.py --save-models`:
 
