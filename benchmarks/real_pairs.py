@@ -52,11 +52,13 @@ def normalised(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
-def unseen_texts(heldout_ids: list[str], train_ids: list[str], queries: dict[str, str]) -> list[str]:
+def without_training_repeats(
+    heldout_ids: list[str], train_ids: list[str], queries: dict[str, str]
+) -> list[str]:
     """The held-out ids whose query is not, word for word, a training query (SciFact repeats a few claims
     under other ids): a held-out query the model was trained on would score its memory.
 
-    >>> unseen_texts(["q2", "q3"], ["q1"], {"q1": "A claim.", "q2": "a CLAIM", "q3": "another"})
+    >>> without_training_repeats(["q2", "q3"], ["q1"], {"q1": "A claim.", "q2": "a CLAIM", "q3": "another"})
     ['q3']
     """
     trained = {normalised(queries[q]) for q in train_ids}
@@ -75,7 +77,7 @@ def main() -> None:
 
     beir = read_beir_set(args.eval_set, args.split)
     train_ids, halved_ids = halves(list(beir.queries), args.seed)
-    heldout_ids = unseen_texts(halved_ids, train_ids, beir.queries)
+    heldout_ids = without_training_repeats(halved_ids, train_ids, beir.queries)
     dev_ids = set(train_ids[: len(train_ids) // 10])
     pairs = pl.DataFrame(
         [
