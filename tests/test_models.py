@@ -21,13 +21,16 @@ def test_evaluation_scores_exact_matches_perfectly_and_computes_deltas(minilm):
         )
     }
     queries = {"q0": "the cat sat on the mat", "q1": "stock prices fell sharply today"}
-    scores = evaluate_model(minilm, corpus, {"exact": (queries, {"q0": {"d0"}, "q1": {"d1"}})}, {}, 8)
+    # q2's relevant document is the paraphrase, ranked second behind the exact match (cosine 0.71).
+    with_second = queries | {"q2": "the cat sat on the mat"}
+    sets = {
+        "exact": (queries, {"q0": {"d0"}, "q1": {"d1"}}),
+        "second": (with_second, {"q0": {"d0"}, "q1": {"d1"}, "q2": {"d3"}}),
+    }
+    scores = evaluate_model(minilm, corpus, sets, query_prompts={}, batch_size=8)  # one corpus encoding
     assert scores["exact"]["ndcg@10"] == pytest.approx(1.0)
     assert scores["exact"]["mrr@10"] == pytest.approx(1.0)
-    # q2's relevant document is the paraphrase, ranked second behind the exact match (cosine 0.71).
-    relevant = {"q0": {"d0"}, "q1": {"d1"}, "q2": {"d3"}}
-    queries["q2"] = "the cat sat on the mat"
-    second = evaluate_model(minilm, corpus, {"second": (queries, relevant)}, {}, 8)["second"]
+    second = scores["second"]
     assert second["ndcg@10"] == pytest.approx((1 + 1 + 1 / math.log2(3)) / 3)
     assert second["mrr@10"] == pytest.approx((1 + 1 + 1 / 2) / 3)
     assert second["recall@10"] == pytest.approx(1.0)
