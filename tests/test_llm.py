@@ -13,7 +13,7 @@ class CountingGenerator:
     model_name = "echo"
 
     def __init__(self):
-        self.sampling = {"temperature": 0.0}
+        self.sampling = {"temperature": 0.0, "max_new_tokens": 4}
         self.prompts_seen = 0
         self.seeds_seen: list[int] = []
 
@@ -62,6 +62,24 @@ def test_second_run_makes_no_call_and_returns_same_answers_and_tokens(tmp_path):
     assert (stats["tokens_in_total"], stats["tokens_out_total"], stats["cost_total"]) == (100, 30, 0.0005)
 
 
+class CutGenerator(CountingGenerator):
+    """Fills ``max_new_tokens`` (4) on even prompts, stops after 2 tokens on odd ones."""
+
+    def answer(self, messages, seed) -> Completion:
+        number = int(messages[-1]["content"].removeprefix("q"))
+        return Completion(f"answer to q{number}", tokens_in=10, tokens_out=4 if number % 2 == 0 else 2)
+
+
+def test_answers_that_fill_max_new_tokens_are_counted_cached_or_not(tmp_path):
+    first = CachedLLM(CutGenerator(), LLMCache(tmp_path / "c.sqlite"))
+    first.generate(prompts(5), seed=1)
+    assert first.stats_dict()["at_token_limit"] == 3  # q0, q2, q4
+    again = CachedLLM(CutGenerator(), LLMCache(tmp_path / "c.sqlite"))
+    again.generate(prompts(7), seed=1)
+    stats = again.stats_dict()
+    assert (stats["llm_calls"], stats["cache_hits"], stats["at_token_limit"]) == (2, 5, 4)  # + q6
+
+
 def test_duplicate_prompts_are_generated_once(tmp_path):
     llm = CachedLLM(CountingGenerator(), LLMCache(tmp_path / "c.sqlite"))
     answers = llm.generate(prompts(3) + prompts(3), seed=1)
@@ -93,11 +111,15 @@ def test_samples_are_the_calls_of_one_seed_each_asked_next_to_each_other(tmp_pat
 def test_only_sampled_calls_key_how_their_seed_is_drawn(tmp_path):
     llm = CachedLLM(SeedGenerator(), LLMCache(tmp_path / "c.sqlite"))
     greedy = llm.key(prompts(1)[0], 5)
-    assert greedy == call_key("counting", "echo", prompts(1)[0], {"temperature": 0.0}, 5)
-    llm.generator.sampling = {"temperature": 0.7}
+    assert greedy == call_key("counting", "echo", prompts(1)[0], {"temperature": 0.0, "max_new_tokens": 4}, 5)
+    llm.generator.sampling = {"temperature": 0.7, "max_new_tokens": 4}
     sampled = llm.key(prompts(1)[0], 5)
     assert sampled == call_key(
-        "counting", "echo", prompts(1)[0], {"temperature": 0.7, "seeding": "call_seed"}, 5
+        "counting",
+        "echo",
+        prompts(1)[0],
+        {"temperature": 0.7, "max_new_tokens": 4, "seeding": "call_seed"},
+        5,
     )
 
 

@@ -580,7 +580,8 @@ class CallStats:
     """LLM accounting for one stage: calls made now, cache hits, tokens, failures and retries by kind.
 
     ``tokens_*`` count the calls made in this run; ``tokens_*_total`` also count the cached answers
-    used, i.e. what the stage's output cost to generate.
+    used, i.e. what the stage's output cost to generate. ``at_token_limit`` counts the answers used
+    that filled ``max_new_tokens``: most were cut short. They are kept, and the filter judges them.
     """
 
     calls: int = 0
@@ -589,6 +590,7 @@ class CallStats:
     tokens_out: int = 0
     tokens_in_total: int = 0
     tokens_out_total: int = 0
+    at_token_limit: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
 
@@ -605,6 +607,7 @@ class CallStats:
             "tokens_out": self.tokens_out,
             "tokens_in_total": self.tokens_in_total,
             "tokens_out_total": self.tokens_out_total,
+            "at_token_limit": self.at_token_limit,
             "failures": self.failures,
             "retries": self.retries,
         }
@@ -725,6 +728,9 @@ class CachedLLM:
             if key in answers:
                 self.stats.tokens_in_total += answers[key].tokens_in
                 self.stats.tokens_out_total += answers[key].tokens_out
+                self.stats.at_token_limit += (
+                    answers[key].tokens_out >= self.generator.sampling["max_new_tokens"]
+                )
         return [answers[k].text if k in answers else None for k in keys]
 
     def stats_dict(self) -> dict[str, Any]:
