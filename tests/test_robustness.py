@@ -179,6 +179,25 @@ CASES = [
         kept=0,
     ),
     Case(
+        "CSV row with more fields than the header (an unquoted comma)",
+        {
+            "c.csv": b'id,text\ng1,"A good document about protein folding, and how to measure it."\n'
+            b"x,hello, world\n"
+        },
+        "c.csv:3: 1 more field(s) than the header's 2",
+        {"c.csv:3": "1 more field(s) than the header's 2"},
+        source="csv",
+        path="c.csv",
+    ),
+    Case(
+        "CSV named in capitals: the source, not the suffix, says how to read it",
+        {"c.CSV": b'id,text\ng1,"A good document about protein folding, and how to measure it."\n'},
+        None,
+        {},
+        source="csv",
+        path="c.CSV",
+    ),
+    Case(
         "Parquet with a wrong-typed column",
         {"c.parquet": b""},  # written by the test: a text column of integers
         "c.parquet: row 1: field 'text' must be a string, got int",

@@ -297,28 +297,33 @@ def not_utf8(text: str) -> str | None:
     return None
 
 
-def read_table_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
-    """Rows of a CSV (located by the line they end on, header = line 1) or Parquet file as dicts."""
-    if path.suffix != ".csv":
-        import pyarrow.parquet as pq
+def read_parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """Rows of a Parquet file as dicts, located by row number (the first is row 1)."""
+    import pyarrow.parquet as pq
 
-        try:
-            table = pq.ParquetFile(path)
-        except Exception as err:  # pyarrow raises several kinds for a file that is not Parquet
-            raise CorpusError(f"{path}: not a readable Parquet file ({err})") from None
-        # a row group at a time: memory follows the group, not the file
-        rows = (
-            row for group in range(table.num_row_groups) for row in table.read_row_group(group).to_pylist()
-        )
-        for number, row in enumerate(rows, start=1):
-            yield f"{path}: row {number}", row
-        return
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises several kinds for a file that is not Parquet
+        raise CorpusError(f"{path}: not a readable Parquet file ({err})") from None
+    # a row group at a time: memory follows the group, not the file
+    rows = (row for group in range(table.num_row_groups) for row in table.read_row_group(group).to_pylist())
+    for number, row in enumerate(rows, start=1):
+        yield f"{path}: row {number}", row
+
+
+def read_csv_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
+    """Rows of a CSV file as dicts, located by the line they end on (the header is line 1); a row with
+    more fields than the header, or bytes that are not UTF-8, goes to the policy."""
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         for row in reader:
             location = f"{path}:{reader.line_num}"
-            # str(): a row with extra fields keeps them under the key None, as a list
-            reason = next((r for r in map(not_utf8, map(str, [*row.keys(), *row.values()])) if r), None)
+            if None in row:  # DictReader keeps the fields past the header's under the key None
+                policy.bad(
+                    location, f"{len(row[None])} more field(s) than the header's {len(reader.fieldnames)}"
+                )
+                continue
+            reason = next((r for r in map(not_utf8, [*row.keys(), *map(str, row.values())]) if r), None)
             if reason:
                 policy.bad(location, reason)
                 continue
@@ -412,8 +417,10 @@ def records_for(source: str, path: Path, policy: RowPolicy) -> Iterable[tuple[st
         raise CorpusError(f"{path}: corpus source '{source}' not found")
     if source == "jsonl":
         return read_jsonl_records(path, policy)
-    if source in {"csv", "parquet"}:
-        return read_table_records(path, policy)
+    if source == "csv":
+        return read_csv_records(path, policy)
+    if source == "parquet":
+        return read_parquet_records(path)
     if source == "textdir":
         return read_text_folder(path, policy)
     if source == "beir":
