@@ -36,7 +36,8 @@ cfg = params["queries"]
 
 configs = shard_rows(pl.read_parquet(args.configs), params["shards"], args.shard)
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
-documents = passages(configs.select("doc_id").join(docs, on="doc_id", how="left", maintain_order="left"))
+config_docs = configs.select("doc_id").join(docs, on="doc_id", how="left", maintain_order="left")
+documents = passages(config_docs)
 drawn = [q for q, share in params["configs"]["question_types"].items() if share > 0]
 prompt = load_task_prompts(
     args.few_shot_prompt if cfg["prompt_style"] == "few_shot" else args.report_prompt, drawn
@@ -61,7 +62,8 @@ if cfg["generator"] == "doc2query":
     local = doc2query_llm_params(params["llm"], args.doc2query)
     doc2query_llm = open_llm(local, params["runtime"], model_name=model_fingerprint(args.doc2query))
     doc2query_prompt = load_doc2query_prompt(args.doc2query_prompt)
-    doc2query = (doc2query_prompt, doc2query_llm, params["doc2query"]["doc_chars"])
+    texts = config_docs["text"].to_list()  # what it was trained on: structural positives carry no title
+    doc2query = (doc2query_prompt, doc2query_llm, params["doc2query"]["doc_chars"], texts)
 rows = generate_queries(configs.to_dicts(), documents, prompt, llm, cfg, params["seed"], examples, doc2query)
 optional = [
     "label",

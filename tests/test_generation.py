@@ -384,18 +384,19 @@ def test_doc2query_model_answers_the_retrieval_rows_under_its_own_prompt():
     doc2query_llm = TemplateLLM({"retrieval_code": "return a fixed number"}, "doc2query:0123")
     prompt = load_task_prompts(PROMPTS["report"])
     doc2query_prompt = load_doc2query_prompt(ROOT / "prompts" / "doc2query.yaml")
-    documents = [f"def f{i}(): return {i}" for i in range(20)]
-    out = generate_queries(
-        rows, documents, prompt, llm, QUERIES_CFG, 13, doc2query=(doc2query_prompt, doc2query_llm, 700)
-    )
+    texts = [f"def f{i}(): return {i}" for i in range(20)]
+    documents = [f"module.f{i}\n{text}" for i, text in enumerate(texts)]  # passages: title, then text
+    doc2query = (doc2query_prompt, doc2query_llm, 700, texts)
+    out = generate_queries(rows, documents, prompt, llm, QUERIES_CFG, 13, doc2query=doc2query)
     retrieval = [o for o in out if o["task_type"] == "retrieval"]
     assert len(retrieval) == 9 and {o["query"] for o in retrieval} == {"return a fixed number"}
     assert all(o["parse_error"] is None for o in retrieval)  # one line, not the report's JSON
     assert doc2query_llm.requests == {"retrieval_code": 9}
     assert "retrieval_code" not in llm.requests and llm.requests["code_negative"] == 9
     first = next(o for o in out if o["task_type"] == "retrieval")
-    document = documents[[r["doc_id"] for r in rows].index(first["doc_id"])]
-    assert doc2query_llm.seen[0][2] == doc2query_messages(doc2query_prompt, "retrieval_code", document, 700)
+    # it sees the text without the title, as its structural training pairs showed it
+    text = texts[[r["doc_id"] for r in rows].index(first["doc_id"])]
+    assert doc2query_llm.seen[0][2] == doc2query_messages(doc2query_prompt, "retrieval_code", text, 700)
     instruction = doc2query_prompt["retrieval_code"]
     assert {o["echo_text"] for o in retrieval} == {echo_text(doc2query_prompt["system"], instruction, [])}
     assert next(o for o in out if o["task_type"] == "sts")["query"] == "gives back a fixed number"

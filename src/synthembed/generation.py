@@ -124,7 +124,7 @@ def generate_queries(
     cfg: dict[str, Any],
     seed: int,
     examples: list[list[tuple[str, str]]] | None = None,
-    doc2query: tuple[dict[str, str], Any, int] | None = None,
+    doc2query: tuple[dict[str, str], Any, int, list[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """The configuration rows with what the generator wrote under their controls.
 
@@ -140,8 +140,9 @@ def generate_queries(
     ``cfg['candidates']`` answers are sampled per row (seeds ``seed``, ``seed + 1``, ...), one output
     row each, for the filter to keep the best; ``examples`` gives per row the (document, query) pairs
     that replace the fixed worked examples of retrieval templates. ``doc2query`` (its prompt, its
-    cached LLM, the characters of the document it sees) asks the self-trained model for the retrieval
-    rows instead, exactly as the doc2query stage trained it.
+    cached LLM, the characters of the document it sees, and per row the document's text without its
+    title) asks the self-trained model for the retrieval rows instead, as the doc2query stage trained
+    it: on structural pairs, whose positives never hold the document's title.
     """
     templates = [template_name(r["task_type"], r["domain"]) for r in rows]
     requests = [
@@ -160,10 +161,10 @@ def generate_queries(
             echo[i] = echo_text(prompt["system"], instruction, [query for _, query in examples[i]])
     retrieval_llm = None
     if doc2query is not None:
-        doc2query_prompt, retrieval_llm, doc_chars = doc2query
-        for i, (template, document) in enumerate(zip(templates, documents, strict=True)):
+        doc2query_prompt, retrieval_llm, doc_chars, texts = doc2query
+        for i, (template, text) in enumerate(zip(templates, texts, strict=True)):
             if template in RETRIEVAL_TEMPLATES:
-                requests[i] = doc2query_messages(doc2query_prompt, template, document, doc_chars)
+                requests[i] = doc2query_messages(doc2query_prompt, template, text, doc_chars)
                 echo[i] = echo_text(doc2query_prompt["system"], doc2query_prompt[template], [])
     # all candidates in one call: a candidate is a sample of the same prompt, whose tokens then run once
     answers = answer_rows(templates, requests, prompt, llm, seed, retrieval_llm, cfg["candidates"])
