@@ -374,7 +374,8 @@ def test_full_snakemake_run_writes_every_artifact(project):
     dev_losses = pl.read_csv(results / "plots" / "eval_loss.csv")
     assert set(dev_losses["step"]) == {1, 2} and dev_losses["eval_loss"].is_finite().all()
     metrics = json.loads((results / "metrics.json").read_text())
-    dev_sets = {f"synthetic_dev_{t}" for t in balanced.filter(pl.col("split") == "dev")["task_type"]}
+    generated_dev = balanced.filter((pl.col("split") == "dev") & (pl.col("generator") == "llm"))
+    dev_sets = {f"synthetic_dev_{t}" for t in generated_dev["task_type"]}
     assert set(metrics["eval"]) == {"stdlib", "toy"} | dev_sets
     for eval_set in metrics["eval"]:
         assert set(metrics["eval"][eval_set]) == {"base", "tuned", "merged", "delta_tuned", "delta_merged"}

@@ -117,20 +117,26 @@ def synthetic_dev_sets(
     dict[str, tuple[dict[str, str], dict[str, set[str]]]],
     dict[str, tuple[dict[str, str], dict[str, set[str]]]],
 ]:
-    """The dev split as eval sets, one per task type, named ``synthetic_dev_<task type>``.
+    """The generated rows of the dev split as eval sets, one per task type, named
+    ``synthetic_dev_<task type>``. Structural pairs are left out: their query (a title, a first
+    sentence, a finding) is a part of the document it would be searched in.
 
     Returns the sets searched over the documents (retrieval, sts, bitext: the generated text must
     find its document) and those searched over the label texts (classification: a document must
     find its label). Query ids are row numbers.
 
-    >>> dev = pl.DataFrame({"task_type": ["sts", "classification"], "anchor": ["p", "doc b"],
-    ...                     "positive": ["doc a", "l: d"], "doc_id": ["a", "b"], "label": [None, "l"]})
+    >>> dev = pl.DataFrame({"task_type": ["sts", "classification", "retrieval"],
+    ...                     "anchor": ["p", "doc b", "T"], "positive": ["doc a", "l: d", "body"],
+    ...                     "doc_id": ["a", "b", "c"],
+    ...                     "label": [None, "l", None], "generator": ["llm", "llm", "structural:title"]})
     >>> over_docs, over_labels = synthetic_dev_sets(dev)
-    >>> over_docs["synthetic_dev_sts"], over_labels["synthetic_dev_classification"]
-    (({'0': 'p'}, {'0': {'a'}}), ({'1': 'doc b'}, {'1': {'l'}}))
+    >>> over_docs, over_labels["synthetic_dev_classification"]
+    ({'synthetic_dev_sts': ({'0': 'p'}, {'0': {'a'}})}, ({'1': 'doc b'}, {'1': {'l'}}))
     """
     over_docs, over_labels = {}, {}
     for i, row in enumerate(dev.iter_rows(named=True)):
+        if row["generator"].startswith("structural:"):
+            continue
         name = f"synthetic_dev_{row['task_type']}"
         target = over_labels if row["task_type"] == "classification" else over_docs
         queries, relevant = target.setdefault(name, ({}, {}))
