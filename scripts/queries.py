@@ -14,6 +14,7 @@ from synthembed.generation import doc2query_llm_params, generate_queries
 from synthembed.io import write_json, write_parquet
 from synthembed.llm import open_llm
 from synthembed.models import load_embedder
+from synthembed.params import drawn_labels
 from synthembed.prompts import load_task_prompts, truncate
 from synthembed.shards import shard_rows
 from synthembed.structural import example_pool, nearest_examples
@@ -38,9 +39,9 @@ configs = shard_rows(pl.read_parquet(args.configs), params["shards"], args.shard
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
 config_docs = configs.select("doc_id").join(docs, on="doc_id", how="left", maintain_order="left")
 documents = passages(config_docs)
-drawn = [q for q, share in params["configs"]["question_types"].items() if share > 0]
 prompt = load_task_prompts(
-    args.few_shot_prompt if cfg["prompt_style"] == "few_shot" else args.report_prompt, drawn
+    args.few_shot_prompt if cfg["prompt_style"] == "few_shot" else args.report_prompt,
+    drawn_labels(params["configs"]["question_types"]),
 )
 examples = None
 if cfg["examples"] == "corpus":

@@ -169,9 +169,11 @@ class ScriptedLLM:
     def __init__(self, answers: list[list[str]]):
         self.answers = answers
         self.seeds: list[int] = []
+        self.requests: list[tuple[list, dict | None]] = []
 
     def generate(self, prompts, seed, desc="", schema=None):
         self.seeds.append(seed)
+        self.requests.append((prompts, schema))
         answers = self.answers.pop(0)
         assert len(answers) == len(prompts)
         return answers
@@ -208,6 +210,20 @@ def test_greedy_llm_policy_asks_once_and_falls_back_without_retries():
     assert llm.seeds == [9]  # another seed would give the same greedy answer
     assert [r["config_source"] for r in rows] == ["llm", "fallback"]
     assert failures == {"no JSON object": 1}
+
+
+def test_llm_policy_offers_only_labels_with_a_share():
+    cfg = CFG | {"task_types": {"retrieval": 1.0}, "question_types": {"summary": 0.0, "keywords": 1.0}}
+    rows = sampled_configs(documents(2), candidates(2), 5, cfg, GLOSSARY, seed=1)
+    answer = '{"Character": "p%d-0", "Question_Type": "%s", "Difficulty": "phd"}'
+    llm = ScriptedLLM([[answer % (0, "summary"), answer % (1, "keywords")]])
+    prompt = load_prompt(ROOT / "prompts" / "configs_llm.yaml")
+    failures = choose_with_llm(rows, candidates(2), ["doc a", "doc b"], llm, prompt, cfg, 500, 9, 0.0)
+    messages, schema = llm.requests[0]
+    assert schema["properties"]["Question_Type"]["enum"] == ["keywords"]
+    assert all("summary" not in m["content"] for m in messages[0])
+    assert [r["config_source"] for r in rows] == ["fallback", "llm"]
+    assert failures == {"schema": 1} and rows[0]["question_type"] == "keywords"
 
 
 def test_config_schema_meets_strict_structured_outputs():

@@ -14,6 +14,7 @@ import yaml
 
 from synthembed.answers import parse_json_answer
 from synthembed.balance import quota_targets
+from synthembed.params import drawn_labels
 from synthembed.shards import shard_items
 
 logger = logging.getLogger(__name__)
@@ -288,7 +289,8 @@ def choose_with_llm(
     from synthembed.prompts import config_messages
 
     by_name = {p["name"]: p for group in candidates for p in group}
-    question_types, difficulties = list(cfg["question_types"]), list(cfg["difficulties"])
+    # only what configs may draw: a label switched off (share 0) has no quota downstream
+    question_types, difficulties = drawn_labels(cfg["question_types"]), drawn_labels(cfg["difficulties"])
     failures: dict[str, int] = {}
     pending = list(range(len(rows)))
     # Sent for guided decoding; each row's own candidate names are checked when its answer is parsed.

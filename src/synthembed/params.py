@@ -16,6 +16,15 @@ CONFIG_SHARES = ("task_types", "question_types", "difficulties", "languages", "b
 QUOTA_SHARES = {"task_type": "task_types", "question_type": "question_types", "difficulty": "difficulties"}
 
 
+def drawn_labels(shares: dict[str, float]) -> list[str]:
+    """The labels a share of more than zero lets the configs stage draw, in params order.
+
+    >>> drawn_labels({"keywords": 0.5, "claim": 0.0, "summary": 0.5})
+    ['keywords', 'summary']
+    """
+    return [label for label, share in shares.items() if share > 0]
+
+
 def validate_params(params: dict[str, Any], source: str = "params") -> dict[str, Any]:
     """Validate params against the schema and return them unchanged.
 
@@ -82,7 +91,7 @@ every such row would be dropped as no_quota")]
         if column not in QUOTA_SHARES:
             continue
         drawn = params["configs"][QUOTA_SHARES[column]]
-        for label in [label for label, share in drawn.items() if share > 0 and label not in quotas]:
+        for label in [label for label in drawn_labels(drawn) if label not in quotas]:
             reason = (
                 f"no quota for {label!r}, which configs.{QUOTA_SHARES[column]} draws: "
                 "every such row would be dropped as no_quota"
