@@ -88,6 +88,15 @@ def test_stdlib_documents_have_docstrings_removed_and_sentences_as_queries(fake_
         assert queries[doc["doc_id"]] not in doc["text"]
 
 
+def test_an_unparseable_stdlib_file_is_an_error_or_a_rejected_row_naming_file_and_line(fake_stdlib):
+    (fake_stdlib / "broken.py").write_text('def ok():\n    """Fine."""\n    return 1\n\nprint "python 2"\n')
+    with pytest.raises(CorpusError, match=r"broken\.py:5: not parseable by this Python"):
+        read_stdlib(fake_stdlib)
+    corpus = read_stdlib(fake_stdlib, on_bad_row="skip")
+    assert [r["location"] for r in corpus.rejected] == [f"{fake_stdlib / 'broken.py'}:5"]
+    assert [d["doc_id"] for d in corpus.docs] == ["mathish.add", "mathish.Stack.push", "mathish.Stack.size"]
+
+
 def test_real_stdlib_is_large_and_clean():
     corpus = read_stdlib()
     assert len(corpus.docs) > 2000

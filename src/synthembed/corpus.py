@@ -168,8 +168,9 @@ def _public_functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef |
                     yield f"{node.name}.{item.name}", item
 
 
-def python_functions(path: Path, module: str) -> Iterator[tuple[dict[str, Any], str]]:
-    """Public functions and methods with a docstring in one Python file.
+def python_functions(path: Path, module: str, policy: RowPolicy) -> Iterator[tuple[dict[str, Any], str]]:
+    """Public functions and methods with a docstring in one Python file; a file this Python cannot
+    parse goes to the policy.
 
     Yields (document, docstring first sentence). The document text is the function's source with the
     docstring removed, so the docstring can serve as an evaluation query without leaking into the corpus.
@@ -177,8 +178,8 @@ def python_functions(path: Path, module: str) -> Iterator[tuple[dict[str, Any], 
     source = path.read_text(encoding="utf-8", errors="replace")
     try:
         tree = ast.parse(source)
-    except SyntaxError:
-        logger.warning("skipping %s: not parseable by this Python", path)
+    except SyntaxError as err:
+        policy.bad(f"{path}:{err.lineno}", f"not parseable by this Python ({err.msg})")
         return
     lines = source.splitlines()
     seen: set[str] = set()
@@ -209,20 +210,25 @@ def stdlib_modules(stdlib_dir: Path) -> Iterator[tuple[Path, str]]:
         yield path, ".".join(parts)
 
 
-def read_stdlib(stdlib_dir: Path | None = None, min_query_words: int = 3) -> Corpus:
+MIN_QUERY_WORDS = 3  # "Return self." or "Close." would judge a function by a word any other matches
+
+
+def read_stdlib(stdlib_dir: Path | None = None, on_bad_row: str = "error") -> Corpus:
     """The default corpus: the running Python's standard library, one document per public function.
 
-    The first sentence of each docstring becomes an evaluation query (set ``stdlib``) for its function.
+    The first sentence of each docstring becomes an evaluation query (set ``stdlib``) for its function
+    when it has ``MIN_QUERY_WORDS`` words or more; the function is a document either way.
     """
     stdlib_dir = stdlib_dir or Path(sysconfig.get_paths()["stdlib"])
     corpus = Corpus()
+    policy = RowPolicy(on_bad_row, corpus.rejected)
     for path, module in stdlib_modules(stdlib_dir):
-        for doc, sentence in python_functions(path, module):
+        for doc, sentence in python_functions(path, module, policy):
             line = doc.pop("line")
             corpus.docs.append(
                 {**doc, "domain": "code", "source": f"stdlib:{path.relative_to(stdlib_dir)}:{line}"}
             )
-            if len(sentence.split()) >= min_query_words:
+            if len(sentence.split()) >= MIN_QUERY_WORDS:
                 corpus.judgments.append(
                     {
                         "eval_set": "stdlib",
@@ -429,10 +435,10 @@ def records_for(source: str, path: Path, policy: RowPolicy) -> Iterable[tuple[st
 
 
 def read_corpus(source: str, path: str | None, on_bad_row: str = "error") -> Corpus:
-    """Read any supported source into documents and evaluation judgments (not yet cleaned); the
-    documents of a file source come as a stream."""
+    """Read any supported source into documents (not yet cleaned) and, for the stdlib source, its
+    evaluation judgments; the documents of a file source come as a stream."""
     if source == "stdlib":
-        return read_stdlib(Path(path) if path else None)
+        return read_stdlib(Path(path) if path else None, on_bad_row)
     if path is None:
         raise CorpusError(f"docs.path is required for source '{source}'")
     corpus = Corpus()
