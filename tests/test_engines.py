@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 import yaml
-from conftest import ROOT, TINY, make_project, run, update_params
+from conftest import ROOT, TINY, copy_project, make_project, run, update_params
 
 from synthembed.structural import PAIR_SCHEMA
 
@@ -453,6 +453,36 @@ def test_filter_change_reruns_only_downstream_in_snakemake_without_llm_calls(pro
     assert sorted(set(re.findall(r"rule (\w+):", out)) - {"all"}) == sorted(DOWNSTREAM_OF_FILTER)
     assert cached_calls(llm_cache_dir) == calls
     assert planned_jobs(project) == []
+
+
+@pytest.mark.parametrize("source", ["jsonl", "stdlib"])
+def test_an_edited_corpus_reruns_docs_in_snakemake(source, tmp_path):
+    """The corpus lies outside the DAG: Snakemake sees an edit through the docs rule's fingerprint param."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    if source == "jsonl":
+        corpus, path = folder / "c.jsonl", folder / "c.jsonl"
+        record = {"_id": "a", "text": "A document about protein folding and how it is measured."}
+        corpus.write_text(json.dumps(record) + "\n")
+        edit = (
+            json.dumps({"_id": "b", "text": "Another document, about the cycle of a dividing cell."}) + "\n"
+        )
+    else:  # a standard library folder named in place of the running Python's
+        corpus, path = folder / "shapes.py", folder
+        corpus.write_text(
+            'def area(width, height):\n    """Area of a rectangle."""\n    return width * height\n'
+        )
+        edit = 'def double(width):\n    """Twice the width given."""\n    return 2 * width\n'
+    (tmp_path / "project").mkdir()
+    changes = {"docs": {"source": source, "path": str(path), "max_docs": None, "min_chars": 10}}
+    project = copy_project(tmp_path / "project", changes, tmp_path / "cache")
+    run(["snakemake", "--cores", "1", "results/docs.parquet"], project)
+    dry_run = ["snakemake", "-n", "results/docs.parquet"]
+    assert "Nothing to be done" in run(dry_run, project).stdout
+    with corpus.open("a") as handle:
+        handle.write(edit)
+    out = run(dry_run, project).stdout
+    assert re.findall(r"rule (\w+):", out) == ["docs"] and "Params have changed" in out
 
 
 @pytest.fixture(scope="module")

@@ -137,11 +137,15 @@ def path_fingerprint(path: str | Path) -> list[list[Any]]:
 
 
 def source_fingerprint(docs_cfg: dict[str, Any]) -> list[list[Any]]:
-    """The fingerprint of the corpus source files, or [] for the built-in stdlib source.
+    """The fingerprint of the corpus source files (for the stdlib source, of the folder named in place of
+    the running Python's), or [] for the running Python's standard library.
 
     The corpus lies outside the DAG, so Snakemake sees an edited source through this param.
+
+    >>> source_fingerprint({"source": "stdlib", "path": None})
+    []
     """
-    if docs_cfg["source"] == "stdlib" or not docs_cfg["path"]:
+    if not docs_cfg["path"]:
         return []
     return path_fingerprint(docs_cfg["path"])
 
