@@ -101,3 +101,28 @@ def test_encode_batches_reads_texts_a_chunk_at_a_time_and_keeps_batch_order():
     ]
     whole = encode_batches(encode, fetch, batches, "texts")
     assert (whole[0] == order).all() and (whole[1] == vectors).all()
+
+
+def test_an_embedded_gguf_is_converted_once_per_file_it_comes_from(tmp_path, monkeypatch):
+    import os
+
+    from synthembed import models
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF weights")
+    converted = []
+
+    def convert(source, target):
+        converted.append(target)
+        target.mkdir(parents=True)
+
+    monkeypatch.setattr(models, "embedded_path", lambda name: gguf)
+    monkeypatch.setattr(models, "convert_gguf", convert)
+    first = models.causal_lm_path("embedded:smollm2-135m-instruct", tmp_path / "cache")
+    assert models.causal_lm_path("embedded:smollm2-135m-instruct", tmp_path / "cache") == first
+    assert len(converted) == 1 and first.startswith(
+        str(tmp_path / "cache" / "models" / "smollm2-135m-instruct-")
+    )
+    os.utime(gguf, ns=(0, gguf.stat().st_mtime_ns + 1))  # the package reinstalled
+    second = models.causal_lm_path("embedded:smollm2-135m-instruct", tmp_path / "cache")
+    assert second != first and [str(t) for t in converted] == [first, second]

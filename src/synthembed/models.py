@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -110,10 +110,12 @@ def causal_lm_path(name: str, cache_dir: str | Path) -> str:
     source = embedded_path(name)
     if source.suffix != ".gguf":
         return str(source)
-    target = Path(cache_dir) / "models" / name.removeprefix(EMBEDDED_PREFIX)
-    config = target / "config.json"
-    # A cache, not a stage output; copies made before the quantization entry was dropped are redone.
-    if not config.exists() or "quantization_config" in json.loads(config.read_text()):
+    # A cache outside the DAG, named by the GGUF file it was made from: a reinstalled package gets a copy
+    # of its own. The copy is moved into place whole, so one that exists is complete.
+    stat = source.stat()
+    made_from = hashlib.sha256(f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    target = Path(cache_dir) / "models" / f"{name.removeprefix(EMBEDDED_PREFIX)}-{made_from[:12]}"
+    if not target.exists():
         convert_gguf(source, target)
     return str(target)
 
