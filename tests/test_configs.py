@@ -311,9 +311,22 @@ def test_a_drawn_label_without_a_balance_quota_is_rejected_naming_the_params_key
     assert validate_params(params, "p.yaml")["configs"]["question_types"] == {"claim": 1.0}
 
 
-@pytest.mark.parametrize("text", ["personas: []\n", "personas:\n", "other: 1\n", ""])
-def test_an_empty_persona_library_is_rejected_naming_the_file(tmp_path, text):
+EMPTY_LIBRARY = r"personas.yaml: 'personas' must be a non-empty list"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("personas: []\n", EMPTY_LIBRARY),
+        ("personas:\n", EMPTY_LIBRARY),
+        ("other: 1\n", EMPTY_LIBRARY),
+        ("", r"personas.yaml: expected a mapping of entries, got nothing"),
+        ("personas:\n  - just a name\n", r"personas.yaml: persona 1 must be a mapping of name, "),
+        ("personas:\n  - name: [x\n", r"personas.yaml:3: not valid YAML"),
+    ],
+)
+def test_a_broken_persona_library_is_rejected_naming_the_file(tmp_path, text, error):
     path = tmp_path / "personas.yaml"
     path.write_text(text)
-    with pytest.raises(ValueError, match=r"personas.yaml: 'personas' must be a non-empty list"):
+    with pytest.raises(ValueError, match=error):
         load_personas(path)

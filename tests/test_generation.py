@@ -16,10 +16,12 @@ from synthembed.configs import sampled_configs
 from synthembed.doc2query import doc2query_messages, load_doc2query_prompt
 from synthembed.filtering import content_reason, echoes, word_ngrams
 from synthembed.generation import doc2query_llm_params, generate_queries
+from synthembed.io import InputError
 from synthembed.params import SCHEMA_PATH
 from synthembed.prompts import (
     TASK_TEMPLATES,
     echo_text,
+    load_prompt,
     load_task_prompts,
     prompt_text,
     row_fields,
@@ -128,6 +130,21 @@ def test_prompt_file_with_a_broken_template_or_an_undescribed_question_type_fail
     assert "claim" not in load_task_prompts(path, ["keywords", "summary"])["question_types"]
     with pytest.raises(ValueError, match=r"p.yaml: question_types describes no claim, which the run draws"):
         load_task_prompts(path, ["keywords", "claim"])
+
+
+@pytest.mark.parametrize("loader", [load_task_prompts, load_prompt, load_doc2query_prompt])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", r"p.yaml: expected a mapping of entries, got nothing"),
+        ("system: [a\n", r"p.yaml:2: not valid YAML"),
+    ],
+)
+def test_an_empty_or_malformed_prompt_file_fails_naming_file_and_line(tmp_path, loader, text, error):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=error):
+        loader(path)
 
 
 @pytest.mark.parametrize(

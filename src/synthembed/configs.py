@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import yaml
 
 from synthembed.answers import parse_json_answer
 from synthembed.balance import quota_targets
+from synthembed.io import read_yaml_mapping
 from synthembed.params import drawn_labels
 from synthembed.shards import shard_items
 
@@ -42,10 +42,12 @@ CONFIG_SCHEMA = {
 
 def load_personas(path: str | Path) -> list[dict[str, str]]:
     """The persona library: a non-empty list of {name, domain, description, style}; names must be unique."""
-    personas = (yaml.safe_load(Path(path).read_text()) or {}).get("personas")
+    personas = read_yaml_mapping(path).get("personas")
     if not isinstance(personas, list) or not personas:
         raise ValueError(f"{path}: 'personas' must be a non-empty list of personas")
     for number, persona in enumerate(personas, start=1):
+        if not isinstance(persona, dict):
+            raise ValueError(f"{path}: persona {number} must be a mapping of {', '.join(PERSONA_KEYS)}")
         missing = [k for k in PERSONA_KEYS if not persona.get(k)]
         if missing:
             raise ValueError(f"{path}: persona {number} lacks {', '.join(missing)}")
@@ -57,7 +59,7 @@ def load_personas(path: str | Path) -> list[dict[str, str]]:
 
 def load_glossary(path: str | Path) -> dict[str, list[str]]:
     """Domain terms per document domain: a mapping of domain -> list of terms (may be empty)."""
-    glossary = yaml.safe_load(Path(path).read_text()) or {}
+    glossary = read_yaml_mapping(path)
     if not isinstance(glossary, dict) or not all(
         isinstance(terms, list) and all(isinstance(t, str) and t for t in terms)
         for terms in glossary.values()

@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 import torch
-import yaml
 
+from synthembed.io import read_yaml_mapping
 from synthembed.llm import Messages
 from synthembed.prompts import RETRIEVAL_TEMPLATES, truncate
 
@@ -28,7 +28,7 @@ CODE_KINDS = {"docstring"}  # structural kinds whose positive is code
 
 def load_doc2query_prompt(path: str | Path) -> dict[str, str]:
     """The doc2query prompt file: a system message and one template per retrieval template."""
-    prompt = yaml.safe_load(Path(path).read_text())
+    prompt = read_yaml_mapping(path)
     for key in ("system", *RETRIEVAL_TEMPLATES):
         if not isinstance(prompt.get(key), str) or (key != "system" and "{document}" not in prompt[key]):
             raise ValueError(

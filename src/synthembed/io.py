@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import yaml
 
 logger = logging.getLogger(__name__)
 # Rows a stage holds at once where it streams over a file (the docs stage's spilled chunks and row
@@ -131,6 +132,34 @@ def write_json(data: Any, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML file holds (params, prompts, personas); bad YAML names the file and line.
+
+    >>> import tempfile
+    >>> bad = Path(tempfile.mkdtemp()) / "p.yaml"
+    >>> _ = bad.write_text("system: fine\\ntemplate: [unclosed\\n")
+    >>> read_yaml_mapping(bad)
+    Traceback (most recent call last):
+    ...
+    synthembed.io.InputError: .../p.yaml:3: not valid YAML (expected ',' or ']', but got '<stream end>')
+    >>> _ = bad.write_text("- a list\\n")
+    >>> read_yaml_mapping(bad)
+    Traceback (most recent call last):
+    ...
+    synthembed.io.InputError: .../p.yaml: expected a mapping of entries, got a list
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(data, dict):
+        got = "nothing" if data is None else f"a {type(data).__name__}"
+        raise InputError(f"{path}: expected a mapping of entries, got {got}")
+    return data
 
 
 def setup_logging(log_path: str | Path | None) -> None:

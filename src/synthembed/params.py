@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from synthembed.io import InputError
+from synthembed.io import InputError, read_yaml_mapping
 
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 CONFIG_SHARES = ("task_types", "question_types", "difficulties", "languages", "bitext_languages")
@@ -126,7 +126,7 @@ every such row would be dropped as no_quota")]
 def load_params(path: str | Path) -> dict[str, Any]:
     """Read a params file and validate it."""
     path = Path(path)
-    return validate_params(yaml.safe_load(path.read_text()), source=str(path))
+    return validate_params(read_yaml_mapping(path), source=str(path))
 
 
 def path_fingerprint(path: str | Path) -> list[list[Any]]:

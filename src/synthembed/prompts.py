@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from synthembed.io import read_yaml_mapping
 from synthembed.llm import Messages
 
 RETRIEVAL_TEMPLATES = ("retrieval", "retrieval_code")  # they ask for a search query
@@ -29,7 +28,7 @@ TEMPLATE_FIELDS = (
 
 def load_prompt(path: str | Path) -> dict[str, Any]:
     """A single-template prompt file (system, template), e.g. the configuration prompt."""
-    prompt = yaml.safe_load(Path(path).read_text())
+    prompt = read_yaml_mapping(path)
     for key in ("system", "template"):
         if key not in prompt:
             raise ValueError(f"{path}: prompt file needs a '{key}' entry")
@@ -43,7 +42,7 @@ def load_task_prompts(path: str | Path, question_types: Iterable[str] = ()) -> d
     run draws) must have a description, so a broken file fails at load time with the file and task
     named, not halfway through a run.
     """
-    prompt = yaml.safe_load(Path(path).read_text())
+    prompt = read_yaml_mapping(path)
     for key in ("format", "system", "tasks", "question_types", "languages", "terms"):
         if key not in prompt:
             raise ValueError(f"{path}: prompt file needs a '{key}' entry")
