@@ -14,11 +14,11 @@ from synthembed.configs import (
     load_personas,
     persona_text,
     sampled_configs,
-    top_k_indices,
 )
 from synthembed.corpus import passages
 from synthembed.io import write_json, write_parquet
 from synthembed.models import encode_batches, length_batches, load_embedder
+from synthembed.search import exact_top_k
 from synthembed.shards import shard_rows
 
 parser = stage_parser(__doc__)
@@ -48,7 +48,7 @@ doc_vectors = vectors[np.argsort(order)] if len(order) else vectors
 persona_vectors = embedder.encode_document(
     [persona_text(p) for p in personas], normalize_embeddings=True, convert_to_numpy=True
 ).astype("float32")
-nearest = top_k_indices(doc_vectors, persona_vectors, k) if len(order) else []
+nearest = exact_top_k(doc_vectors, persona_vectors, k)[1] if len(order) else []
 candidates = [[personas[j] for j in row] for row in nearest]
 doc_rows = docs.select("doc_id", "domain", "lang").with_columns(pl.Series("text", texts)).to_dicts()
 glossary = load_glossary(args.glossary)

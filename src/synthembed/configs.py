@@ -72,16 +72,6 @@ def persona_text(persona: dict[str, str]) -> str:
     return f"{persona['name']}: {persona['description']}"
 
 
-def top_k_indices(doc_embeddings: np.ndarray, persona_embeddings: np.ndarray, k: int) -> np.ndarray:
-    """Per document, the indices of the ``k`` most similar personas, best first (embeddings normalised).
-
-    >>> top_k_indices(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]]), 2).tolist()
-    [[1, 2]]
-    """
-    scores = doc_embeddings @ persona_embeddings.T
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
-
-
 def stratified_labels(shares: dict[str, float], n: int, rng: np.random.Generator) -> list[str]:
     """``n`` labels whose counts match ``shares`` as closely as integers allow, in seeded random order.
 

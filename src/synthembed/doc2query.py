@@ -20,6 +20,7 @@ import torch
 from synthembed.io import read_yaml_mapping
 from synthembed.llm import Messages
 from synthembed.prompts import RETRIEVAL_TEMPLATES, truncate
+from synthembed.teacher import scored_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def encode_example(
     reply = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     if len(request) + len(reply) > max_length:
         return None
-    return request + reply, [-100] * len(request) + reply
+    return scored_tokens(request, reply)
 
 
 def fine_tune(
