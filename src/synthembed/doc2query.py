@@ -124,7 +124,7 @@ def fine_tune(
     if not encoded:
         raise ValueError(
             f"doc2query: no structural pair to train on within {cfg['max_length']} tokens "
-            f"({len(examples)} pairs; see results/stats/structural.json and doc2query.max_length)"
+            f"({len(examples)} pairs; see the structural stage's stats and doc2query.max_length)"
         )
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=0.0)

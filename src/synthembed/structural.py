@@ -194,7 +194,8 @@ def structural_pairs(
     """The structural pairs of the corpus: queries of ``min_words``..``max_words`` words, positives of at
     least ``min_positive_words``, each query once (a repeated title or summary would pair one text with
     several documents), a seeded sample of at most ``max_pairs``. Returns the pairs (doc_id, kind,
-    query, positive, lang) and the counts: found, rejected by reason, kept per kind."""
+    query, positive, lang) and the counts: ``read`` (pairs found), ``kept``, ``rejected`` by reason and
+    ``kept_by_kind``."""
     rows, rejected = [], {"query_length": 0, "short_positive": 0, "duplicate": 0, "over_max_pairs": 0}
     seen: set[str] = set()
     for doc in docs.iter_rows(named=True):
@@ -230,7 +231,8 @@ KIND_PREFERENCE = ("title", "docstring", "heading", "first_sentence", "last_sent
 
 def example_pool(pairs: pl.DataFrame, size: int, seed: int) -> pl.DataFrame:
     """Candidate worked examples: one structural pair per document (its title if it has one, then its
-    docstring, heading, first or last sentence), a seeded sample of at most ``size``.
+    docstring, heading, first sentence, last sentence, finding: ``KIND_PREFERENCE``), a seeded sample
+    of at most ``size``.
 
     >>> pairs = pl.DataFrame({"doc_id": ["a", "a", "b"], "kind": ["first_sentence", "title", "heading"],
     ...                       "query": ["s", "t", "h"], "positive": ["x", "y", "z"], "lang": ["en"] * 3})
