@@ -75,7 +75,15 @@ def main() -> None:
     )
     doc_of_text = {t: d for d, t in texts.items()}
     model = Memo(
-        load_embedder({"model": "embedded:all-minilm-l6-v2", "max_seq_length": 256, "encode_dtype": "auto"})
+        load_embedder(
+            {
+                "model": "embedded:all-minilm-l6-v2",
+                "pooling": "auto",
+                "padding_side": "auto",
+                "max_seq_length": 256,
+                "encode_dtype": "auto",
+            }
+        )
     )
     base = {
         "num_negatives": 3,

@@ -110,7 +110,13 @@ def minilm():
     from synthembed.models import load_embedder
 
     return load_embedder(
-        {"model": "embedded:all-minilm-l6-v2", "max_seq_length": 128, "encode_dtype": "float32"}
+        {
+            "model": "embedded:all-minilm-l6-v2",
+            "pooling": "auto",
+            "padding_side": "auto",
+            "max_seq_length": 128,
+            "encode_dtype": "float32",
+        }
     )
 
 

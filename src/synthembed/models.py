@@ -193,7 +193,7 @@ def load_embedder(
     from sentence_transformers import SentenceTransformer
 
     device = resolve_device(device)
-    pooling, padding_side = cfg.get("pooling", "auto"), cfg.get("padding_side", "auto")
+    pooling, padding_side = cfg["pooling"], cfg["padding_side"]
     if path is None and pooling != "auto":
         model = build_embedder(embedder_path(cfg["model"]), pooling, padding_side, device)
     else:
