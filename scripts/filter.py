@@ -6,15 +6,13 @@ compare rows, column by column; the texts are read and written a slice at a time
 
 from collections import Counter
 
-import numpy as np
 import polars as pl
 
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import read_passages
-from synthembed.filtering import anchor_and_positive, cosine_thresholds, filter_decisions
+from synthembed.filtering import anchor_and_positive, cosine_thresholds, filter_decisions, gathered_scores
 from synthembed.io import CHUNK_ROWS, read_arrays, read_rows, write_csv, write_json, write_parquet_row_groups
 from synthembed.plots import histogram_png
-from synthembed.search import rank_of
 from synthembed.shards import shard_paths
 
 parser = stage_parser(__doc__)
@@ -53,31 +51,15 @@ if rows["doc_row"].null_count():
         f"{args.queries}: row {row['row']} names doc_id {row['doc_id']!r}, which is not in {args.docs}"
     )
 
-doc_index = rows["doc_row"].to_numpy()
-task_types = rows["task_type"]
 vectors = [read_arrays(p) for p in shard_paths(args.shards_dir, params["shards"], ".npz")]
-query_rows = np.concatenate([v["query_rows"] for v in vectors])
-cosines = np.full(rows.height, np.nan)
-doc_ranks = np.full(rows.height, -1, dtype=np.int64)
-if len(query_rows):
-    order = np.argsort(query_rows)
-    scored_rows = query_rows[order]
-    text_vectors = np.concatenate([v["query_vectors"] for v in vectors if len(v["query_rows"])])[order]
-    doc_vectors = np.zeros((n_docs, text_vectors.shape[1]), dtype=np.float32)
-    for part in vectors:
-        if len(part["doc_rows"]):
-            doc_vectors[part["doc_rows"]] = part["doc_vectors"]
-    cosines[scored_rows] = (text_vectors * doc_vectors[doc_index[scored_rows]]).sum(axis=1)
-    if round_trip:
-        searched = np.flatnonzero((task_types.gather(scored_rows) != "classification").to_numpy())
-        ranks = rank_of(
-            text_vectors[searched],
-            doc_vectors,
-            doc_index[scored_rows[searched]],
-            cfg["round_trip_top_k"],
-            params["search"],
-        )
-        doc_ranks[scored_rows[searched]] = [-1 if rank is None else rank for rank in ranks]
+cosines, doc_ranks = gathered_scores(
+    vectors,
+    rows["doc_row"].to_numpy(),
+    n_docs,
+    (rows["task_type"] != "classification").to_numpy(),
+    cfg["round_trip_top_k"],
+    params["search"],
+)
 rows = rows.with_columns(
     pl.Series("cosine", cosines).fill_nan(None),
     pl.Series("doc_rank", doc_ranks).replace(-1, None),

@@ -13,10 +13,8 @@ from synthembed.corpus import passage_column, read_passages
 from synthembed.filtering import (
     CHECK_SCHEMA,
     LanguageChecker,
-    anchor_and_positive,
-    anchor_key,
-    content_reason,
     form_reason,
+    text_checks,
     word_ngrams,
 )
 from synthembed.io import CHUNK_ROWS, read_rows, write_arrays, write_parquet_row_groups
@@ -66,26 +64,13 @@ def shard_checks():
             .collect()
         )
         documents = dict(read_passages(args.docs, part["doc_id"]).iter_rows())
-        checks = []
-        for row, doc_id, task_type, language, template, text, parse_error, echo in part.iter_rows():
-            if doc_id not in documents:
-                raise ValueError(
-                    f"{args.queries}: row {row} names doc_id {doc_id!r}, which is not in {args.docs}"
-                )
-            reason, detected, key = form_reason(text, parse_error, cfg), None, None
-            if reason is None:
-                if checker is not None:
-                    language_found, probability = checker.detect(text)
-                    detected = language_found if probability >= cfg["language_min_probability"] else None
-                grams = echo_grams.get(template, set())
-                if echo is not None and cfg["echo_min_words"] is not None:  # the row's own prompt text
-                    grams = set(word_ngrams(echo, cfg["echo_min_words"]))
-                reason = content_reason(text, documents[doc_id], task_type, language, detected, grams, cfg)
-                key = anchor_key(anchor_and_positive(task_type, text, documents[doc_id])[0])
-            checks.append(
-                {"row": row, "detected_language": detected, "text_reason": reason, "anchor_key": key}
+        missing = part.filter(~pl.col("doc_id").is_in(list(documents)))
+        if missing.height:
+            row, doc_id = missing.row(0)[:2]
+            raise ValueError(
+                f"{args.queries}: row {row} names doc_id {doc_id!r}, which is not in {args.docs}"
             )
-        yield pl.DataFrame(checks, schema=CHECK_SCHEMA)
+        yield text_checks(part, documents, cfg, echo_grams, checker.detect if checker else None)
 
 
 write_parquet_row_groups(shard_checks(), CHECK_SCHEMA, args.out)

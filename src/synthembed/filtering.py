@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from synthembed.io import CHUNK_ROWS
+from synthembed.search import rank_of
 
 WORD = re.compile(r"\w+")
 # The per-row results a shard writes (scripts/filter_shard.py), by row of the queries file: the first
@@ -130,6 +131,101 @@ def anchor_and_positive(task_type: str, generated: str, document: str) -> tuple[
     (('q', 'doc'), ('doc', 'l: d'))
     """
     return (document, generated) if task_type == "classification" else (generated, document)
+
+
+def text_checks(
+    part: pl.DataFrame,
+    documents: dict[str, str],
+    cfg: dict[str, Any],
+    echo_grams: dict[str, set[tuple[str, ...]]],
+    detect: Callable[[str], tuple[str, float]] | None = None,
+) -> pl.DataFrame:
+    """The checks of the rows of ``part`` (row, doc_id, task_type, language, template, query,
+    parse_error, echo_text) that need no model, as ``CHECK_SCHEMA`` rows: the language ``detect`` finds
+    with at least ``cfg['language_min_probability']`` (None when not checked or not confident), the
+    first reason to reject the text (``form_reason``, then ``content_reason``) or None, and the key
+    exact duplicates share. ``documents`` maps doc_id to passage; ``echo_grams`` maps a template to its
+    prompt's word n-grams, which a row's own ``echo_text`` (the worked answers it was shown) replaces.
+
+    >>> cfg = {"min_words": 2, "max_words": 9, "repetition_check": True, "echo_min_words": 3,
+    ...        "copied_min_words": 4, "language_min_probability": 0.9}
+    >>> part = pl.DataFrame({"row": [0, 1, 2], "doc_id": ["d"] * 3, "task_type": ["retrieval"] * 3,
+    ...     "language": ["en"] * 3, "template": ["retrieval"] * 3,
+    ...     "query": ["sort a dict by value", "write a search query now", "x"],
+    ...     "parse_error": [None, None, None], "echo_text": [None, "Write a search query", None]})
+    >>> documents = {"d": "def f(d): return sorted(d.items())"}
+    >>> checks = text_checks(part, documents, cfg, {}, lambda text: ("en", 1.0))
+    >>> checks["text_reason"].to_list(), checks["detected_language"].to_list()
+    ([None, 'prompt_echo', 'too_short'], ['en', 'en', None])
+    """
+    checks = []
+    for row, doc_id, task_type, language, template, text, parse_error, echo in part.select(
+        "row", "doc_id", "task_type", "language", "template", "query", "parse_error", "echo_text"
+    ).iter_rows():
+        reason, detected, key = form_reason(text, parse_error, cfg), None, None
+        if reason is None:
+            if detect is not None:
+                language_found, probability = detect(text)
+                detected = language_found if probability >= cfg["language_min_probability"] else None
+            grams = echo_grams.get(template, set())
+            if echo is not None and cfg["echo_min_words"] is not None:
+                grams = set(word_ngrams(echo, cfg["echo_min_words"]))
+            reason = content_reason(text, documents[doc_id], task_type, language, detected, grams, cfg)
+            key = anchor_key(anchor_and_positive(task_type, text, documents[doc_id])[0])
+        checks.append({"row": row, "detected_language": detected, "text_reason": reason, "anchor_key": key})
+    return pl.DataFrame(checks, schema=CHECK_SCHEMA)
+
+
+def gathered_scores(
+    parts: list[dict[str, np.ndarray]],
+    doc_index: np.ndarray,
+    n_docs: int,
+    round_trip_rows: np.ndarray,
+    round_trip_top_k: int | None,
+    search_cfg: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per generated row, the cosine of its text and its document, and the rank (0 = first) of its
+    document among the ``round_trip_top_k`` nearest over the whole corpus, from the shards' vectors.
+
+    ``parts`` are the shards' arrays: ``query_rows`` / ``query_vectors`` (the rows worth embedding) and
+    ``doc_rows`` / ``doc_vectors`` (rows of the docs file, of ``n_docs``; all of them when the round
+    trip is on); ``doc_index`` gives each row's document row, ``round_trip_rows`` which rows are searched
+    (not classification). A row without a vector has a NaN
+    cosine; a row not searched, or whose document is not among the nearest, the rank -1.
+
+    >>> docs = np.eye(3, dtype=np.float32)
+    >>> parts = [{"query_rows": np.array([2, 0]), "query_vectors": np.array([[0.6, 0.8, 0], [0, 0.8, 0.6]]),
+    ...           "doc_rows": np.arange(3), "doc_vectors": docs}]
+    >>> cosines, ranks = gathered_scores(parts, np.array([1, 0, 0]), 3, np.array([True, True, True]), 2,
+    ...                                  {"method": "exact"})
+    >>> np.round(cosines, 2).tolist(), ranks.tolist()
+    ([0.8, nan, 0.6], [0, -1, 1])
+    """
+    n_rows = len(doc_index)
+    cosines = np.full(n_rows, np.nan)
+    doc_ranks = np.full(n_rows, -1, dtype=np.int64)
+    query_rows = np.concatenate([part["query_rows"] for part in parts])
+    if not len(query_rows):
+        return cosines, doc_ranks
+    order = np.argsort(query_rows)
+    scored_rows = query_rows[order]
+    text_vectors = np.concatenate([part["query_vectors"] for part in parts if len(part["query_rows"])])[order]
+    doc_vectors = np.zeros((n_docs, text_vectors.shape[1]), dtype=np.float32)
+    for part in parts:
+        if len(part["doc_rows"]):
+            doc_vectors[part["doc_rows"]] = part["doc_vectors"]
+    cosines[scored_rows] = (text_vectors * doc_vectors[doc_index[scored_rows]]).sum(axis=1)
+    if round_trip_top_k is not None:
+        searched = np.flatnonzero(round_trip_rows[scored_rows])
+        ranks = rank_of(
+            text_vectors[searched],
+            doc_vectors,
+            doc_index[scored_rows[searched]],
+            round_trip_top_k,
+            search_cfg,
+        )
+        doc_ranks[scored_rows[searched]] = [-1 if rank is None else rank for rank in ranks]
+    return cosines, doc_ranks
 
 
 def cosine_thresholds(scores: pl.DataFrame, cfg: dict[str, Any]) -> dict[str, float]:
