@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +15,6 @@ from synthembed.balance import quota_targets
 from synthembed.io import read_yaml_mapping
 from synthembed.params import drawn_labels
 from synthembed.shards import shard_items
-
-logger = logging.getLogger(__name__)
 
 PERSONA_KEYS = ("name", "domain", "description", "style")
 CONFIG_SCHEMA = {

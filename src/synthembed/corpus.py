@@ -12,7 +12,6 @@ import hashlib
 import inspect
 import itertools
 import json
-import logging
 import re
 import sysconfig
 import textwrap
@@ -25,8 +24,6 @@ from typing import Any
 import polars as pl
 
 from synthembed.io import CHUNK_ROWS, InputError, atomic_path, write_parquet_row_groups
-
-logger = logging.getLogger(__name__)
 
 
 def passage(title: str | None, text: str) -> str:

@@ -8,7 +8,6 @@ so the model is asked exactly what it was trained on.
 from __future__ import annotations
 
 import hashlib
-import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +20,6 @@ from synthembed.io import read_yaml_mapping
 from synthembed.llm import Messages
 from synthembed.prompts import RETRIEVAL_TEMPLATES, truncate
 from synthembed.teacher import scored_tokens
-
-logger = logging.getLogger(__name__)
 
 CODE_KINDS = {"docstring"}  # structural kinds whose positive is code
 

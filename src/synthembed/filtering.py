@@ -190,8 +190,8 @@ def gathered_scores(
     ``parts`` are the shards' arrays: ``query_rows`` / ``query_vectors`` (the rows worth embedding) and
     ``doc_rows`` / ``doc_vectors`` (rows of the docs file, of ``n_docs``; all of them when the round
     trip is on); ``doc_index`` gives each row's document row, ``round_trip_rows`` which rows are searched
-    (not classification). A row without a vector has a NaN
-    cosine; a row not searched, or whose document is not among the nearest, the rank -1.
+    (not classification). A row without a vector has a NaN cosine; a row not searched, or whose
+    document is not among the nearest, the rank -1.
 
     >>> docs = np.eye(3, dtype=np.float32)
     >>> parts = [{"query_rows": np.array([2, 0]), "query_vectors": np.array([[0.6, 0.8, 0], [0, 0.8, 0.6]]),

@@ -4,7 +4,6 @@ negative), grouped by template, answered through the cached LLM and parsed stric
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from synthembed.answers import TASK_FIELDS, answer_schema, generated_text, parse_answer
@@ -17,8 +16,6 @@ from synthembed.prompts import (
     template_name,
     truncate,
 )
-
-logger = logging.getLogger(__name__)
 
 SOURCE_TEMPLATES = {"sts", "bitext"}  # they rewrite the document's opening, not the whole text
 

@@ -4,12 +4,8 @@ documents costs n^2; the index grows about linearly)."""
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
-
-logger = logging.getLogger(__name__)
 
 
 def exact_top_k(

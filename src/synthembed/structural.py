@@ -10,7 +10,6 @@ always removed from the positive, so the pair cannot be solved by copying.
 from __future__ import annotations
 
 import ast
-import logging
 import re
 import textwrap
 from typing import Any
@@ -21,8 +20,6 @@ import polars as pl
 from synthembed.corpus import SENTENCE_END, first_sentence, function_without_docstring
 from synthembed.filtering import normalized
 from synthembed.search import top_k
-
-logger = logging.getLogger(__name__)
 
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
 # a structured abstract's section label before its sentence: "CONCLUSIONS AND RELEVANCE These ..."
