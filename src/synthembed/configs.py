@@ -57,7 +57,7 @@ def load_personas(path: str | Path) -> list[dict[str, str]]:
 def load_glossary(path: str | Path) -> dict[str, list[str]]:
     """Domain terms per document domain: a mapping of domain -> list of terms (may be empty)."""
     glossary = read_yaml_mapping(path)
-    if not isinstance(glossary, dict) or not all(
+    if not all(
         isinstance(terms, list) and all(isinstance(t, str) and t for t in terms)
         for terms in glossary.values()
     ):
