@@ -1,6 +1,7 @@
 import numpy as np
 import polars as pl
 import pytest
+from conftest import ROOT
 
 from synthembed.answers import clean_line
 from synthembed.balance import (
@@ -132,7 +133,7 @@ def test_looping_and_prompt_echoing_texts_are_rejected_with_their_reason():
     from synthembed.filtering import word_ngrams
     from synthembed.prompts import load_task_prompts, prompt_text
 
-    prompt = load_task_prompts("prompts/queries_few_shot.yaml")
+    prompt = load_task_prompts(ROOT / "prompts" / "queries_few_shot.yaml")
     texts = [
         "how to fix cancer and how to cure cancer and how to",  # SmolLM2's loop
         "does vitamin d supplementation prevent respiratory infections",  # a worked example's answer
