@@ -217,3 +217,20 @@ def openai_llm_params(base_url: str, **changes) -> dict:
 @pytest.fixture(scope="session")
 def tiny_qwen3(tmp_path_factory) -> Path:
     return build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
+
+
+def plain_generate(generator, requests: list[list[dict]], seeds: list[int]) -> list[str]:
+    """What one plain left-padded ``model.generate`` call answers on ``requests``, with the decoding args
+    of ``generator`` (a ``TransformersGenerator``) and no prefix reuse: the reference its answers must
+    equal."""
+    import torch
+
+    tokenizer = generator.tokenizer
+    encoded = tokenizer.apply_chat_template(
+        requests, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
+    )
+    prompt_width = encoded["input_ids"].shape[1]
+    with torch.inference_mode():
+        output = generator.model.generate(**encoded, **generator.decoding_args(prompt_width, seeds))
+    plain = tokenizer.batch_decode(output[:, prompt_width:], skip_special_tokens=True)
+    return [text.strip() for text in plain]

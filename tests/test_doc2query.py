@@ -4,7 +4,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import torch
+from conftest import plain_generate
 
 from synthembed.doc2query import (
     doc2query_messages,
@@ -82,20 +82,6 @@ def test_fine_tuned_model_writes_the_corpus_queries(tiny_qwen3, tmp_path):
     requests = [messages for messages, _ in examples]
     answers = generator.generate(requests, seeds=[0] * len(requests))  # rows share the system message
     assert [a.text for a in answers] == [answer for _, answer in examples]
-    assert [a.text for a in answers] == plain_left_padded_answers(generator, requests)
+    assert [a.text for a in answers] == plain_generate(generator, requests, seeds=[0] * len(requests))
     assert model_fingerprint(tmp_path / "d2q") != model_fingerprint(tiny_qwen3)
     assert model_fingerprint(tmp_path / "d2q").startswith("doc2query:")
-
-
-def plain_left_padded_answers(generator: TransformersGenerator, requests) -> list[str]:
-    """What one plain left-padded generate call answers, without any prefix reuse."""
-    tokenizer = generator.tokenizer
-    encoded = tokenizer.apply_chat_template(
-        requests, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
-    )
-    with torch.inference_mode():
-        output = generator.model.generate(
-            **encoded, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
-        )
-    new_tokens = output[:, encoded["input_ids"].shape[1] :]
-    return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

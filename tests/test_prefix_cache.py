@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import plain_generate
 from torch.nn.functional import scaled_dot_product_attention
 from transformers import DynamicCache
 from transformers.masking_utils import AttentionMaskInterface
@@ -147,20 +148,6 @@ def forward_shapes(generator: TransformersGenerator) -> list[tuple[int, int]]:
 def prompt_tokens(generator: TransformersGenerator, requests) -> list[list[int]]:
     chat = generator.tokenizer.apply_chat_template
     return [chat(m, add_generation_prompt=True, return_dict=True)["input_ids"] for m in requests]
-
-
-def plain_generate(generator: TransformersGenerator, requests, seeds) -> list[str]:
-    """A plain left-padded ``model.generate`` on the same rows, with the generator's decoding args."""
-    tokenizer = generator.tokenizer
-    encoded = tokenizer.apply_chat_template(
-        requests, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
-    )
-    with torch.inference_mode():
-        output = generator.model.generate(
-            **encoded, **generator.decoding_args(encoded["input_ids"].shape[1], seeds)
-        )
-    plain = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-    return [text.strip() for text in plain]
 
 
 def test_generation_over_a_shared_prefix_answers_as_plain_left_padded_generation(tiny_qwen3, tmp_path):
