@@ -1,5 +1,7 @@
 import os
 
+from synthembed.code_deps import code_files
+
 
 def groups(*names):
     """Params groups of a step, as its params: editing any of them reruns the step."""
@@ -16,6 +18,13 @@ def shards_dir(wildcards, input):
     """The folder a gather rule's shard files lie in: results/shards/<stage> on a local run;
     with a storage provider (profiles/kubernetes), a copy under .snakemake/storage/."""
     return os.path.dirname(input.shards[0])
+
+
+def code(script):
+    """A script and the library modules it imports, as a step's inputs. Editing any of them reruns the
+    step, as DVC reruns the stage that lists them as deps. Read from the working copy, like project_file.
+    """
+    return local(code_files(script, workflow.basedir))
 
 
 def project_file(path):

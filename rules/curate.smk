@@ -1,5 +1,6 @@
 rule filtered_shard:
     input:
+        code=code("scripts/filter_shard.py"),
         queries="results/queries.parquet",
         docs="results/docs.parquet",
         few_shot=project_file("prompts/queries_few_shot.yaml"),
@@ -36,6 +37,7 @@ rule filtered_shard:
 
 rule filtered:
     input:
+        code=code("scripts/filter.py"),
         queries="results/queries.parquet",
         docs="results/docs.parquet",
         shards=expand(
@@ -65,6 +67,7 @@ rule filtered:
 
 rule balanced:
     input:
+        code=code("scripts/balance.py"),
         filtered="results/filtered.parquet",
         structural="results/structural.parquet",
     output:
@@ -83,6 +86,7 @@ rule balanced:
 
 rule negatives:
     input:
+        code=code("scripts/negatives.py"),
         balanced="results/balanced.parquet",
         docs="results/docs.parquet",
     output:

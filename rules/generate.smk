@@ -1,4 +1,6 @@
 rule docs:
+    input:
+        code=code("scripts/docs.py"),
     output:
         docs="results/docs.parquet",
         eval="results/eval.parquet",
@@ -19,6 +21,7 @@ rule docs:
 
 rule configs_shard:
     input:
+        code=code("scripts/configs.py"),
         docs="results/docs.parquet",
         personas=project_file("prompts/personas.yaml"),
         glossary=project_file("prompts/glossary.yaml"),
@@ -43,6 +46,7 @@ rule configs_shard:
 
 rule configs:
     input:
+        code=code("scripts/gather_configs.py"),
         shards=expand(
             "results/shards/configs/{shard}.{ext}",
             shard=config["shards"],
@@ -65,6 +69,7 @@ rule configs:
 
 rule structural:
     input:
+        code=code("scripts/structural.py"),
         docs="results/docs.parquet",
     output:
         structural="results/structural.parquet",
@@ -82,6 +87,7 @@ rule structural:
 
 rule doc2query:
     input:
+        code=code("scripts/doc2query.py"),
         structural="results/structural.parquet",
         prompt=project_file("prompts/doc2query.yaml"),
     output:
@@ -102,6 +108,7 @@ rule doc2query:
 
 rule queries_shard:
     input:
+        code=code("scripts/queries.py"),
         docs="results/docs.parquet",
         configs="results/configs.parquet",
         structural="results/structural.parquet",
@@ -128,6 +135,7 @@ rule queries_shard:
 
 rule queries:
     input:
+        code=code("scripts/gather_queries.py"),
         configs="results/configs.parquet",
         shards=expand(
             "results/shards/queries/{shard}.{ext}",

@@ -18,6 +18,7 @@ RUN_STATS = [
 
 rule model:
     input:
+        code=code("scripts/train.py"),
         negatives="results/negatives.parquet",
         balanced="results/balanced.parquet",
     output:
@@ -40,6 +41,7 @@ rule model:
 
 rule metrics:
     input:
+        code=code("scripts/evaluate.py"),
         model=ancient("results/model"),
         docs="results/docs.parquet",
         eval="results/eval.parquet",

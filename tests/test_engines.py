@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import csv
 import io
 import json
@@ -19,6 +18,7 @@ import pytest
 import yaml
 from conftest import ROOT, TINY, copy_project, make_project, run, update_params
 
+from synthembed.code_deps import code_files, library_closure
 from synthembed.structural import PAIR_SCHEMA
 
 STAGES = [
@@ -45,7 +45,6 @@ SHARD_FILE = re.compile(r"^(results/shards/\w+)/\d+\.\w+$")
 CONSTRAINT = re.compile(r"\{(\w+),[^}]*\}")  # {shard,\d+}: a wildcard with its constraint
 # Fingerprints of data outside the DAG: Snakemake-only (DVC reruns those stages with `dvc repro -f -s`).
 SNAKEMAKE_ONLY_PARAMS = {"docs": {"source"}, "metrics": {"eval_sets"}}
-LIBRARY = ROOT / "src" / "synthembed"
 
 
 def command_params(rule) -> dict:
@@ -106,7 +105,7 @@ def dvc_stages(dvc_yaml: dict) -> dict[str, dict]:
         ]
         stages[name] = {
             "cmd": " ".join(stage["cmd"].split()),
-            "inputs": sorted(d for d in stage["deps"] if not d.startswith(CODE_PREFIXES)),
+            "inputs": sorted(stage["deps"]),
             "outputs": sorted(outs),
             "params": sorted(stage["params"]),
             "code": [d for d in stage["deps"] if d.startswith(CODE_PREFIXES)],
@@ -136,32 +135,6 @@ def test_snakefile_and_dvc_yaml_describe_the_same_stages():
     assert differences(snake, dvc) == []
 
 
-def library_modules(path: Path, library: Path = LIBRARY) -> set[str]:
-    """Modules of the library a file imports anywhere in it (an import inside a function too)."""
-    names = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: inside the library
-                base = ".".join(filter(None, [library.name, base]))
-            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
-    parts = [name.split(".") for name in names]
-    return {p[1] for p in parts if len(p) > 1 and p[0] == library.name and (library / f"{p[1]}.py").exists()}
-
-
-def library_closure(script: Path, library: Path = LIBRARY) -> set[str]:
-    """Every library module a script runs: those it imports, those they import, and so on."""
-    seen: set[str] = set()
-    todo = [script]
-    while todo:
-        for module in library_modules(todo.pop(), library) - seen:
-            seen.add(module)
-            todo.append(library / f"{module}.py")
-    return seen
-
-
 def test_library_closure_follows_imports_through_the_library(tmp_path):
     library = tmp_path / "synthembed"
     library.mkdir()
@@ -180,7 +153,7 @@ def code_dep_errors(dvc_yaml: dict) -> dict[str, dict]:
     wrong = {}
     for name, stage in dvc_stages(dvc_yaml).items():
         script = re.search(r"scripts/\w+\.py", stage["cmd"]).group(0)
-        expected = {script} | {f"src/synthembed/{m}.py" for m in library_closure(ROOT / script)}
+        expected = set(code_files(script, ROOT))
         if set(stage["code"]) != expected:
             missing, extra = sorted(expected - set(stage["code"])), sorted(set(stage["code"]) - expected)
             wrong[name] = {"missing": missing, "not run": extra}
@@ -188,9 +161,8 @@ def code_dep_errors(dvc_yaml: dict) -> dict[str, dict]:
 
 
 def test_dvc_stages_depend_on_every_module_their_script_runs():
-    """Snakemake's code trigger sees a rule's command line only; DVC reruns a stage when one of its code
-    deps changes, so each stage lists its script and exactly the library modules it runs (one more would
-    rerun it for nothing). The package's __init__.py holds only its version."""
+    """Each stage lists its script and exactly the library modules it runs (one more would rerun it for
+    nothing); the rules take the same files as inputs. The package's __init__.py holds only its version."""
     dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert code_dep_errors(dvc_yaml) == {}
     # queries_shard runs llm.py, which imports prefix_cache.py: dropping that dep is caught.
@@ -483,6 +455,29 @@ def test_an_edited_corpus_reruns_docs_in_snakemake(source, tmp_path):
         handle.write(edit)
     out = run(dry_run, project).stdout
     assert re.findall(r"rule (\w+):", out) == ["docs"] and "Params have changed" in out
+
+
+def test_an_edited_library_module_reruns_the_rules_that_run_it_in_snakemake(tmp_path):
+    """A rule's code is among its inputs: an edit reruns it, a module it does not run or a new file date
+    with the same content does not."""
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"_id": "a", "text": "A document about protein folding and its measures."}))
+    (tmp_path / "project").mkdir()
+    changes = {"docs": {"source": "jsonl", "path": str(corpus), "max_docs": None, "min_chars": 10}}
+    project = copy_project(tmp_path / "project", changes, tmp_path / "cache")
+    run(["snakemake", "--cores", "1", "results/docs.parquet"], project)
+    dry_run = ["snakemake", "-n", "results/docs.parquet"]
+    with (project / "src" / "synthembed" / "swift.py").open("a") as handle:  # not run by docs
+        handle.write("# edited\n")
+    assert "Nothing to be done" in run(dry_run, project).stdout
+    module = project / "src" / "synthembed" / "corpus.py"
+    module.touch()  # a newer date, the recorded checksum
+    assert "Nothing to be done" in run(dry_run, project).stdout
+    with module.open("a") as handle:
+        handle.write("# edited\n")
+    out = run(dry_run, project).stdout
+    assert re.findall(r"rule (\w+):", out) == ["docs"]
+    assert re.search(r"Updated input files: .*src/synthembed/corpus\.py", out)
 
 
 @pytest.fixture(scope="module")
