@@ -1,7 +1,7 @@
 import sqlite3
 
 import pytest
-from conftest import katan_server, openai_llm_params, served_requests
+from conftest import katan_server, openai_llm_params, scripted_server, scripted_stats, served_requests
 
 from synthembed.llm import CachedLLM, Completion, LLMCache, OpenAIGenerator, call_key, call_seed
 
@@ -159,27 +159,46 @@ def openai_llm(base_url, cache_path, **changes) -> CachedLLM:
     return CachedLLM(OpenAIGenerator(openai_llm_params(base_url, **changes)), LLMCache(cache_path))
 
 
-def test_openai_backend_answers_concurrently_counts_tokens_and_caches(tmp_path):
+def test_openai_backend_answers_counts_tokens_and_caches(tmp_path):
     with katan_server("-b", "echo", "--latency-ms", "50", "--max-concurrent", "4") as url:
         llm = openai_llm(url, tmp_path / "c.sqlite", concurrency=4)
         answers = llm.generate(prompts(12), seed=1)
         assert [a.splitlines()[-1] for a in answers] == [f"User: q{i}" for i in range(12)]
         stats = llm.stats_dict()
         assert stats["llm_calls"] == 12 and stats["failures"] == {} and stats["retries"] == {}
-        assert stats["tokens_in"] == 12 and stats["tokens_out"] > 12 * 5  # echo counts words
+        # echo counts words: the prompt "qI" is one, the answer "[echo] model= host= time= messages=
+        # max_tokens= temperature=" and "User: qI" nine
+        assert (stats["tokens_in"], stats["tokens_out"]) == (12, 12 * 9)
         again = openai_llm(url, tmp_path / "c.sqlite", concurrency=4)
         assert again.generate(prompts(12), seed=1) == answers
         assert served_requests(url) == 12
 
 
+def test_openai_backend_keeps_up_to_concurrency_requests_in_flight(tmp_path):
+    # the server refuses (503) a request that arrives while another is in flight, each answered 1 s late
+    with katan_server("-b", "echo", "--latency-ms", "1000", "--max-inflight", "1") as url:
+        together = openai_llm(url, tmp_path / "together.sqlite", concurrency=3, max_retries=0)
+        assert sum(a is not None for a in together.generate(prompts(3), seed=1)) == 1
+        assert together.stats_dict()["failures"] == {"http_503": 2}
+        one_by_one = openai_llm(url, tmp_path / "one_by_one.sqlite", concurrency=1, max_retries=0)
+        assert None not in one_by_one.generate(prompts(2), seed=1)
+        assert one_by_one.stats_dict()["failures"] == {}
+
+
 def test_openai_backend_retries_server_errors_until_answered(tmp_path):
-    with katan_server("-b", "echo", "--error-rate", "0.4") as url:
-        llm = openai_llm(url, tmp_path / "c.sqlite", concurrency=4, max_retries=12)
-        answers = llm.generate(prompts(16), seed=1)
-        assert [a.splitlines()[-1] for a in answers] == [f"User: q{i}" for i in range(16)]
-        retries = llm.stats_dict()["retries"]
-        assert set(retries) == {"http_500"} and retries["http_500"] > 0
-        assert served_requests(url) == 16  # each prompt answered once: no retry after a success
+    script = {
+        "twice": {"faults": ["500", "500"], "reply": "answered"},
+        "once": {"faults": ["500"], "reply": "answered"},
+        "clean": {"reply": "answered"},
+    }
+    cases = ["twice"] * 4 + ["once"] * 2 + ["clean"] * 10
+    requests = [[{"role": "user", "content": f"q{i} [[case:{case}]]"}] for i, case in enumerate(cases)]
+    with scripted_server(script, tmp_path) as url:
+        llm = openai_llm(url, tmp_path / "c.sqlite", concurrency=4, max_retries=2)
+        assert llm.generate(requests, seed=1) == ["answered"] * 16
+        assert llm.stats_dict()["retries"] == {"http_500": 4 * 2 + 2 * 1}
+        assert llm.stats_dict()["failures"] == {}
+        assert scripted_stats(url)["requests"] == 16 + 10  # no retry after a success
 
 
 def test_openai_backend_reports_rate_limits_and_caches_only_answers(tmp_path):
