@@ -7,7 +7,6 @@ import pytest
 from synthembed.evaluate import compare, evaluate_model
 
 
-@pytest.mark.slow
 def test_evaluation_scores_exact_matches_perfectly_and_computes_deltas(minilm):
     corpus = {
         f"d{i}": text

@@ -76,7 +76,7 @@ def test_teacher_prompt_shows_the_instruction_and_the_cut_document_in_the_chat_t
     assert text == f"<|im_start|>user\nWrite a query.\n\n{shown}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def test_scorer_prefers_the_document_a_trained_model_was_taught_to_answer(tiny_qwen3, tmp_path):
+def test_scorer_prefers_the_document_a_trained_model_was_taught_to_answer(tiny_qwen3):
     """A tiny LM fitted to answer "sort" after one document and "add" after another scores each query
     highest under its own document."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3)
@@ -168,6 +168,7 @@ def test_distillation_needs_teacher_scores(minilm):
     assert isinstance(without, MultipleNegativesRankingLoss)
 
 
+@pytest.mark.slow
 def test_training_with_distillation_moves_the_model_towards_the_teacher(tmp_path):
     """The teacher prefers each pair's negative to its positive; distilled, the model's margin
     s(q, d+) - s(q, d-) shrinks on those pairs, and grows again without the teacher."""

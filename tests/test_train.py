@@ -132,17 +132,12 @@ def test_swift_merged_adapter_scales_the_merged_update(tmp_path):
     assert (target / "adapter_config.json").exists()
 
 
-def features(model, texts: list[str]) -> dict:
-    return model.preprocess(texts)
-
-
 def batch_loss(model, loss, anchors, positives) -> float:
     model.eval()  # no dropout: the two losses must see the same embeddings
-    feats = [features(model, anchors), features(model, positives)]
+    feats = [model.preprocess(anchors), model.preprocess(positives)]
     return float(loss(feats, torch.zeros(len(anchors))).detach())
 
 
-@pytest.mark.slow
 def test_cached_loss_equals_the_plain_loss(minilm):
     anchors = ["sort a list", "open a file", "parse json text", "measure elapsed time"]
     positives = ["sorted(xs)", "open(path)", "json.loads(s)", "time.perf_counter()"]
@@ -151,7 +146,6 @@ def test_cached_loss_equals_the_plain_loss(minilm):
     assert cached == pytest.approx(plain, rel=1e-4)
 
 
-@pytest.mark.slow
 def test_false_negative_margin_masks_a_candidate_that_beats_the_positive(minilm):
     # The second row's positive answers the first query better than the first row's own positive:
     # an in-batch false negative. With the margin it leaves the first row's denominator.
@@ -258,7 +252,7 @@ def qwen3_embedder(path: Path) -> dict:
     }
 
 
-def test_training_loads_float32_and_only_the_params_instruction_reaches_the_model(tiny_qwen3, tmp_path):
+def test_training_loads_float32_and_the_models_own_saved_prompts_are_dropped(tiny_qwen3, tmp_path):
     saved = load_embedder(qwen3_embedder(tiny_qwen3))
     saved.prompts = {
         "query": "Instruct: Given a web search query, retrieve pages\nQuery:",
@@ -315,8 +309,7 @@ def test_query_instruction_goes_on_retrieval_anchors_only():
     assert datasets["classification"]["anchor"][0] == "def helper_0(x): return x - 0"
 
 
-@pytest.mark.slow
-def test_qwen3_lora_training_with_the_instruction(tmp_path, tiny_qwen3):
+def test_qwen3_lora_training_moves_the_model_and_keeps_left_padded_last_token_pooling(tmp_path, tiny_qwen3):
     (tmp_path / "work").mkdir()
     embedder = qwen3_embedder(tiny_qwen3)
     lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
