@@ -1,6 +1,6 @@
 """How many mined hard negatives are in fact relevant (false negatives), with and without the guard.
 
-    python benchmarks/false_negatives.py --beir ../shared/data/scifact-dev --split dev
+    python benchmarks/false_negatives.py --beir data/scifact-dev --split dev
 
 Each query of the split is paired with its first judged-relevant document only, as a generated query
 is paired with its source document; the query's other relevant documents are what a miner must not

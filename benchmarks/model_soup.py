@@ -6,7 +6,7 @@ often lie in one basin, where their mean scores at least as well as the best of 
 2022, "Model soups"). The ingredients come from `benchmarks/train_ablation.py --save-models`:
 
     python benchmarks/train_ablation.py ... --seeds 13 14 --save-models runs/models
-    python benchmarks/model_soup.py --params params.yaml --eval-set ../shared/data/scifact-dev \\
+    python benchmarks/model_soup.py --params params.yaml --eval-set data/scifact-dev \\
         --models runs/models/full-3-epochs-seed13 runs/models/full-3-epochs-seed14 --out soup.json
 """
 

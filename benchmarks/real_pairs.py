@@ -7,7 +7,7 @@ folder layout, less any query whose text a first-half query repeats word for wor
 `benchmarks/train_ablation.py` trains on real pairs and scores on queries it has not seen, exactly as
 it does for generated pairs (in a project whose docs stage read the same corpus, `docs.source: beir`):
 
-    python benchmarks/real_pairs.py --eval-set ../shared/data/scifact-dev --out runs/scifact-real
+    python benchmarks/real_pairs.py --eval-set data/scifact-dev --out runs/scifact-real
     python benchmarks/train_ablation.py --params params.yaml --docs results/docs.parquet \\
         --balanced runs/scifact-real/pairs.parquet --structural results/structural.parquet \\
         --eval-set runs/scifact-real --split heldout --variants real.json

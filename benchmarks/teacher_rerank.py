@@ -2,7 +2,7 @@
 queries by the teacher's log p(query | document) (``negatives.teacher``, UPR) and compare nDCG@10 with
 the embedder's own order, and with the two z-scored and added.
 
-    python benchmarks/teacher_rerank.py --params params.yaml --eval-set ../shared/data/scifact-dev \\
+    python benchmarks/teacher_rerank.py --params params.yaml --eval-set data/scifact-dev \\
         --queries 100 --top-k 20 --model embedded:smollm2-135m-instruct --out rerank.json
 """
 

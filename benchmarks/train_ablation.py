@@ -17,7 +17,7 @@ with other queries params) and `train` params overrides (deep-merged):
 
     python benchmarks/train_ablation.py --params params.yaml --docs results/docs.parquet \\
         --balanced results/balanced.parquet --structural results/structural.parquet \\
-        --eval-set ../shared/data/scifact-dev --variants variants.json --out ablation.json
+        --eval-set data/scifact-dev --variants variants.json --out ablation.json
 
 Each row also gives the delta on the eval queries with a relevant document among the variant's training
 positives (``seen``) and on the others (``unseen``).
