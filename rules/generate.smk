@@ -37,7 +37,6 @@ rule configs_shard:
     params:
         # llm: the whole group reaches the generator, but only under configs.policy: llm.
         **groups("seed", "shards", "embedder", "llm", "configs"),
-        **keys("queries", "doc_chars"),
     shell:
         "python scripts/configs.py --params params.yaml --docs {input.docs} --personas {input.personas}"
         " --glossary {input.glossary} --prompt {input.prompt} --shard {wildcards.shard}"

@@ -69,7 +69,7 @@ if cfg["policy"] == "llm":
         llm,
         load_prompt(args.prompt),
         cfg,
-        params["queries"]["doc_chars"],
+        cfg["doc_chars"],
         seed,
         params["llm"]["temperature"],
     )
