@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,44 @@ TINY = {
     "filter": {"min_cosine": 0.1},
     "train": {"max_steps": 2, "batch_size": 4},
 }
+# The embedder params of the embedded all-MiniLM-L6-v2, as the tests load and train it.
+MINILM = {
+    "model": "embedded:all-minilm-l6-v2",
+    "pooling": "auto",
+    "padding_side": "auto",
+    "max_seq_length": 128,
+    "encode_dtype": "float32",
+    "query_prompt": "",
+}
+
+
+def default_params() -> dict:
+    """The project's params.yaml, parsed afresh: a copy the caller may change."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def jsonl(*records: dict | str) -> bytes:
+    """``records`` as JSON lines; a string is written as it is (a line broken on purpose)."""
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records).encode()
+
+
+def write_beir(folder: Path, docs: list[dict], queries: list[dict], qrels: dict[str, str]) -> Path:
+    """A BEIR folder: corpus.jsonl, queries.jsonl and one qrels/SPLIT.tsv per ``qrels`` entry, its rows
+    (query-id, corpus-id, score, tab-separated) under the header."""
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_bytes(jsonl(*docs))
+    (folder / "queries.jsonl").write_bytes(jsonl(*queries))
+    for split, rows in qrels.items():
+        (folder / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
+    return folder
+
+
+def cached_llm_calls(path: Path) -> int:
+    """Calls stored in the LLM cache (SQLite) at ``path``; 0 while the cache is not created yet."""
+    try:
+        return sqlite3.connect(path).execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -109,15 +148,7 @@ def minilm():
     """The embedded all-MiniLM-L6-v2, loaded once."""
     from synthembed.models import load_embedder
 
-    return load_embedder(
-        {
-            "model": "embedded:all-minilm-l6-v2",
-            "pooling": "auto",
-            "padding_side": "auto",
-            "max_seq_length": 128,
-            "encode_dtype": "float32",
-        }
-    )
+    return load_embedder(MINILM)
 
 
 @pytest.fixture(scope="session")
@@ -210,8 +241,7 @@ def served_requests(base_url: str) -> int:
 
 def openai_llm_params(base_url: str, **changes) -> dict:
     """The llm params group of the default params.yaml, pointed at an OpenAI-compatible server."""
-    llm = yaml.safe_load((ROOT / "params.yaml").read_text())["llm"]
-    return llm | {"backend": "openai", "model": "served", "base_url": base_url} | changes
+    return default_params()["llm"] | {"backend": "openai", "model": "served", "base_url": base_url} | changes
 
 
 @pytest.fixture(scope="session")

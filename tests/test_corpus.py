@@ -1,4 +1,3 @@
-import json
 import os
 import subprocess
 import sys
@@ -7,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import ROOT, write_beir
 
 from synthembed.corpus import (
     DOC_SCHEMA,
@@ -112,14 +112,7 @@ def test_first_sentence_joins_wrapped_lines():
     )
 
 
-def write_jsonl(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_csv_parquet_and_text_folder_sources(tmp_path):
-    import polars as pl
-
     (tmp_path / "c.csv").write_text("id,title,text\n1,One,first document text\n2,Two,second document text\n")
     pl.DataFrame({"doc_id": ["x"], "text": ["parquet document"]}).write_parquet(tmp_path / "c.parquet")
     folder = tmp_path / "notes"
@@ -139,21 +132,15 @@ def test_csv_parquet_and_text_folder_sources(tmp_path):
     ]
 
 
-def write_beir(folder: Path, qrels: str) -> Path:
-    (folder / "qrels").mkdir(parents=True)
-    write_jsonl(
-        folder / "corpus.jsonl",
-        [json.dumps({"_id": f"d{i}", "title": "T" if i == 2 else "", "text": f"doc {i}"}) for i in range(3)],
-    )
-    write_jsonl(
-        folder / "queries.jsonl", ['{"_id": "q1", "text": "which doc"}', '{"_id": "q2", "text": "x"}']
-    )
-    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
-    return folder
+def toy_beir(folder: Path, qrels: str) -> Path:
+    """Three documents (d2 titled), two queries and the dev judgments ``qrels``."""
+    docs = [{"_id": f"d{i}", "title": "T" if i == 2 else "", "text": f"doc {i}"} for i in range(3)]
+    queries = [{"_id": "q1", "text": "which doc"}, {"_id": "q2", "text": "x"}]
+    return write_beir(folder, docs, queries, {"dev": qrels})
 
 
 def test_beir_folder_is_a_corpus_and_an_eval_set_over_the_whole_corpus(tmp_path):
-    folder = write_beir(tmp_path / "toy", "q1\td2\t1\nq1\td0\t0\n")
+    folder = toy_beir(tmp_path / "toy", "q1\td2\t1\nq1\td0\t0\n")
     corpus = read_corpus("beir", str(folder))
     assert len(list(corpus.docs)) == 3 and corpus.judgments == []  # queries only ever serve evaluation
     eval_set = read_beir_set(folder, "dev")
@@ -169,7 +156,7 @@ def test_beir_folder_is_a_corpus_and_an_eval_set_over_the_whole_corpus(tmp_path)
     [("q9\td2\t1\n", "dev.tsv:2: bad judgment"), ("q1\td2\t1\nq1\td7\t1\n", "dev.tsv:3: bad judgment")],
 )
 def test_beir_judgment_of_an_unknown_query_or_document_names_the_line(tmp_path, qrels, message):
-    folder = write_beir(tmp_path / "toy", qrels)
+    folder = toy_beir(tmp_path / "toy", qrels)
     with pytest.raises(CorpusError, match=message):
         read_beir_set(folder, "dev")
     with pytest.raises(CorpusError, match=r"test\.tsv: no such qrels split"):
@@ -188,7 +175,7 @@ def test_beir_judgment_of_an_unknown_query_or_document_names_the_line(tmp_path, 
     ],
 )
 def test_beir_repeated_id_names_the_line(tmp_path, file, line, message):
-    folder = write_beir(tmp_path / "toy", "q1\td2\t1\n")
+    folder = toy_beir(tmp_path / "toy", "q1\td2\t1\n")
     with (folder / file).open("a") as handle:
         handle.write(line + "\n")
     with pytest.raises(CorpusError, match=message):
@@ -196,7 +183,7 @@ def test_beir_repeated_id_names_the_line(tmp_path, file, line, message):
 
 
 def test_beir_qrels_are_read_as_utf8_whatever_the_locale(tmp_path):
-    folder = write_beir(tmp_path / "toy", "")
+    folder = toy_beir(tmp_path / "toy", "")
     (folder / "queries.jsonl").write_text('{"_id": "q\u00e9", "text": "which doc"}\n', encoding="utf-8")
     (folder / "qrels" / "dev.tsv").write_text(
         "query-id\tcorpus-id\tscore\nq\u00e9\td2\t1\n", encoding="utf-8"
@@ -211,7 +198,7 @@ def test_beir_qrels_are_read_as_utf8_whatever_the_locale(tmp_path):
 
 
 def test_zero_score_judgments_are_not_relevant_to_either_reader(tmp_path):
-    folder = write_beir(tmp_path / "toy", "q1\td2\t1\nq1\td0\t0\nq2\td1\t0\n")
+    folder = toy_beir(tmp_path / "toy", "q1\td2\t1\nq1\td0\t0\nq2\td1\t0\n")
     beir = read_beir_set(folder, "dev")
     judgments = pl.DataFrame(
         {
@@ -255,7 +242,7 @@ def test_sampling_is_seeded_and_written_in_id_order_one_range_at_a_time(fake_std
 
 
 def test_real_beir_dev_sets_load():
-    scifact = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact-dev"
+    scifact = ROOT.parent / "shared" / "data" / "scifact-dev"
     if not scifact.exists():
         pytest.skip("shared development data not present")
     eval_set = read_beir_set(scifact, "dev")

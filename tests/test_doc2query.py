@@ -1,10 +1,8 @@
 """The self-trained doc2query generator, on a tiny random Qwen3 (and shared-prefix generation with it)."""
 
-from pathlib import Path
-
 import polars as pl
 import pytest
-from conftest import plain_generate
+from conftest import ROOT, plain_generate
 
 from synthembed.doc2query import (
     doc2query_messages,
@@ -17,7 +15,6 @@ from synthembed.doc2query import (
 from synthembed.llm import TransformersGenerator
 from synthembed.models import load_causal_lm
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMPT = load_doc2query_prompt(ROOT / "prompts" / "doc2query.yaml")
 CFG = {
     "max_pairs": 10,

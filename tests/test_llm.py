@@ -1,7 +1,14 @@
 import sqlite3
 
 import pytest
-from conftest import katan_server, openai_llm_params, scripted_server, scripted_stats, served_requests
+from conftest import (
+    cached_llm_calls,
+    katan_server,
+    openai_llm_params,
+    scripted_server,
+    scripted_stats,
+    served_requests,
+)
 
 from synthembed.llm import CachedLLM, Completion, LLMCache, OpenAIGenerator, call_key, call_seed
 
@@ -30,10 +37,6 @@ class CountingGenerator:
 
 def prompts(n: int):
     return [[{"role": "user", "content": f"q{i}"}] for i in range(n)]
-
-
-def cached_rows(path) -> int:
-    return sqlite3.connect(path).execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
 
 def test_key_depends_on_every_part():
@@ -140,7 +143,7 @@ def test_interrupted_run_resumes_without_repeating_finished_batches(tmp_path):
     dying = CachedLLM(DyingGenerator(), LLMCache(path))
     with pytest.raises(KeyboardInterrupt):
         dying.generate(prompts(12), seed=1)
-    assert cached_rows(path) == 8
+    assert cached_llm_calls(path) == 8
     resumed = CachedLLM(CountingGenerator(), LLMCache(path))
     resumed.generate(prompts(12), seed=1)
     assert resumed.generator.prompts_seen == 4
@@ -208,7 +211,7 @@ def test_openai_backend_reports_rate_limits_and_caches_only_answers(tmp_path):
         stats = llm.stats_dict()
         assert sum(a is not None for a in answers) == 5
         assert stats["failures"] == {"http_429": 3} and stats["retries"] == {"http_429": 3}
-        assert cached_rows(tmp_path / "c.sqlite") == 5
+        assert cached_llm_calls(tmp_path / "c.sqlite") == 5
 
 
 def test_openai_backend_gives_up_on_timeouts(tmp_path):
@@ -260,4 +263,4 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     for worker in workers:
         worker.join()
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
-    assert cached_rows(path) == 200
+    assert cached_llm_calls(path) == 200

@@ -3,13 +3,12 @@ OpenAI-compatible server that follows the requested JSON schema (as vLLM's guide
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import polars as pl
 import yaml
-from conftest import ROOT, copy_project, openai_llm_params, run_stage, scripted_server, scripted_stats
+from conftest import ROOT, copy_project, jsonl, openai_llm_params, run_stage, scripted_server, scripted_stats
 
 from synthembed.params import validate_params
 from synthembed.serving import served_llm_params, set_group_values
@@ -60,7 +59,7 @@ def test_configs_and_queries_ask_the_server_for_schema_guided_json(tmp_path):
         {"_id": f"d{i}", "text": f"Notes number {i} on measuring protein stability in buffers."}
         for i in range(6)
     ]
-    (tmp_path / "c.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "c.jsonl").write_bytes(jsonl(*docs))
     with scripted_server({}, tmp_path) as url:
         llm = openai_llm_params(url) | served_llm_params("served", url, qwen3=True)
         (tmp_path / "project").mkdir()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_project, openai_llm_params, run, scripted_server
+from conftest import jsonl, make_project, openai_llm_params, run, scripted_server
 
 SHARD_FILES = {"configs": ("json", "parquet"), "queries": ("json", "parquet"), "filtered": ("npz", "parquet")}
 GATHERED = [
@@ -29,7 +29,7 @@ def corpus(path: Path) -> Path:
         }
         for i in range(30)
     ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    path.write_bytes(jsonl(*records))
     return path
 
 

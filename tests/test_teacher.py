@@ -6,15 +6,14 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 import yaml
+from conftest import MINILM, ROOT, default_params
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-from test_train import MINILM  # the embedder params of the training tests
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from synthembed.io import InputError
@@ -35,8 +34,7 @@ from synthembed.train import (
     training_loss,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = yaml.safe_load((ROOT / "params.yaml").read_text())["train"] | {
+TRAIN = default_params()["train"] | {
     "method": "full",
     "loss": "mnrl",
     "max_steps": 6,
@@ -218,7 +216,7 @@ def test_training_with_distillation_moves_the_model_towards_the_teacher(tmp_path
 
 
 def test_negatives_stage_scores_retrieval_candidates_with_the_teacher(tiny_qwen3, tmp_path):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = default_params()
     params["runtime"]["cache_dir"] = str(tmp_path / "cache")
     params["embedder"] |= {"batch_size": 8, "max_seq_length": 64}
     params["negatives"] |= {"num_negatives": 2, "range_max": 6}
@@ -284,7 +282,7 @@ def test_negatives_stage_scores_retrieval_candidates_with_the_teacher(tiny_qwen3
 
 
 def test_params_with_distillation_need_a_teacher_and_plain_infonce():
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = default_params()
     params["train"]["distillation"] = 1.0
     with pytest.raises(InputError, match=r"p\.yaml: train\.distillation: needs teacher scores"):
         validate_params(params, "p.yaml")

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-import yaml
+from conftest import MINILM, ROOT, default_params
 from sentence_transformers import SentenceTransformer
 
 from synthembed.io import InputError
@@ -23,14 +23,6 @@ from synthembed.train import (
     training_datasets,
 )
 
-MINILM = {
-    "model": "embedded:all-minilm-l6-v2",
-    "pooling": "auto",
-    "padding_side": "auto",
-    "max_seq_length": 64,
-    "encode_dtype": "float32",
-    "query_prompt": "",
-}
 TRAIN = {
     "backend": "sentence-transformers",
     "method": "lora",
@@ -284,14 +276,14 @@ def test_qwen3_pools_the_last_real_token_with_left_padding(tiny_qwen3):
 
 def test_a_warmup_of_every_step_is_rejected_naming_the_key():
     # transformers reads a warmup of 1 or more as a count of steps, not a share
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params = default_params()
     params["train"]["warmup_ratio"] = 1.0
     with pytest.raises(InputError, match=r"p\.yaml: train\.warmup_ratio: 1\.0 is greater than or equal"):
         validate_params(params, "p.yaml")
 
 
 def test_merge_checkpoints_must_be_taken_only_when_merging():
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params = default_params()
     params["train"] |= {"checkpoints": 1, "merge": {"method": "none", "checkpoints": 2, "base_share": 0.0}}
     assert validate_params(params, "p.yaml")["train"]["checkpoints"] == 1
     params["train"]["merge"]["method"] = "slerp"
@@ -335,7 +327,7 @@ def test_swift_run_folder_must_be_unique(tmp_path):
         run_folder(tmp_path)
 
 
-SWIFT = Path(__file__).resolve().parents[1] / ".venv-swift" / "bin" / "swift"
+SWIFT = ROOT / ".venv-swift" / "bin" / "swift"
 
 
 @pytest.mark.slow
