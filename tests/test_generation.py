@@ -1,15 +1,15 @@
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import katan_server, openai_llm_params, served_requests
+from conftest import ROOT, cached_llm_calls, default_params, katan_server, openai_llm_params, served_requests
 
 from synthembed.answers import TASK_FIELDS, parse_answer
 from synthembed.configs import sampled_configs
@@ -30,9 +30,8 @@ from synthembed.prompts import (
 )
 from synthembed.structural import PAIR_SCHEMA
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = {style: ROOT / "prompts" / f"queries_{style}.yaml" for style in ("few_shot", "report")}
-CFG = yaml.safe_load((ROOT / "params.yaml").read_text())["configs"] | {"languages": {"en": 0.5, "de": 0.5}}
+CFG = default_params()["configs"] | {"languages": {"en": 0.5, "de": 0.5}}
 QUERIES_CFG = {"doc_chars": 200, "source_chars": 40, "code_negatives": True, "candidates": 1}
 
 
@@ -324,7 +323,7 @@ def write_stage_inputs(folder: Path, n: int, base_url: str, cache_dir: Path) -> 
     ).write_parquet(folder / "docs.parquet")
     pl.DataFrame(rows).write_parquet(folder / "configs.parquet")
     pl.DataFrame(schema=PAIR_SCHEMA).write_parquet(folder / "structural.parquet")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = default_params()
     params["llm"] = openai_llm_params(base_url, concurrency=2, max_retries=0)
     params["runtime"]["cache_dir"] = str(cache_dir)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
@@ -337,11 +336,17 @@ def write_stage_inputs(folder: Path, n: int, base_url: str, cache_dir: Path) -> 
     return [*command, "--out-stats", str(folder / "stats.json")]
 
 
-def cached_calls(path: Path) -> int:
-    try:
-        return sqlite3.connect(path).execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+def settled(read: Callable[[], int], interval_s: float, timeout_s: float = 30.0) -> int:
+    """What ``read()`` returns once two reads ``interval_s`` apart agree; fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last = read()
+    while time.monotonic() < deadline:
+        time.sleep(interval_s)
+        now = read()
+        if now == last:
+            return now
+        last = now
+    pytest.fail(f"still changing after {timeout_s} s")
 
 
 def test_queries_stage_killed_halfway_repeats_no_finished_call(tmp_path):
@@ -350,13 +355,16 @@ def test_queries_stage_killed_halfway_repeats_no_finished_call(tmp_path):
         command = write_stage_inputs(tmp_path, n, url, tmp_path / "cache")
         cache = tmp_path / "cache" / "llm.sqlite"
         stage = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while cached_calls(cache) < n // 2:
+        deadline = time.monotonic() + 120
+        while cached_llm_calls(cache) < n // 2:
             assert stage.poll() is None, "the stage ended before it was killed"
+            assert time.monotonic() < deadline, f"under {n // 2} calls stored after 120 s"
             time.sleep(0.05)
         os.kill(stage.pid, signal.SIGKILL)
         stage.wait()
-        time.sleep(0.5)  # the server still answers the requests that were in flight
-        finished, answered_before_kill = cached_calls(cache), served_requests(url)
+        # the server still answers the requests that were in flight: each takes 100 ms
+        answered_before_kill = settled(lambda: served_requests(url), interval_s=0.3)
+        finished = cached_llm_calls(cache)
         assert not (tmp_path / "queries.parquet").exists()
         assert n // 2 <= finished < n
         # At most the calls in flight were answered but not stored: the concurrency limit.
@@ -422,15 +430,22 @@ def test_doc2query_model_answers_the_retrieval_rows_under_its_own_prompt():
     assert {o["model"] for o in out if o["task_type"] != "retrieval"} == {"prompted-llm"}
 
 
-def test_the_local_doc2query_model_costs_nothing_whatever_the_llm_costs():
-    llm_cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["llm"] | {
+def test_the_local_doc2query_model_keeps_the_llms_sampling_and_costs_nothing():
+    llm_cfg = {
         "backend": "openai",
         "model": "gpt-x",
+        "batch_size": 64,
+        "max_new_tokens": 32,
+        "temperature": 0.7,
+        "stop": ["\n"],
         "price_per_million_tokens": {"input": 0.1, "output": 0.4},
     }
-    local = doc2query_llm_params(llm_cfg, "results/doc2query")
-    assert local.pop("price_per_million_tokens") is None
-    assert (local.pop("backend"), local.pop("model")) == ("transformers", "results/doc2query")
-    assert local == {
-        k: v for k, v in llm_cfg.items() if k not in ("backend", "model", "price_per_million_tokens")
+    assert doc2query_llm_params(llm_cfg, "results/doc2query") == {
+        "backend": "transformers",
+        "model": "results/doc2query",
+        "batch_size": 64,
+        "max_new_tokens": 32,
+        "temperature": 0.7,
+        "stop": ["\n"],
+        "price_per_million_tokens": None,
     }
