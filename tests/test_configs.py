@@ -1,10 +1,9 @@
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-import yaml
+from conftest import ROOT, default_params
 
 from synthembed.configs import (
     achieved_shares,
@@ -23,7 +22,6 @@ from synthembed.params import validate_params
 from synthembed.prompts import load_prompt
 from synthembed.shards import interleave
 
-ROOT = Path(__file__).resolve().parents[1]
 CFG = {
     "task_types": {"retrieval": 0.45, "sts": 0.25, "classification": 0.20, "bitext": 0.10},
     "question_types": {
@@ -85,7 +83,11 @@ def test_glossary_terms_are_whole_words_of_the_document_in_glossary_order(tmp_pa
     bad.write_text("code: socket\n")
     with pytest.raises(ValueError, match=r"glossary\.yaml: a glossary maps each domain to a list of terms"):
         load_glossary(bad)
-    assert load_glossary(ROOT / "prompts" / "glossary.yaml")["code"]
+    good = tmp_path / "good.yaml"
+    good.write_text("code: [socket, timeout]\nprose: []\n")
+    assert load_glossary(good) == {"code": ["socket", "timeout"], "prose": []}
+    # the terms above are the shipped glossary's own
+    assert set(GLOSSARY["code"]) <= set(load_glossary(ROOT / "prompts" / "glossary.yaml")["code"])
 
 
 @pytest.mark.parametrize("n", [7, 100, 1001])
@@ -265,7 +267,7 @@ def test_shards_take_their_rows_from_the_plan_of_all_documents():
     ],
 )
 def test_zero_shares_are_rejected_naming_the_params_key(changes, error):
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params = default_params()
     params["configs"] |= changes
     with pytest.raises(InputError, match=error):
         validate_params(params, "p.yaml")
@@ -293,14 +295,14 @@ def test_zero_shares_are_rejected_naming_the_params_key(changes, error):
     ],
 )
 def test_settings_that_cannot_work_are_rejected_naming_the_params_key(group, changes, error):
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params = default_params()
     params[group] |= changes
     with pytest.raises(InputError, match=r"p\.yaml: " + error):
         validate_params(params, "p.yaml")
 
 
 def test_a_drawn_label_without_a_balance_quota_is_rejected_naming_the_params_key():
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params = default_params()
     params["configs"]["question_types"] = {"claim": 1.0}
     error = (
         r"p\.yaml: balance\.quotas\.question_type: no quota for 'claim', which configs\.question_types draws"
