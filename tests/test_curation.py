@@ -26,7 +26,7 @@ from synthembed.filtering import (
     shingles,
 )
 from synthembed.io import write_parquet_row_groups
-from synthembed.mine import mine_negatives, mine_training_pairs, one_text_per_label
+from synthembed.mine import choose_negatives, mine_negatives, mine_training_pairs, one_text_per_label
 from synthembed.search import exact_top_k, faiss_top_k, rank_of
 
 
@@ -304,6 +304,34 @@ CORPUS = [
     "def median(xs): return sorted(xs)[len(xs) // 2]",
     "DEF MEAN(XS): RETURN SUM(XS) / LEN(XS)",  # the mean again, reformatted
 ]
+
+
+def test_random_negatives_are_a_seeded_draw_inside_the_rank_window_that_passes_the_guards():
+    # Row 0: the positive 9 and the repeat of 5 take no rank, so 5 holds rank 0 and 6 rank 5, both
+    # outside the window [1, 5) though every score passes the guards: 1, 2, 3, 4 qualify.
+    # Row 1: 1 scores over max_score and 2 is within absolute_margin of its positive: 3 alone qualifies.
+    candidates = np.array([[5, 9, 5, 1, 2, 3, 4, 6], [0, 7, 1, 2, 3, -1, -1, -1]])
+    scores = np.array(
+        [[0.7, 0.69, 0.68, 0.67, 0.66, 0.65, 0.64, 0.6], [0.95, 0.85, 0.78, 0.72, 0.5, 0.0, 0.0, 0.0]]
+    )
+    positives, positive_scores = np.array([[9], [0]]), np.array([0.9, 0.8])
+    cfg = MINING | {"range_min": 1, "range_max": 5, "max_score": 0.75, "relative_margin": None}
+    cfg |= {"absolute_margin": 0.1, "sampling_strategy": "random"}
+    score_of = {1: 0.67, 2: 0.66, 3: 0.65, 4: 0.64}
+    inputs = (scores, candidates, positives, positive_scores)
+    drawn = set()
+    for seed in range(50):
+        ids, chosen_scores, enough = choose_negatives(*inputs, cfg, np.random.default_rng(seed))
+        assert choose_negatives(*inputs, cfg, np.random.default_rng(seed))[0].tolist() == ids.tolist()
+        first, second = ids[0].tolist()
+        assert first != second and {first, second} <= {1, 2, 3, 4}
+        assert chosen_scores[0].tolist() == [score_of[first], score_of[second]]
+        assert ids[1].tolist() == [3, -1] and chosen_scores[1, 0] == 0.5 and np.isnan(chosen_scores[1, 1])
+        assert enough.tolist() == [True, False]
+        drawn.add(frozenset((first, second)))
+    assert len(drawn) == 6  # every pair of the four, not always the best two
+    top = choose_negatives(*inputs, cfg | {"sampling_strategy": "top"}, np.random.default_rng(0))
+    assert top[0].tolist() == [[1, 2], [3, -1]]
 
 
 def test_mined_negatives_are_never_a_positive_or_a_copy_of_one_and_drops_are_counted(minilm):
