@@ -36,6 +36,7 @@ import yaml
 from conftest import (
     ROOT,
     copy_project,
+    jsonl,
     make_project,
     openai_llm_params,
     run,
@@ -45,16 +46,13 @@ from conftest import (
     update_params,
 )
 
+from synthembed.io import atomic_path
+
 GOOD = {
     "_id": "g1",
     "title": "Folding",
     "text": "A good document about protein folding and how it is measured.",
 }
-
-
-def jsonl(*records: dict | str) -> bytes:
-    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
-    return ("\n".join(lines) + "\n").encode()
 
 
 @dataclass
@@ -311,9 +309,11 @@ def test_evaluation_queries_whose_documents_are_not_kept_are_counted(tmp_path):
             ("double", "Return twice the given number."),
             ("halve", "Return half of the given number."),
             ("negate", "Return the number with its sign flipped."),
-            ("tiny", "Do it."),  # under three words: no query
         ]
     ]
+    # Under three words: no query, and its code under docs.min_chars: rejected. Had it a query, that
+    # query would be one more dropped.
+    functions.append('def tiny(value):\n    """Do it."""\n    return value\n')
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "numbers.py").write_text("\n".join(functions))
     project = docs_project(tmp_path, "stdlib", "lib", max_docs=2)
@@ -322,10 +322,15 @@ def test_evaluation_queries_whose_documents_are_not_kept_are_counted(tmp_path):
     stats = json.loads((project / "results" / "stats" / "docs.json").read_text())
     kept = pl.read_parquet(project / "results" / "docs.parquet")["doc_id"].to_list()
     judged = pl.read_parquet(project / "results" / "eval.parquet")["doc_id"].to_list()
-    assert (stats["kept"], stats["not_sampled"]) == (2, 2)
-    assert set(judged) == set(kept) - {"numbers.tiny"}
-    assert stats["eval_queries"] == {"stdlib": len(judged)}
-    assert stats["eval_queries_dropped"] == {"stdlib": 3 - len(judged)}
+    # Two of the three documented functions are drawn; the third one's query is dropped.
+    assert (stats["kept"], stats["not_sampled"]) == (2, 1)
+    assert stats["rejected"] == {"text shorter than 40 characters": 1}
+    assert sorted(judged) == sorted(kept) and set(kept) < {
+        "numbers.double",
+        "numbers.halve",
+        "numbers.negate",
+    }
+    assert (stats["eval_queries"], stats["eval_queries_dropped"]) == ({"stdlib": 2}, {"stdlib": 1})
 
 
 # --- the whole DAG against a server that misbehaves on purpose -------------------------------------------
@@ -401,21 +406,26 @@ def hostile_params(corpus: Path, base_url: str) -> dict:
     }
 
 
-def engine_run(folder: Path, corpus: Path, engine: list[str]) -> tuple[Path, dict]:
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def engine_run(folder: Path, corpus: Path, engine: list[str]) -> tuple[Path, dict, set[str]]:
     """A project on the hostile corpus run by one engine against a fresh scripted server; returns the
-    project and what the server saw."""
+    project, what the server saw and the files the run added to ``folder`` (project, LLM cache)."""
     with scripted_server(SCRIPT, folder) as url:
         (folder / "project").mkdir()
         project = make_project(folder / "project", hostile_params(corpus, url), folder / "cache")
         before = set(run(["git", "ls-files"], project).stdout.split())
+        files_before = files_under(folder)
         run(engine, project, env=os.environ | {KEY_ENV: SECRET})
         seen = scripted_stats(url)
     assert set(run(["git", "ls-files"], project).stdout.split()) == before
-    return project, seen
+    return project, seen, files_under(folder) - files_before
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+def runs(tmp_path_factory) -> dict[str, tuple[Path, dict, set[str]]]:
     """The same params run twice: once by Snakemake, once by DVC, each with its own LLM cache."""
     corpus = hostile_corpus(tmp_path_factory.mktemp("corpus") / "corpus.jsonl")
     return {
@@ -426,7 +436,7 @@ def runs(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
 
 @pytest.mark.slow
 def test_bad_model_output_is_a_row_with_its_reason_never_a_crash(runs):
-    project, _ = runs["snakemake"]
+    project, _, _ = runs["snakemake"]
     results = project / "results"
     queries = pl.read_parquet(results / "queries.parquet")
     by_doc = {row["doc_id"]: row for row in queries.iter_rows(named=True)}
@@ -456,11 +466,14 @@ def test_bad_model_output_is_a_row_with_its_reason_never_a_crash(runs):
 
 @pytest.mark.slow
 def test_hostile_documents_change_no_schema_run_nothing_and_write_nothing_outside_results(runs):
-    project, _ = runs["snakemake"]
+    project, _, added = runs["snakemake"]
     queries = pl.read_parquet(project / "results" / "queries.parquet")
     assert "run" not in queries.columns
     injected = queries.filter(pl.col("doc_id") == "case_injected_code")["query"].item()
     assert injected.startswith("__import__('os').system('touch PWNED')")  # kept as text, nothing more
+    # Besides results/, a run writes only its logs, Snakemake's records and the LLM cache.
+    places = {"project/results", "project/logs", "project/.snakemake", "cache"}
+    assert {p for p in added if not p.startswith(tuple(f"{place}/" for place in places))} == set()
     root = project.parent.parent.parent
     assert not list(root.rglob("PWNED")) and not list(root.rglob("escaped.txt"))
     assert not Path("PWNED").exists()
@@ -529,25 +542,33 @@ def test_no_code_evaluates_or_unpickles_data():
 
 @pytest.mark.slow
 def test_the_api_key_is_sent_and_written_nowhere(runs):
-    for project, seen in runs.values():
+    for engine, (project, seen, _) in runs.items():
         assert seen["authorization"] == [f"Bearer {SECRET}"]
         assert KEY_ENV in (project / "params.yaml").read_text()  # the params name the variable only
         written = [p for p in project.parent.rglob("*") if p.is_file()]
-        assert len(written) > 50 and (
-            project / "dvc.lock" in written or project / ".snakemake" in project.iterdir()
+        # where a key would most likely land: the LLM cache, the queries log, the engine's records
+        records = (
+            [project / "dvc.lock"] if engine == "dvc" else list((project / ".snakemake" / "log").iterdir())
         )
+        likely = {project.parent / "cache" / "llm.sqlite", project / "logs" / "queries_shard_0.log", *records}
+        assert records and likely <= set(written)
         assert [p for p in written if SECRET.encode() in p.read_bytes()] == []
+
+
+def data_outputs(project: Path) -> list[str]:
+    """The Parquet files and plot CSVs every stage declares (one shard: params shards: [0])."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    declared = [o for stage in stages for o in stage_outputs(project, stage)]
+    return sorted(o.removeprefix("results/") for o in declared if o.endswith((".parquet", ".csv")))
 
 
 @pytest.mark.slow
 def test_two_runs_write_byte_identical_data(runs):
     snakemake_results, dvc_results = (runs[engine][0] / "results" for engine in ("snakemake", "dvc"))
-    data = sorted(p.relative_to(snakemake_results) for p in snakemake_results.rglob("*.parquet"))
-    data += sorted(p.relative_to(snakemake_results) for p in (snakemake_results / "plots").glob("*.csv"))
-    assert len(data) >= 12
-    differing = [
-        str(p) for p in data if (snakemake_results / p).read_bytes() != (dvc_results / p).read_bytes()
-    ]
+    files = [*snakemake_results.rglob("*.parquet"), *(snakemake_results / "plots").glob("*.csv")]
+    data = sorted(str(p.relative_to(snakemake_results)) for p in files)
+    assert data == data_outputs(runs["snakemake"][0])
+    differing = [p for p in data if (snakemake_results / p).read_bytes() != (dvc_results / p).read_bytes()]
     assert differing == []
 
 
@@ -592,7 +613,7 @@ def killed_when_started(project: Path, command: list[str], stage: str, env: dict
     ],
 )
 def test_a_killed_stage_leaves_no_half_output_and_is_rerun_to_the_same_bytes(runs, stage, tmp_path):
-    project, _ = runs["snakemake"]
+    project, _, _ = runs["snakemake"]
     env = os.environ | {KEY_ENV: SECRET}
     outputs = stage_outputs(project, stage)
     data = [o for o in outputs if o.endswith((".parquet", ".csv"))]
@@ -617,7 +638,7 @@ def test_a_killed_stage_leaves_no_half_output_and_is_rerun_to_the_same_bytes(run
 
 @pytest.mark.slow
 def test_a_failed_write_leaves_the_previous_artifact_intact(runs):
-    project, _ = runs["snakemake"]
+    project, _, _ = runs["snakemake"]
     docs = project / "results" / "docs.parquet"
     previous = docs.read_bytes()
     limit = len(previous) // 2  # the disk "fills up" halfway through the new file
@@ -630,3 +651,26 @@ def test_a_failed_write_leaves_the_previous_artifact_intact(runs):
     assert result.returncode == 1 and "File too large" in result.stderr
     assert docs.read_bytes() == previous
     assert list(docs.parent.glob(".docs.parquet.*")) == []
+
+
+def test_an_atomic_write_appears_only_when_complete_and_a_failed_one_changes_nothing(tmp_path):
+    target = tmp_path / "out.txt"
+    (tmp_path / ".out.txt.killed").mkdir()  # what a killed writer left: the next one removes it
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+        assert tmp.parent.parent == tmp_path and tmp.parent.name.startswith(".out.txt.")
+        assert not target.exists()
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+    with pytest.raises(OSError, match="disk full"), atomic_path(target) as tmp:
+        tmp.write_text("half of a newer")
+        raise OSError("disk full")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+    with pytest.raises(OSError, match="disk full"), atomic_path(tmp_path / "never.txt") as tmp:
+        tmp.write_text("half")
+        raise OSError("disk full")
+    assert list(tmp_path.iterdir()) == [target]
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "old.bin").write_text("old")
+    with atomic_path(tmp_path / "model", directory=True) as folder:
+        (folder / "new.bin").write_text("new")
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["new.bin"]
