@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-import sqlite3
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +15,7 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 import yaml
-from conftest import ROOT, TINY, copy_project, make_project, run, update_params
+from conftest import ROOT, TINY, cached_llm_calls, copy_project, make_project, run, update_params, write_beir
 
 from synthembed.code_deps import code_files, library_closure
 from synthembed.structural import PAIR_SCHEMA
@@ -197,8 +196,11 @@ def test_profile_and_lint():
     """`snakemake --lint` is clean and the default profile is picked up (dry run of the whole DAG)."""
     result = run(["snakemake", "--lint"], ROOT)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
-    dry = run(["snakemake", "-n", "--forceall"], ROOT).stdout
-    assert all(f"rule {stage}:" in dry for stage in STAGES)
+    dry = run(["snakemake", "-n", "--forceall"], ROOT)
+    assert "Using workflow specific profile profiles/default" in dry.stdout + dry.stderr
+    assert all(f"rule {stage}:" in dry.stdout for stage in STAGES)
+    # The profile's printshellcmds: each job's command line is in the plan.
+    assert "python scripts/docs.py --params params.yaml" in dry.stdout
 
 
 @pytest.mark.parametrize("profile", ["slurm", "kubernetes"])
@@ -256,29 +258,23 @@ def dvc_ran(output: str) -> list[str]:
 
 
 def cached_calls(cache_dir: Path) -> int:
-    return sqlite3.connect(cache_dir / "llm.sqlite").execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    return cached_llm_calls(cache_dir / "llm.sqlite")
 
 
-def write_beir(folder: Path) -> Path:
+def write_toy_beir(folder: Path) -> Path:
     """A small BEIR folder: 12 documents, 3 judged queries (and one unjudged, which is not evaluated)."""
-    (folder / "qrels").mkdir(parents=True)
     topics = ["sorting lists", "reading files", "parsing json", "network sockets", "dates and times", "regex"]
     docs = [
         {"_id": f"d{i}", "title": topics[i % 6], "text": f"notes {i} about {topics[i % 6]}"}
         for i in range(12)
     ]
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     queries = [{"_id": f"q{i}", "text": f"how to handle {topics[i]}"} for i in range(4)]
-    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\nq0\td0\t1\nq1\td1\t1\nq2\td8\t2\n"
-    )
-    return folder
+    return write_beir(folder, docs, queries, {"test": "q0\td0\t1\nq1\td1\t1\nq2\td8\t2\n"})
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, llm_cache_dir) -> Path:
-    beir = write_beir(tmp_path_factory.mktemp("beir") / "toy")
+    beir = write_toy_beir(tmp_path_factory.mktemp("beir") / "toy")
     changes = TINY | {
         "train": TINY["train"]
         | {"checkpoints": 2, "merge": {"method": "slerp", "checkpoints": 2, "base_share": 0.0}},
@@ -318,7 +314,11 @@ def test_full_snakemake_run_writes_every_artifact(project):
     assert filtered.height + rejected.height == 20
     assert rejected["reason"].null_count() == 0
     balanced = pl.read_parquet(results / "balanced.parquet")
-    assert set(balanced["split"]) <= {"train", "dev"}
+    # balance.dev_fraction 0.1: a seeded tenth of the documents is dev, and no document is on both sides.
+    assert balanced["split"].unique().sort().to_list() == ["dev", "train"]
+    sides = balanced.group_by("doc_id").agg(pl.col("split").n_unique())
+    assert sides["split"].max() == 1
+    assert balanced.filter(pl.col("split") == "dev")["doc_id"].n_unique() == round(sides.height * 0.1)
     negatives = pl.read_parquet(results / "negatives.parquet")
     assert negatives.columns == [
         "doc_id",
@@ -425,6 +425,10 @@ def test_filter_change_reruns_only_downstream_in_snakemake_without_llm_calls(pro
     assert sorted(set(re.findall(r"rule (\w+):", out)) - {"all"}) == sorted(DOWNSTREAM_OF_FILTER)
     assert cached_calls(llm_cache_dir) == calls
     assert planned_jobs(project) == []
+    # Back to the committed params and their artifacts, for the tests that share the project.
+    run(["git", "checkout", "params.yaml"], project)
+    run(["snakemake", "--cores", "2"], project)
+    assert cached_calls(llm_cache_dir) == calls
 
 
 @pytest.mark.parametrize("source", ["jsonl", "stdlib"])
@@ -480,6 +484,15 @@ def test_an_edited_library_module_reruns_the_rules_that_run_it_in_snakemake(tmp_
     assert re.search(r"Updated input files: .*src/synthembed/corpus\.py", out)
 
 
+@pytest.fixture
+def back_to_main(project):
+    """The shared project back on main with its committed params and artifacts after a test that
+    branches, commits or runs experiments."""
+    yield project
+    run(["git", "checkout", "-q", "-f", "main"], project)
+    run(["dvc", "checkout", "--force"], project)
+
+
 @pytest.fixture(scope="module")
 def first_dvc_repro(project, llm_cache_dir) -> SimpleNamespace:
     """The project's first `dvc repro` (after the Snakemake run), its dvc.lock committed with params.yaml:
@@ -512,7 +525,7 @@ def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(
 
 
 @pytest.mark.slow
-def test_after_dvc_checkout_snakemake_has_nothing_to_do(project, first_dvc_repro):
+def test_after_dvc_checkout_snakemake_has_nothing_to_do(project, first_dvc_repro, back_to_main):
     # Back to the committed params and artifacts; DVC rewrites the files and their timestamps.
     run(["git", "checkout", "params.yaml", "dvc.lock"], project)
     run(["dvc", "checkout", "--force"], project)
@@ -528,7 +541,7 @@ def test_after_dvc_checkout_snakemake_has_nothing_to_do(project, first_dvc_repro
 
 
 @pytest.mark.slow
-def test_metrics_diff_compares_branches(project, first_dvc_repro):
+def test_metrics_diff_compares_branches(project, first_dvc_repro, back_to_main):
     run(["git", "checkout", "params.yaml", "dvc.lock"], project)
     run(["dvc", "checkout", "--force"], project)
     # A branch whose filter drops main's weakest kept pair: its kept count must come out lower.
@@ -559,7 +572,9 @@ def test_report_holds_the_plots_and_the_metrics(project):
 
 
 @pytest.mark.slow
-def test_dvc_remote_restores_every_artifact_in_a_fresh_clone(project, first_dvc_repro, tmp_path):
+def test_dvc_remote_restores_every_artifact_in_a_fresh_clone(
+    project, first_dvc_repro, back_to_main, tmp_path
+):
     run(["dvc", "remote", "add", "-d", "store", str(tmp_path / "remote")], project)
     run(["git", "commit", "-qam", "artifact store"], project)
     run(["dvc", "push"], project)
@@ -573,10 +588,14 @@ def test_dvc_remote_restores_every_artifact_in_a_fresh_clone(project, first_dvc_
 
 @pytest.mark.slow
 def test_a_threshold_sweep_as_experiments_reruns_only_downstream_of_filter(
-    project, first_dvc_repro, llm_cache_dir
+    project, first_dvc_repro, back_to_main, llm_cache_dir
 ):
     calls = cached_calls(llm_cache_dir)
-    for value in (0.11, 0.13):
+    # Below the committed threshold (0.1) and just above the weakest kept pair's cosine: the second
+    # keeps fewer pairs than main, the first at least as many.
+    weakest = pl.read_parquet(project / "results" / "filtered.parquet")["cosine"].min()
+    low, high = 0.05, math.ceil(weakest * 1000 + 1e-6) / 1000
+    for value in (low, high):
         output = run(["dvc", "exp", "run", "-S", f"filter.min_cosine={value}"], project).stdout
         assert dvc_ran(output) == DOWNSTREAM_OF_FILTER
     assert cached_calls(llm_cache_dir) == calls
@@ -584,4 +603,4 @@ def test_a_threshold_sweep_as_experiments_reruns_only_downstream_of_filter(
     threshold = next(k for k in rows[0] if k.endswith("filter.min_cosine"))
     kept = next(k for k in rows[0] if k.endswith("counts.filtered.kept"))
     swept = {float(r[threshold]): int(r[kept]) for r in rows if r["Experiment"]}
-    assert set(swept) == {0.11, 0.13} and swept[0.11] >= swept[0.13]
+    assert set(swept) == {low, high} and swept[low] > swept[high]
