@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import ROOT, write_beir
+from conftest import write_beir
 
 from synthembed.corpus import (
     DOC_SCHEMA,
@@ -241,10 +241,11 @@ def test_sampling_is_seeded_and_written_in_id_order_one_range_at_a_time(fake_std
     )
 
 
-def test_real_beir_dev_sets_load():
-    scifact = ROOT.parent / "shared" / "data" / "scifact-dev"
-    if not scifact.exists():
-        pytest.skip("shared development data not present")
-    eval_set = read_beir_set(scifact, "dev")
+def test_scifact_dev_split_loads_whole():
+    """SciFact's dev split as BEIR distributes it, where SYNTHEMBED_SCIFACT_DEV names its folder."""
+    scifact = os.environ.get("SYNTHEMBED_SCIFACT_DEV")
+    if not scifact:
+        pytest.skip("SYNTHEMBED_SCIFACT_DEV names no SciFact dev folder")
+    eval_set = read_beir_set(Path(scifact), "dev")
     assert len(eval_set.corpus) == 5183
     assert len(eval_set.queries) == 809 and sum(len(r) for r in eval_set.relevant.values()) == 919
