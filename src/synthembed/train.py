@@ -354,8 +354,8 @@ def train_embedder(
         loss=loss,
         callbacks=[checkpoint_callback(work_dir, cfg["checkpoints"], run, dev is not None)],
     )
-    # auto leaves CPUs in float32: bfloat16 steps were 1.9x faster on one with avx512_bf16, but one
-    # SciFact run gained +1.47 where float32 gained +2.10, and the measured results are float32's.
+    # auto leaves CPUs in float32: on one with avx512_bf16, bfloat16 steps were 1.13x faster, but
+    # SciFact's real pairs gained +1.59 where float32 gained +1.91 (benchmarks/README.md).
     dtype = resolve_dtype(cfg["dtype"], device, on_cpu=False)
     # Autocast around the whole run, not the Trainer's bf16 flag: cached InfoNCE re-embeds each
     # mini-batch inside the backward pass, outside the forward's autocast, and would run it in float32.
