@@ -77,10 +77,12 @@ def write_beir(folder: Path, docs: list[dict], queries: list[dict], qrels: dict[
 
 
 def cached_llm_calls(path: Path) -> int:
-    """Calls stored in the LLM cache (SQLite) at ``path``; 0 while the cache is not created yet."""
+    """Calls stored in the LLM cache (SQLite) at ``path``; 0 while the cache is not created yet. Read
+    only: counting never creates the file a running stage is about to."""
     try:
-        return sqlite3.connect(path).execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    except sqlite3.OperationalError:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as cache:
+            return cache.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    except sqlite3.OperationalError:  # no file yet, or no table yet
         return 0
 
 

@@ -257,10 +257,6 @@ def dvc_ran(output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)(?:@\w+)?'", output)  # a foreach stage: name@item
 
 
-def cached_calls(cache_dir: Path) -> int:
-    return cached_llm_calls(cache_dir / "llm.sqlite")
-
-
 def write_toy_beir(folder: Path) -> Path:
     """A small BEIR folder: 12 documents, 3 judged queries (and one unjudged, which is not evaluated)."""
     topics = ["sorting lists", "reading files", "parsing json", "network sockets", "dates and times", "regex"]
@@ -418,17 +414,17 @@ def test_doc2query_stage_trains_the_generator_and_queries_ask_it(project, tmp_pa
 @pytest.mark.slow
 def test_filter_change_reruns_only_downstream_in_snakemake_without_llm_calls(project, llm_cache_dir):
     assert planned_jobs(project) == []
-    calls = cached_calls(llm_cache_dir)
+    calls = cached_llm_calls(llm_cache_dir / "llm.sqlite")
     update_params(project, {"filter": {"min_cosine": 0.12}})
     assert planned_jobs(project) == DOWNSTREAM_OF_FILTER
     out = run(["snakemake", "--cores", "2"], project).stderr
     assert sorted(set(re.findall(r"rule (\w+):", out)) - {"all"}) == sorted(DOWNSTREAM_OF_FILTER)
-    assert cached_calls(llm_cache_dir) == calls
+    assert cached_llm_calls(llm_cache_dir / "llm.sqlite") == calls
     assert planned_jobs(project) == []
     # Back to the committed params and their artifacts, for the tests that share the project.
     run(["git", "checkout", "params.yaml"], project)
     run(["snakemake", "--cores", "2"], project)
-    assert cached_calls(llm_cache_dir) == calls
+    assert cached_llm_calls(llm_cache_dir / "llm.sqlite") == calls
 
 
 @pytest.mark.parametrize("source", ["jsonl", "stdlib"])
@@ -497,7 +493,7 @@ def back_to_main(project):
 def first_dvc_repro(project, llm_cache_dir) -> SimpleNamespace:
     """The project's first `dvc repro` (after the Snakemake run), its dvc.lock committed with params.yaml:
     the tests that check out, compare or branch from a committed run request it; it runs once."""
-    calls = cached_calls(llm_cache_dir)
+    calls = cached_llm_calls(llm_cache_dir / "llm.sqlite")
     output = run(["dvc", "repro"], project).stdout
     queries_stats = json.loads((project / "results" / "stats" / "queries.json").read_text())
     run(["git", "add", "dvc.lock", "params.yaml"], project)
@@ -507,7 +503,7 @@ def first_dvc_repro(project, llm_cache_dir) -> SimpleNamespace:
 
 @pytest.mark.slow
 def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(
-    project, first_dvc_repro, llm_cache_dir
+    project, first_dvc_repro, back_to_main, llm_cache_dir
 ):
     assert dvc_ran(first_dvc_repro.output) == STAGES  # no dvc.lock yet
     queries_stats = first_dvc_repro.queries_stats
@@ -516,12 +512,12 @@ def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(
     assert (queries_stats["llm_calls"], queries_stats["cache_hits"]) == (0, requests)
     assert queries_stats["tokens_in"] == 0 and queries_stats["tokens_in_total"] > 0
     calls = first_dvc_repro.calls_before
-    assert cached_calls(llm_cache_dir) == calls
+    assert cached_llm_calls(llm_cache_dir / "llm.sqlite") == calls
     # Just above the weakest kept pair: the filtered file changes, so everything downstream reruns.
     weakest = pl.read_parquet(project / "results" / "filtered.parquet")["cosine"].min()
     update_params(project, {"filter": {"min_cosine": weakest + 1e-6}})
     assert dvc_ran(run(["dvc", "repro"], project).stdout) == DOWNSTREAM_OF_FILTER
-    assert cached_calls(llm_cache_dir) == calls
+    assert cached_llm_calls(llm_cache_dir / "llm.sqlite") == calls
 
 
 @pytest.mark.slow
@@ -542,8 +538,6 @@ def test_after_dvc_checkout_snakemake_has_nothing_to_do(project, first_dvc_repro
 
 @pytest.mark.slow
 def test_metrics_diff_compares_branches(project, first_dvc_repro, back_to_main):
-    run(["git", "checkout", "params.yaml", "dvc.lock"], project)
-    run(["dvc", "checkout", "--force"], project)
     # A branch whose filter drops main's weakest kept pair: its kept count must come out lower.
     weakest = pl.read_parquet(project / "results" / "filtered.parquet")["cosine"].min()
     run(["git", "checkout", "-q", "-b", "stricter-filter"], project)
@@ -590,7 +584,7 @@ def test_dvc_remote_restores_every_artifact_in_a_fresh_clone(
 def test_a_threshold_sweep_as_experiments_reruns_only_downstream_of_filter(
     project, first_dvc_repro, back_to_main, llm_cache_dir
 ):
-    calls = cached_calls(llm_cache_dir)
+    calls = cached_llm_calls(llm_cache_dir / "llm.sqlite")
     # Below the committed threshold (0.1) and just above the weakest kept pair's cosine: the second
     # keeps fewer pairs than main, the first at least as many.
     weakest = pl.read_parquet(project / "results" / "filtered.parquet")["cosine"].min()
@@ -598,7 +592,7 @@ def test_a_threshold_sweep_as_experiments_reruns_only_downstream_of_filter(
     for value in (low, high):
         output = run(["dvc", "exp", "run", "-S", f"filter.min_cosine={value}"], project).stdout
         assert dvc_ran(output) == DOWNSTREAM_OF_FILTER
-    assert cached_calls(llm_cache_dir) == calls
+    assert cached_llm_calls(llm_cache_dir / "llm.sqlite") == calls
     rows = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], project).stdout)))
     threshold = next(k for k in rows[0] if k.endswith("filter.min_cosine"))
     kept = next(k for k in rows[0] if k.endswith("counts.filtered.kept"))
