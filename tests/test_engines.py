@@ -42,8 +42,11 @@ CODE_PREFIXES = ("scripts/", "src/")
 SHARD_WILDCARD = SimpleNamespace(shard="{shard}")
 SHARD_FILE = re.compile(r"^(results/shards/\w+)/\d+\.\w+$")
 CONSTRAINT = re.compile(r"\{(\w+),[^}]*\}")  # {shard,\d+}: a wildcard with its constraint
-# Fingerprints of data outside the DAG: Snakemake-only (DVC reruns those stages with `dvc repro -f -s`).
+# Data outside the DAG (the corpus, the eval sets): Snakemake sees an edit through fingerprint params of
+# the rules that read it, DVC through the checksums its own sources stage writes on every repro.
 SNAKEMAKE_ONLY_PARAMS = {"docs": {"source"}, "metrics": {"eval_sets"}}
+DVC_ONLY_STAGE = "sources"
+DVC_ONLY_DEPS = {"docs": {"results/sources/docs.json"}, "metrics": {"results/sources/eval_sets.json"}}
 
 
 def command_params(rule) -> dict:
@@ -94,7 +97,7 @@ def snakemake_stages(project: Path) -> dict[str, dict]:
 
 def dvc_stages(dvc_yaml: dict) -> dict[str, dict]:
     """Each stage's command line, inputs, outputs and params groups; a foreach stage by its template,
-    with its item written as Snakemake's {shard} wildcard."""
+    with its item written as Snakemake's {shard} wildcard. Inputs leave out the DVC-only deps."""
     stages = {}
     for name, entry in dvc_yaml["stages"].items():
         stage = yaml.safe_load(yaml.safe_dump(entry.get("do", entry)).replace("${item}", "{shard}"))
@@ -104,9 +107,9 @@ def dvc_stages(dvc_yaml: dict) -> dict[str, dict]:
         ]
         stages[name] = {
             "cmd": " ".join(stage["cmd"].split()),
-            "inputs": sorted(stage["deps"]),
+            "inputs": sorted(set(stage["deps"]) - DVC_ONLY_DEPS.get(name, set())),
             "outputs": sorted(outs),
-            "params": sorted(stage["params"]),
+            "params": sorted(stage.get("params", [])),
             "code": [d for d in stage["deps"] if d.startswith(CODE_PREFIXES)],
         }
     return stages
@@ -115,8 +118,9 @@ def dvc_stages(dvc_yaml: dict) -> dict[str, dict]:
 def differences(snake: dict[str, dict], dvc: dict[str, dict]) -> list[str]:
     """Every way the two descriptions disagree, as readable lines; empty when they agree."""
     found = []
-    if list(snake) != list(dvc):
-        found.append(f"stages: snakemake {list(snake)} vs dvc {list(dvc)}")
+    shared = [name for name in dvc if name != DVC_ONLY_STAGE]
+    if list(snake) != shared:
+        found.append(f"stages: snakemake {list(snake)} vs dvc {shared}")
     for name in snake.keys() & dvc.keys():
         for field in ("cmd", "inputs", "outputs", "params"):
             if snake[name][field] != dvc[name][field]:
@@ -132,6 +136,13 @@ def test_snakefile_and_dvc_yaml_describe_the_same_stages():
     dvc = dvc_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
     assert list(snake) == STAGES
     assert differences(snake, dvc) == []
+    # DVC's own stage runs first and on every repro, and writes exactly the deps only DVC has.
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(dvc_yaml) == [DVC_ONLY_STAGE, *STAGES]
+    assert dvc_yaml[DVC_ONLY_STAGE]["always_changed"] is True
+    assert set(dvc_yaml[DVC_ONLY_STAGE]["outs"]) == set().union(*DVC_ONLY_DEPS.values())
+    for name, deps in DVC_ONLY_DEPS.items():
+        assert deps <= set(dvc_yaml[name]["deps"])
 
 
 def test_library_closure_follows_imports_through_the_library(tmp_path):
@@ -255,6 +266,14 @@ def planned_jobs(project: Path) -> list[str]:
 
 def dvc_ran(output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)(?:@\w+)?'", output)  # a foreach stage: name@item
+
+
+# What `dvc status` reports of a workspace that matches dvc.lock: the sources stage, run on every repro.
+ONLY_SOURCES_CHANGED = {DVC_ONLY_STAGE: ["always changed"]}
+
+
+def dvc_status(project: Path) -> dict:
+    return json.loads(run(["dvc", "status", "--json"], project).stdout)
 
 
 def write_toy_beir(folder: Path) -> Path:
@@ -427,34 +446,63 @@ def test_filter_change_reruns_only_downstream_in_snakemake_without_llm_calls(pro
     assert cached_llm_calls(llm_cache_dir / "llm.sqlite") == calls
 
 
-@pytest.mark.parametrize("source", ["jsonl", "stdlib"])
-def test_an_edited_corpus_reruns_docs_in_snakemake(source, tmp_path):
-    """The corpus lies outside the DAG: Snakemake sees an edit through the docs rule's fingerprint param."""
-    folder = tmp_path / "corpus"
+def redate(path: Path) -> None:
+    """A modification date a second later, the same content."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+
+def corpus_and_edit(source: str, folder: Path) -> tuple[Path, Path, str]:
+    """A one-document corpus of ``source`` in ``folder``: the file to edit, the path ``docs.path`` names,
+    and a second document to append."""
     folder.mkdir()
     if source == "jsonl":
-        corpus, path = folder / "c.jsonl", folder / "c.jsonl"
+        corpus = folder / "c.jsonl"
         record = {"_id": "a", "text": "A document about protein folding and how it is measured."}
         corpus.write_text(json.dumps(record) + "\n")
         edit = (
             json.dumps({"_id": "b", "text": "Another document, about the cycle of a dividing cell."}) + "\n"
         )
-    else:  # a standard library folder named in place of the running Python's
-        corpus, path = folder / "shapes.py", folder
-        corpus.write_text(
-            'def area(width, height):\n    """Area of a rectangle."""\n    return width * height\n'
-        )
-        edit = 'def double(width):\n    """Twice the width given."""\n    return 2 * width\n'
+        return corpus, corpus, edit
+    # a standard library folder named in place of the running Python's
+    corpus = folder / "shapes.py"
+    corpus.write_text('def area(width, height):\n    """Area of a rectangle."""\n    return width * height\n')
+    edit = 'def double(width):\n    """Twice the width given."""\n    return 2 * width\n'
+    return corpus, folder, edit
+
+
+@pytest.mark.parametrize("source", ["jsonl", "stdlib"])
+def test_an_edited_corpus_reruns_docs_in_snakemake_and_a_new_date_alone_does_not(source, tmp_path):
+    """The corpus lies outside the DAG: Snakemake sees an edit through the docs rule's fingerprint param."""
+    corpus, path, edit = corpus_and_edit(source, tmp_path / "corpus")
     (tmp_path / "project").mkdir()
     changes = {"docs": {"source": source, "path": str(path), "max_docs": None, "min_chars": 10}}
     project = copy_project(tmp_path / "project", changes, tmp_path / "cache")
     run(["snakemake", "--cores", "1", "results/docs.parquet"], project)
     dry_run = ["snakemake", "-n", "results/docs.parquet"]
     assert "Nothing to be done" in run(dry_run, project).stdout
+    redate(corpus)
+    assert "Nothing to be done" in run(dry_run, project).stdout
     with corpus.open("a") as handle:
         handle.write(edit)
     out = run(dry_run, project).stdout
     assert re.findall(r"rule (\w+):", out) == ["docs"] and "Params have changed" in out
+
+
+@pytest.mark.parametrize("source", ["jsonl", "stdlib"])
+def test_an_edited_corpus_reruns_docs_in_dvc_and_a_new_date_alone_does_not(source, tmp_path):
+    """DVC sees the corpus through the checksums of its sources stage, which runs on every repro."""
+    corpus, path, edit = corpus_and_edit(source, tmp_path / "corpus")
+    (tmp_path / "project").mkdir()
+    changes = {"docs": {"source": source, "path": str(path), "max_docs": None, "min_chars": 10}}
+    project = make_project(tmp_path / "project", changes, tmp_path / "cache")
+    assert dvc_ran(run(["dvc", "repro", "docs"], project).stdout) == [DVC_ONLY_STAGE, "docs"]
+    redate(corpus)
+    assert dvc_ran(run(["dvc", "repro", "docs"], project).stdout) == [DVC_ONLY_STAGE]
+    with corpus.open("a") as handle:
+        handle.write(edit)
+    assert dvc_ran(run(["dvc", "repro", "docs"], project).stdout) == [DVC_ONLY_STAGE, "docs"]
+    assert pl.read_parquet(project / "results" / "docs.parquet").height == 2
 
 
 def test_an_edited_library_module_reruns_the_rules_that_run_it_in_snakemake(tmp_path):
@@ -505,7 +553,7 @@ def first_dvc_repro(project, llm_cache_dir) -> SimpleNamespace:
 def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(
     project, first_dvc_repro, back_to_main, llm_cache_dir
 ):
-    assert dvc_ran(first_dvc_repro.output) == STAGES  # no dvc.lock yet
+    assert dvc_ran(first_dvc_repro.output) == [DVC_ONLY_STAGE, *STAGES]  # no dvc.lock yet
     queries_stats = first_dvc_repro.queries_stats
     configs = pl.read_parquet(project / "results" / "configs.parquet")
     requests = configs.height + configs.filter(pl.col("task_type") == "retrieval").height
@@ -516,8 +564,24 @@ def test_dvc_repro_reuses_the_llm_cache_then_reruns_only_downstream_of_filter(
     # Just above the weakest kept pair: the filtered file changes, so everything downstream reruns.
     weakest = pl.read_parquet(project / "results" / "filtered.parquet")["cosine"].min()
     update_params(project, {"filter": {"min_cosine": weakest + 1e-6}})
-    assert dvc_ran(run(["dvc", "repro"], project).stdout) == DOWNSTREAM_OF_FILTER
+    assert dvc_ran(run(["dvc", "repro"], project).stdout) == [DVC_ONLY_STAGE, *DOWNSTREAM_OF_FILTER]
     assert cached_llm_calls(llm_cache_dir / "llm.sqlite") == calls
+
+
+@pytest.mark.slow
+def test_an_edited_eval_set_reruns_only_metrics_in_both_engines(project, first_dvc_repro, back_to_main):
+    eval_set = Path(yaml.safe_load((project / "params.yaml").read_text())["evaluate"]["sets"][0]["path"])
+    qrels = eval_set / "qrels" / "test.tsv"
+    judged = qrels.read_text()
+    assert dvc_ran(run(["dvc", "repro"], project).stdout) == [DVC_ONLY_STAGE]
+    qrels.write_text(judged + "q3\td3\t1\n")  # the fourth query, judged now
+    try:
+        assert planned_jobs(project) == ["metrics"]
+        assert dvc_ran(run(["dvc", "repro"], project).stdout) == [DVC_ONLY_STAGE, "metrics"]
+    finally:
+        qrels.write_text(judged)
+    # The same content under a new date: Snakemake plans nothing again.
+    assert planned_jobs(project) == []
 
 
 @pytest.mark.slow
@@ -525,7 +589,7 @@ def test_after_dvc_checkout_snakemake_has_nothing_to_do(project, first_dvc_repro
     # Back to the committed params and artifacts; DVC rewrites the files and their timestamps.
     run(["git", "checkout", "params.yaml", "dvc.lock"], project)
     run(["dvc", "checkout", "--force"], project)
-    assert run(["dvc", "status"], project).stdout.strip().endswith("up to date.")
+    assert dvc_status(project) == ONLY_SOURCES_CHANGED
     assert planned_jobs(project) == []
     # A fresh clone has no Snakemake records to compare checksums with: `snakemake --touch` adopts the
     # checked-out artifacts without changing them.
@@ -577,7 +641,7 @@ def test_dvc_remote_restores_every_artifact_in_a_fresh_clone(
     run(["dvc", "pull"], clone)
     for path in ("results/filtered.parquet", "results/metrics.json", "results/model/model.safetensors"):
         assert (clone / path).read_bytes() == (project / path).read_bytes()
-    assert run(["dvc", "status"], clone).stdout.strip().endswith("up to date.")
+    assert dvc_status(clone) == ONLY_SOURCES_CHANGED
 
 
 @pytest.mark.slow
@@ -591,7 +655,7 @@ def test_a_threshold_sweep_as_experiments_reruns_only_downstream_of_filter(
     low, high = 0.05, math.ceil(weakest * 1000 + 1e-6) / 1000
     for value in (low, high):
         output = run(["dvc", "exp", "run", "-S", f"filter.min_cosine={value}"], project).stdout
-        assert dvc_ran(output) == DOWNSTREAM_OF_FILTER
+        assert dvc_ran(output) == [DVC_ONLY_STAGE, *DOWNSTREAM_OF_FILTER]
     assert cached_llm_calls(llm_cache_dir / "llm.sqlite") == calls
     rows = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], project).stdout)))
     threshold = next(k for k in rows[0] if k.endswith("filter.min_cosine"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -130,17 +131,31 @@ def load_params(path: str | Path) -> dict[str, Any]:
 
 
 def path_fingerprint(path: str | Path) -> list[list[Any]]:
-    """(path, size, mtime_ns) of every file under ``path`` (a file or a folder)."""
+    """(path, size, MD5 of the bytes) of every file under ``path`` (a file or a folder): a new date with
+    the same content leaves it as it was, as DVC's and the Snakemake profile's checksums do.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "corpus.jsonl").write_text('{"_id": "a", "text": "abc"}')
+    >>> [(Path(name).name, size, digest) for name, size, digest in path_fingerprint(folder)]
+    [('corpus.jsonl', 27, 'ad462b01a87811802da867bae50b9a88')]
+    """
     root = Path(path)
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.exists()]
+    return [[str(p), p.stat().st_size, _md5(p)] for p in files if p.exists()]
+
+
+def _md5(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def source_fingerprint(docs_cfg: dict[str, Any]) -> list[list[Any]]:
     """The fingerprint of the corpus source files (for the stdlib source, of the folder named in place of
     the running Python's), or [] for the running Python's standard library.
 
-    The corpus lies outside the DAG, so Snakemake sees an edited source through this param.
+    The corpus lies outside the DAG, so the engines see an edited source through this fingerprint:
+    Snakemake as a param of the docs rule, DVC as the sources stage's output.
 
     >>> source_fingerprint({"source": "stdlib", "path": None})
     []
