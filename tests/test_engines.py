@@ -452,55 +452,56 @@ def redate(path: Path) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
 
 
-def corpus_and_edit(source: str, folder: Path) -> tuple[Path, Path, str]:
-    """A one-document corpus of ``source`` in ``folder``: the file to edit, the path ``docs.path`` names,
-    and a second document to append."""
+@pytest.fixture(params=["jsonl", "stdlib"])
+def corpus_project(request, tmp_path) -> SimpleNamespace:
+    """A git + DVC project whose corpus, outside it, is one document of the source given (for stdlib, a
+    folder named in place of the running Python's standard library); ``edit`` appends a second one."""
+    folder = tmp_path / "corpus"
     folder.mkdir()
-    if source == "jsonl":
-        corpus = folder / "c.jsonl"
+    if request.param == "jsonl":
+        corpus = path = folder / "c.jsonl"
         record = {"_id": "a", "text": "A document about protein folding and how it is measured."}
         corpus.write_text(json.dumps(record) + "\n")
-        edit = (
+        second = (
             json.dumps({"_id": "b", "text": "Another document, about the cycle of a dividing cell."}) + "\n"
         )
-        return corpus, corpus, edit
-    # a standard library folder named in place of the running Python's
-    corpus = folder / "shapes.py"
-    corpus.write_text('def area(width, height):\n    """Area of a rectangle."""\n    return width * height\n')
-    edit = 'def double(width):\n    """Twice the width given."""\n    return 2 * width\n'
-    return corpus, folder, edit
-
-
-@pytest.mark.parametrize("source", ["jsonl", "stdlib"])
-def test_an_edited_corpus_reruns_docs_in_snakemake_and_a_new_date_alone_does_not(source, tmp_path):
-    """The corpus lies outside the DAG: Snakemake sees an edit through the docs rule's fingerprint param."""
-    corpus, path, edit = corpus_and_edit(source, tmp_path / "corpus")
+    else:
+        corpus, path = folder / "shapes.py", folder
+        corpus.write_text(
+            'def area(width, height):\n    """Area of a rectangle."""\n    return width * height\n'
+        )
+        second = 'def double(width):\n    """Twice the width given."""\n    return 2 * width\n'
     (tmp_path / "project").mkdir()
-    changes = {"docs": {"source": source, "path": str(path), "max_docs": None, "min_chars": 10}}
-    project = copy_project(tmp_path / "project", changes, tmp_path / "cache")
+    changes = {"docs": {"source": request.param, "path": str(path), "max_docs": None, "min_chars": 10}}
+    project = make_project(tmp_path / "project", changes, tmp_path / "cache")
+
+    def edit() -> None:
+        with corpus.open("a") as handle:
+            handle.write(second)
+
+    return SimpleNamespace(project=project, corpus=corpus, edit=edit)
+
+
+def test_an_edited_corpus_reruns_docs_in_snakemake_and_a_new_date_alone_does_not(corpus_project):
+    """The corpus lies outside the DAG: Snakemake sees an edit through the docs rule's fingerprint param."""
+    project = corpus_project.project
     run(["snakemake", "--cores", "1", "results/docs.parquet"], project)
     dry_run = ["snakemake", "-n", "results/docs.parquet"]
     assert "Nothing to be done" in run(dry_run, project).stdout
-    redate(corpus)
+    redate(corpus_project.corpus)
     assert "Nothing to be done" in run(dry_run, project).stdout
-    with corpus.open("a") as handle:
-        handle.write(edit)
+    corpus_project.edit()
     out = run(dry_run, project).stdout
     assert re.findall(r"rule (\w+):", out) == ["docs"] and "Params have changed" in out
 
 
-@pytest.mark.parametrize("source", ["jsonl", "stdlib"])
-def test_an_edited_corpus_reruns_docs_in_dvc_and_a_new_date_alone_does_not(source, tmp_path):
+def test_an_edited_corpus_reruns_docs_in_dvc_and_a_new_date_alone_does_not(corpus_project):
     """DVC sees the corpus through the checksums of its sources stage, which runs on every repro."""
-    corpus, path, edit = corpus_and_edit(source, tmp_path / "corpus")
-    (tmp_path / "project").mkdir()
-    changes = {"docs": {"source": source, "path": str(path), "max_docs": None, "min_chars": 10}}
-    project = make_project(tmp_path / "project", changes, tmp_path / "cache")
+    project = corpus_project.project
     assert dvc_ran(run(["dvc", "repro", "docs"], project).stdout) == [DVC_ONLY_STAGE, "docs"]
-    redate(corpus)
+    redate(corpus_project.corpus)
     assert dvc_ran(run(["dvc", "repro", "docs"], project).stdout) == [DVC_ONLY_STAGE]
-    with corpus.open("a") as handle:
-        handle.write(edit)
+    corpus_project.edit()
     assert dvc_ran(run(["dvc", "repro", "docs"], project).stdout) == [DVC_ONLY_STAGE, "docs"]
     assert pl.read_parquet(project / "results" / "docs.parquet").height == 2
 
