@@ -132,17 +132,17 @@ def differences(snake: dict[str, dict], dvc: dict[str, dict]) -> list[str]:
 
 
 def test_snakefile_and_dvc_yaml_describe_the_same_stages():
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     snake = snakemake_stages(ROOT)
-    dvc = dvc_stages(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
     assert list(snake) == STAGES
-    assert differences(snake, dvc) == []
+    assert differences(snake, dvc_stages(dvc_yaml)) == []
     # DVC's own stage runs first and on every repro, and writes exactly the deps only DVC has.
-    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(dvc_yaml) == [DVC_ONLY_STAGE, *STAGES]
-    assert dvc_yaml[DVC_ONLY_STAGE]["always_changed"] is True
-    assert set(dvc_yaml[DVC_ONLY_STAGE]["outs"]) == set().union(*DVC_ONLY_DEPS.values())
+    stages = dvc_yaml["stages"]
+    assert list(stages) == [DVC_ONLY_STAGE, *STAGES]
+    assert stages[DVC_ONLY_STAGE]["always_changed"] is True
+    assert set(stages[DVC_ONLY_STAGE]["outs"]) == set().union(*DVC_ONLY_DEPS.values())
     for name, deps in DVC_ONLY_DEPS.items():
-        assert deps <= set(dvc_yaml[name]["deps"])
+        assert deps <= set(stages[name]["deps"])
 
 
 def test_library_closure_follows_imports_through_the_library(tmp_path):
