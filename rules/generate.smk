@@ -12,8 +12,9 @@ rule docs:
         "../envs/synthembed.yaml"
     params:
         **groups("seed", "docs"),
-        # The corpus lies outside the DAG: its fingerprint makes an edited source rerun the stage.
-        source=source_fingerprint(config["docs"]),
+        # The corpus lies outside the DAG: its checksums make an edited source rerun the stage. A function,
+        # so they are read only where docs is a job, not at every parse (each cluster job parses).
+        source=lambda wildcards: source_fingerprint(config["docs"]),
     shell:
         "python scripts/docs.py --params params.yaml --out-docs {output.docs} --out-eval {output.eval}"
         " --out-rejected {output.rejected} --out-stats {output.stats} --log {log}"

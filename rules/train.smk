@@ -57,8 +57,9 @@ rule metrics:
     threads: workflow.cores  # torch uses them; Snakemake otherwise pins a job to one thread
     params:
         **groups("embedder", "evaluate"),
-        # The eval sets lie outside the DAG: their fingerprint makes an edited set rerun the stage.
-        eval_sets=eval_sets_fingerprint(config["evaluate"]),
+        # The eval sets lie outside the DAG: their checksums make an edited set rerun the stage (read
+        # only where metrics is a job, as docs' source).
+        eval_sets=lambda wildcards: eval_sets_fingerprint(config["evaluate"]),
     shell:
         "python scripts/evaluate.py --params params.yaml --model {input.model} --docs {input.docs}"
         " --eval {input.eval} --balanced {input.balanced} --stats {input.stats} --out {output.metrics}"
