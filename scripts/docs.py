@@ -24,6 +24,7 @@ corpus = clean_documents(
     read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"]),
     min_chars=cfg["min_chars"],
     max_chars=cfg["max_chars"],
+    split_words=cfg["split_words"],
     on_bad_row=cfg["on_bad_row"],
     lang=cfg["lang"],
     domain=cfg["domain"],
@@ -37,6 +38,10 @@ write_parquet(rejected_frame, args.out_rejected)
 read = kept_before_sampling + len(corpus.rejected)
 write_json(
     corpus_stats(read, len(sampled), judgments, corpus.rejected)
-    | {"not_sampled": kept_before_sampling - len(sampled), "eval_queries_dropped": eval_queries_dropped},
+    | {
+        "not_sampled": kept_before_sampling - len(sampled),
+        "eval_queries_dropped": eval_queries_dropped,
+        "split": dict(corpus.split),
+    },
     args.out_stats,
 )

@@ -12,6 +12,7 @@ from synthembed.corpus import (
     DOC_SCHEMA,
     Corpus,
     CorpusError,
+    clean_documents,
     first_sentence,
     read_beir_set,
     read_corpus,
@@ -19,6 +20,7 @@ from synthembed.corpus import (
     sampled_ids,
     sorted_documents,
     spill_documents,
+    split_text,
     write_documents,
 )
 from synthembed.evaluate import eval_sets
@@ -130,6 +132,94 @@ def test_csv_parquet_and_text_folder_sources(tmp_path):
         ("a.md", "Heading A"),
         ("sub/b.txt", "b"),
     ]
+
+
+GUIDE = """# Guide
+
+Install the tool with pip and run it once.
+
+## Usage
+
+Run the command on a folder of notes to index them.
+
+```python
+# not a heading
+
+print("hi")
+```
+
+## Limits
+
+It reads at most one million characters of a file. Longer files are rejected rows with their reason.
+"""
+
+
+def test_a_long_markdown_file_is_split_between_paragraphs_and_headings_and_keeps_its_title(tmp_path):
+    (tmp_path / "guide.md").write_text(GUIDE)
+    (tmp_path / "short.md").write_text("# Short\n\nA note of fewer words than a part holds.\n")
+    corpus = clean_documents(
+        read_corpus("textdir", str(tmp_path)),
+        min_chars=1,
+        on_bad_row="error",
+        lang="en",
+        domain=None,
+        split_words=14,
+    )
+    docs = [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs]
+    assert docs == [
+        ("guide.md#1", "Guide", "# Guide\n\nInstall the tool with pip and run it once."),
+        ("guide.md#2", "Guide", "## Usage\n\nRun the command on a folder of notes to index them."),
+        # The fence holds a blank line and a "# " line: it stays one block, and no heading starts there.
+        ("guide.md#3", "Guide", '```python\n# not a heading\n\nprint("hi")\n```'),
+        # A section longer than a part is cut between sentences, its heading kept with the first.
+        ("guide.md#4", "Guide", "## Limits\n\nIt reads at most one million characters of a file."),
+        ("guide.md#5", "Guide", "Longer files are rejected rows with their reason."),
+        ("short.md", "Short", "# Short\n\nA note of fewer words than a part holds.\n"),
+    ]
+    assert corpus.split == {"documents": 1, "parts": 5}
+    assert " ".join(text for _, _, text in docs[:5]).split() == GUIDE.split()
+
+
+@pytest.mark.parametrize("max_words", [1, 2, 3, 7, 50])
+def test_split_text_loses_no_word_and_keeps_every_part_within_the_limit(max_words):
+    text = GUIDE + "\n" + " ".join(["a-very-long-sentence-without-an-end"] * 9) + "\n\n# Last\n"
+    parts = split_text(text, max_words)
+    assert " ".join(parts).split() == text.split()
+    assert max(len(p.split()) for p in parts) <= max_words
+    assert all(p.strip() for p in parts)
+
+
+def test_code_is_never_split_and_a_parts_id_that_clashes_with_a_document_is_bad_input():
+    words = " ".join(f"w{i}" for i in range(30))
+
+    def corpus(*docs: tuple[str, str]) -> Corpus:
+        return Corpus(
+            [
+                {
+                    "doc_id": doc_id,
+                    "title": "",
+                    "text": text,
+                    "source": f"jsonl:c.jsonl:{line}",
+                    "domain": None,
+                }
+                for line, (doc_id, text) in enumerate(docs, start=1)
+            ]
+        )
+
+    code = clean_documents(
+        corpus(("f", words)), min_chars=1, on_bad_row="error", lang="en", domain="code", split_words=10
+    )
+    assert [d["doc_id"] for d in code.docs] == ["f"] and code.split == {"documents": 0, "parts": 0}
+    clash = clean_documents(
+        corpus(("a", words), ("a#2", "another text")),
+        min_chars=1,
+        on_bad_row="error",
+        lang="en",
+        domain=None,
+        split_words=10,
+    )
+    with pytest.raises(CorpusError, match=r"^c\.jsonl:2: duplicate doc_id with other text \('a#2'\)$"):
+        list(clash.docs)
 
 
 def toy_beir(folder: Path, qrels: str) -> Path:

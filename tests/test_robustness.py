@@ -273,6 +273,32 @@ def test_bad_corpus_input(case, tmp_path):
         assert sum(stats["rejected"].values()) == len(case.rejected)
 
 
+def test_split_documents_are_counted_and_their_parts_checked_and_sampled_like_documents(tmp_path):
+    (tmp_path / "notes").mkdir()
+    sections = "".join(
+        f"## Step {i}\n\nRun step number {i} of the guide before the next one.\n\n" for i in range(4)
+    )
+    (tmp_path / "notes" / "guide.md").write_text(f"# Guide\n\n{sections}## See also\n\nNothing.\n")
+    (tmp_path / "notes" / "short.md").write_text("A note shorter than a part, kept whole as one document.\n")
+    project = docs_project(tmp_path, "textdir", "notes", split_words=14, max_docs=4)
+    result = run_stage(project, "docs")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((project / "results" / "stats" / "docs.json").read_text())
+    # guide.md: its title heading alone (it does not fit with a step), the four steps with their headings,
+    # and "See also"; the first and the last are under docs.min_chars (40).
+    assert stats["split"] == {"documents": 1, "parts": 6}
+    rejected = pl.read_parquet(project / "results" / "docs_rejected.parquet")
+    assert rejected.select("doc_id", "reason").rows() == [
+        ("guide.md#1", "text shorter than 40 characters"),
+        ("guide.md#6", "text shorter than 40 characters"),
+    ]
+    assert set(rejected["location"]) == {str(tmp_path / "notes" / "guide.md")}
+    assert (stats["read"], stats["kept"], stats["not_sampled"]) == (7, 4, 1)
+    docs = pl.read_parquet(project / "results" / "docs.parquet")
+    assert set(docs["doc_id"]) < {"guide.md#2", "guide.md#3", "guide.md#4", "guide.md#5", "short.md"}
+    assert set(docs["title"]) <= {"Guide", "short"} and docs.height == 4
+
+
 def test_unknown_source_type_is_refused_naming_the_params_entry(tmp_path):
     project = docs_project(tmp_path, "xml", "c.xml")
     result = run_stage(project, "docs")

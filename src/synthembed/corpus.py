@@ -118,6 +118,8 @@ class Corpus:
     docs: Iterable[dict[str, Any]] = field(default_factory=list)
     judgments: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Documents cut into parts (docs.split_words) and the parts they became; filled as docs is consumed.
+    split: Counter = field(default_factory=lambda: Counter(documents=0, parts=0))
 
 
 @dataclass
@@ -448,6 +450,114 @@ def read_corpus(source: str, path: str | None, on_bad_row: str = "error") -> Cor
     return corpus
 
 
+MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
+CODE_FENCES = ("```", "~~~")
+
+
+def text_blocks(text: str) -> list[str]:
+    """The paragraphs of a text: runs of lines between blank lines. A Markdown heading starts a block,
+    and a fenced code block stays in one whatever blank lines it holds.
+
+    >>> text_blocks("# Intro\\nSome text.\\n\\nMore.\\n```\\na = 1\\n\\nb = 2\\n```\\n\\n\\nEnd.")
+    ['# Intro\\nSome text.', 'More.\\n```\\na = 1\\n\\nb = 2\\n```', 'End.']
+    """
+    blocks, lines, fence = [], [], None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if fence is None and (not stripped or MARKDOWN_HEADING.match(line)) and lines:
+            blocks.append("\n".join(lines))
+            lines = []
+        if stripped or fence is not None:
+            lines.append(line)
+        if stripped.startswith(CODE_FENCES):
+            fence = stripped[:3] if fence is None else (None if stripped[:3] == fence else fence)
+    if lines:
+        blocks.append("\n".join(lines))
+    return blocks
+
+
+def _packed(units: list[str], max_words: int, separator: str, first_words: int) -> list[str]:
+    """Units joined greedily into pieces of at most ``max_words`` words (the first of at most
+    ``first_words``); a unit longer than that is cut between words."""
+    pieces, current, count = [], [], 0
+
+    def budget() -> int:
+        return first_words if not pieces else max_words
+
+    for unit in units:
+        words = unit.split()
+        if current and count + len(words) > budget():
+            pieces.append(separator.join(current))
+            current, count = [], 0
+        while len(words) > budget():
+            cut = budget()
+            pieces.append(" ".join(words[:cut]))
+            words = words[cut:]
+        if words:
+            current.append(" ".join(words) if len(words) < len(unit.split()) else unit)
+            count += len(words)
+    if current:
+        pieces.append(separator.join(current))
+    return pieces
+
+
+def split_text(text: str, max_words: int) -> list[str]:
+    """A long text as parts of at most ``max_words`` words, cut where it is least harmful: between
+    paragraphs and before a Markdown heading; a paragraph that does not fit between its lines, or its
+    sentences where it is one line, and only as a last resort between words. A heading stays with the
+    paragraph after it; outer headings that do not fit with it (a title before its first section) make a
+    part of their own. A text within the limit comes back whole; no word is lost or reordered.
+
+    >>> split_text("# A\\n\\nOne two three.\\n\\n## B\\n\\nFour five. Six seven eight nine.", 5)
+    ['# A\\n\\nOne two three.', '## B\\n\\nFour five.', 'Six seven eight nine.']
+    >>> split_text("short enough", 5)
+    ['short enough']
+    """
+    if len(text.split()) <= max_words:
+        return [text]
+    parts, current, count = [], [], 0
+    for block in text_blocks(text):
+        words = len(block.split())
+        held_headings = all(MARKDOWN_HEADING.match(b) and "\n" not in b for b in current)
+        starts_section = MARKDOWN_HEADING.match(block) is not None
+        if current and not held_headings and (count + words > max_words or starts_section):
+            parts.append("\n\n".join(current))
+            current, count = [], 0
+        elif current and count + words > max_words and (words <= max_words or count >= max_words):
+            # Headings held before a paragraph they do not fit with: the inner ones that fit stay with it,
+            # the outer ones make a part of their own (every part keeps the document's title anyway).
+            keep = len(current)
+            while keep and sum(len(b.split()) for b in current[-keep:]) + words > max_words:
+                keep -= 1
+            parts.append("\n\n".join(current[: len(current) - keep]))
+            current = current[len(current) - keep :]
+            count = sum(len(b.split()) for b in current)
+        if count + words <= max_words:
+            current.append(block)
+            count += words
+            continue
+        # The paragraph does not fit: cut it, its first piece after the headings held (if any).
+        lines = block.splitlines()
+        units, separator = (lines, "\n") if len(lines) > 1 else (SENTENCE_END.split(block), " ")
+        pieces = _packed(units, max_words, separator, max_words - count)
+        parts.extend(["\n\n".join([*current, pieces[0]]), *pieces[1:-1]])
+        current, count = [pieces[-1]], len(pieces[-1].split())
+    if current:
+        parts.append("\n\n".join(current))
+    return parts
+
+
+def split_document(doc: dict[str, Any], max_words: int | None) -> list[dict[str, Any]]:
+    """A document longer than ``max_words`` words as parts ``<doc_id>#1``, ``#2``, ... with its title;
+    code is never split (half a function answers no query); None keeps every document whole."""
+    if max_words is None or doc["domain"] == "code":
+        return [doc]
+    parts = split_text(doc["text"], max_words)
+    if len(parts) == 1:
+        return [doc]
+    return [doc | {"doc_id": f"{doc['doc_id']}#{k}", "text": part} for k, part in enumerate(parts, start=1)]
+
+
 def clean_documents(
     corpus: Corpus,
     *,
@@ -456,8 +566,11 @@ def clean_documents(
     lang: str,
     domain: str | None,
     max_chars: int | None = None,
+    split_words: int | None = None,
 ) -> Corpus:
-    """Drop what cannot be a training document, each as a rejected row with its reason; fill lang/domain.
+    """Drop what cannot be a training document, each as a rejected row with its reason; fill lang/domain;
+    split documents longer than ``split_words`` words into parts (``split_document``), counted in the
+    returned corpus's ``split``. The checks below apply to each part.
 
     An id seen before with other text is bad input (follows ``on_bad_row``). Always rejected rows, as
     they are not malformed: a repeat of the same document, an empty or whitespace-only text, a text under
@@ -466,9 +579,18 @@ def clean_documents(
     """
     policy = RowPolicy(on_bad_row, corpus.rejected)
 
+    def filled_and_split() -> Iterator[dict[str, Any]]:
+        for doc in corpus.docs:
+            parts = split_document(
+                {**doc, "lang": lang, "domain": domain or doc.get("domain") or "general"}, split_words
+            )
+            if len(parts) > 1:
+                result.split.update(documents=1, parts=len(parts))
+            yield from parts
+
     def cleaned() -> Iterator[dict[str, Any]]:
         seen: dict[str, bytes] = {}
-        for doc in corpus.docs:
+        for doc in filled_and_split():
             location, doc_id, text = doc["source"].split(":", 1)[-1], doc["doc_id"], doc["text"]
             digest = hashlib.blake2b(f"{doc['title']}\0{text}".encode(), digest_size=16).digest()
             reason = None
@@ -487,9 +609,10 @@ def clean_documents(
                 corpus.rejected.append({"location": location, "doc_id": doc_id, "reason": reason})
                 continue
             seen[doc_id] = digest
-            yield {**doc, "lang": lang, "domain": domain or doc.get("domain") or "general"}
+            yield doc
 
-    return Corpus(cleaned(), corpus.judgments, corpus.rejected)
+    result = Corpus(cleaned(), corpus.judgments, corpus.rejected)
+    return result
 
 
 def spill_documents(docs: Iterable[dict[str, Any]], folder: Path, chunk_rows: int = CHUNK_ROWS) -> int:
