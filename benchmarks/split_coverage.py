@@ -17,7 +17,7 @@ import statistics
 
 import polars as pl
 
-from synthembed.corpus import clean_documents, passages, read_corpus
+from synthembed.corpus import corpus_from_params, passages
 from synthembed.models import load_embedder
 from synthembed.params import load_params
 
@@ -56,15 +56,7 @@ def main() -> None:
     window = model.max_seq_length
     rows = []
     for limit in [None, *args.limits]:
-        corpus = clean_documents(
-            read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"]),
-            min_chars=cfg["min_chars"],
-            max_chars=cfg["max_chars"],
-            split_words=limit,
-            on_bad_row=cfg["on_bad_row"],
-            lang=cfg["lang"],
-            domain=cfg["domain"],
-        )
+        corpus = corpus_from_params(cfg | {"split_words": limit})
         texts = passages(pl.DataFrame(list(corpus.docs)))
         counts = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
         row = {"split_words": limit, "rejected": len(corpus.rejected)} | window_coverage(counts, window)

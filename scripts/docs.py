@@ -3,11 +3,10 @@ stream through reading and cleaning and are spilled in chunks, so memory does no
 
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import (
-    clean_documents,
     corpus_frames,
+    corpus_from_params,
     corpus_stats,
     judgments_of,
-    read_corpus,
     write_documents,
 )
 from synthembed.io import write_json, write_parquet
@@ -20,15 +19,7 @@ parser.add_argument("--out-stats", required=True)
 args, params = start_stage(parser)
 cfg = params["docs"]
 
-corpus = clean_documents(
-    read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"]),
-    min_chars=cfg["min_chars"],
-    max_chars=cfg["max_chars"],
-    split_words=cfg["split_words"],
-    on_bad_row=cfg["on_bad_row"],
-    lang=cfg["lang"],
-    domain=cfg["domain"],
-)
+corpus = corpus_from_params(cfg)
 kept_before_sampling, ids = write_documents(corpus, args.out_docs, cfg["max_docs"], params["seed"])
 sampled = set(ids.to_list())
 judgments, eval_queries_dropped = judgments_of(corpus.judgments, sampled)

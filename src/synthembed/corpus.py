@@ -494,7 +494,7 @@ def _packed(units: list[str], max_words: int, separator: str, first_words: int) 
             pieces.append(" ".join(words[:cut]))
             words = words[cut:]
         if words:
-            current.append(" ".join(words) if len(words) < len(unit.split()) else unit)
+            current.append(unit if len(words) == len(unit.split()) else " ".join(words))
             count += len(words)
     if current:
         pieces.append(separator.join(current))
@@ -613,6 +613,19 @@ def clean_documents(
 
     result = Corpus(cleaned(), corpus.judgments, corpus.rejected)
     return result
+
+
+def corpus_from_params(cfg: dict[str, Any]) -> Corpus:
+    """The corpus the params' ``docs`` group names, read and cleaned (and split) as the group says."""
+    return clean_documents(
+        read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"]),
+        min_chars=cfg["min_chars"],
+        max_chars=cfg["max_chars"],
+        split_words=cfg["split_words"],
+        on_bad_row=cfg["on_bad_row"],
+        lang=cfg["lang"],
+        domain=cfg["domain"],
+    )
 
 
 def spill_documents(docs: Iterable[dict[str, Any]], folder: Path, chunk_rows: int = CHUNK_ROWS) -> int:
