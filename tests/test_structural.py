@@ -80,6 +80,32 @@ def test_a_markdown_files_title_heading_is_not_left_in_its_positive(tmp_path):
     assert stats["rejected"]["duplicate"] == 1  # the heading's pair asks what the title's does
 
 
+def test_a_markdown_page_pairs_its_headings_not_its_code_comments_nor_sentences_across_its_markup():
+    page = (
+        "# Build from source\n\nFetch the sources first. Then build them.\n\n"
+        "```sh\n# fetch the sources\ngit pull origin main\n```\n\n- run the tests. Then ship it.\n"
+    )
+    notes = "Fetch the sources first, with git.\n\nThen build them with make and run the tests."
+    docs = pl.DataFrame(
+        [
+            {"doc_id": doc_id, "title": "", "domain": "general", "lang": "en", "text": text}
+            for doc_id, text in {"page": page, "notes": notes}.items()
+        ]
+    )
+    kinds = ["heading", "first_sentence", "last_sentence", "finding"]
+    pairs, _ = structural_pairs(docs, CFG | {"kinds": kinds}, seed=0)
+    # The shell comment stays in its section; sentences are read only where the text is prose.
+    assert sorted(pairs.select("doc_id", "kind", "query", "positive").rows()) == [
+        (
+            "notes",
+            "first_sentence",
+            "Fetch the sources first, with git.",
+            "Then build them with make and run the tests.",
+        ),
+        ("page", "heading", "Build from source", page.removeprefix("# Build from source\n\n").strip()),
+    ]
+
+
 def untitled_docs(abstract: str) -> pl.DataFrame:
     """An abstract, a two-sentence text and a function, none with a title."""
     texts = {"paper": ("general", abstract), "short": ("general", "Two. Sentences."), "func": ("code", CODE)}

@@ -17,11 +17,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from synthembed.corpus import SENTENCE_END, first_sentence, function_without_docstring
+from synthembed.corpus import SENTENCE_END, first_sentence, function_without_docstring, text_blocks
 from synthembed.filtering import normalized
 from synthembed.search import top_k
 
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
+# a line of Markdown structure, not running prose: a heading, a code fence, a bullet, a table row, HTML
+# or a comment, a quote, a setext heading's underline ("1. " is not one: abstracts number their points)
+MARKUP_LINE = re.compile(r"\s*(?:#{1,6}\s|```|~~~|[-*+]\s|\||<|>|[=-]{3,}\s*$)")
 # a structured abstract's section label before its sentence: "CONCLUSIONS AND RELEVANCE These ..."
 SECTION_LABEL = re.compile(r"^(?:[A-Z][A-Z/&,]+\s+)+(?=[A-Z][a-z])")
 # "These results suggest that X." / "We found that X.": what follows a reporting verb and "that" is a
@@ -70,21 +73,36 @@ def title_pair(title: str | None, text: str) -> tuple[str, str] | None:
 
 
 def heading_pairs(text: str) -> list[tuple[str, str]]:
-    """(heading, section text) for every Markdown heading with text under it.
+    """(heading, section text) for every Markdown heading with text under it; a ``# `` line inside a
+    fenced code block is a comment of the code, not a heading.
 
     >>> heading_pairs("# Install\\npip install x\\n## Use\\nimport x\\n## Empty\\n")
     [('Install', 'pip install x'), ('Use', 'import x')]
+    >>> heading_pairs("# Setup\\n```sh\\n# fetch it\\ngit pull\\n```")
+    [('Setup', '```sh\\n# fetch it\\ngit pull\\n```')]
     """
-    pairs, heading, body = [], None, []
-    for line in [*text.splitlines(), "# end"]:
-        match = HEADING.match(line)
-        if match:
-            if heading and "\n".join(body).strip():
-                pairs.append((heading, "\n".join(body).strip()))
-            heading, body = match.group(1), []
+    pairs, heading, section = [], None, []
+    for block in [*text_blocks(text), "# end"]:
+        first_line, _, rest = block.partition("\n")
+        if match := HEADING.match(first_line):
+            if heading and (body := "\n\n".join(section).strip()):
+                pairs.append((heading, body))
+            heading, section = match.group(1), [rest]
         else:
-            body.append(line)
+            section.append(block)
     return pairs
+
+
+def is_prose(text: str) -> bool:
+    """Whether a text is running prose: no line of it is Markdown structure. The sentence kinds read a
+    passage as sentences; in a Markdown page a "sentence" would run through headings, lists and code.
+
+    >>> is_prose("Cells divide. Then they grow."), is_prose("## Setup\\nRun it. Then wait.")
+    (True, False)
+    >>> is_prose("Steps follow.\\n\\n- fetch it. Then build.")
+    False
+    """
+    return not any(MARKUP_LINE.match(line) for line in text.splitlines())
 
 
 def docstring_pair(code: str) -> tuple[str, str] | None:
@@ -170,17 +188,18 @@ def finding_pairs(text: str) -> list[tuple[str, str]]:
 def document_pairs(doc: dict[str, Any], kinds: list[str]) -> list[tuple[str, str, str]]:
     """(kind, query, positive) of one document, for the kinds asked for that apply to it."""
     found: list[tuple[str, str, str]] = []
+    prose = doc["domain"] != "code" and is_prose(doc["text"])
     if "title" in kinds and (pair := title_pair(doc["title"], doc["text"])):
         found.append(("title", *pair))
     if "heading" in kinds and doc["domain"] != "code":  # in code, "# ..." is a comment
         found += [("heading", h, s) for h, s in heading_pairs(doc["text"])]
     if "docstring" in kinds and doc["domain"] == "code" and (pair := docstring_pair(doc["text"])):
         found.append(("docstring", *pair))
-    if "first_sentence" in kinds and doc["domain"] != "code" and (pair := first_sentence_pair(doc["text"])):
+    if "first_sentence" in kinds and prose and (pair := first_sentence_pair(doc["text"])):
         found.append(("first_sentence", *pair))
-    if "last_sentence" in kinds and doc["domain"] != "code" and (pair := last_sentence_pair(doc["text"])):
+    if "last_sentence" in kinds and prose and (pair := last_sentence_pair(doc["text"])):
         found.append(("last_sentence", *pair))
-    if "finding" in kinds and doc["domain"] != "code":
+    if "finding" in kinds and prose:
         found += [("finding", f, rest) for f, rest in finding_pairs(doc["text"])]
     return found
 
