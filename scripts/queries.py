@@ -10,7 +10,7 @@ import polars as pl
 from synthembed.cli import stage_parser, start_stage
 from synthembed.corpus import passages
 from synthembed.doc2query import load_doc2query_prompt, model_fingerprint
-from synthembed.generation import doc2query_llm_params, generate_queries
+from synthembed.generation import doc2query_llm_params, generate_queries, source_opening
 from synthembed.io import write_json, write_parquet
 from synthembed.llm import open_llm
 from synthembed.models import load_embedder
@@ -37,8 +37,9 @@ cfg = params["queries"]
 
 configs = shard_rows(pl.read_parquet(args.configs), params["shards"], args.shard)
 docs = pl.read_parquet(args.docs).select("doc_id", "title", "text")
-config_docs = configs.select("doc_id").join(docs, on="doc_id", how="left", maintain_order="left")
+config_docs = configs.select("doc_id", "domain").join(docs, on="doc_id", how="left", maintain_order="left")
 documents = passages(config_docs)
+sources = [source_opening(*doc) for doc in config_docs.select("title", "text", "domain").iter_rows()]
 prompt = load_task_prompts(
     args.few_shot_prompt if cfg["prompt_style"] == "few_shot" else args.report_prompt,
     drawn_labels(params["configs"]["question_types"]),
@@ -65,7 +66,9 @@ if cfg["generator"] == "doc2query":
     doc2query_prompt = load_doc2query_prompt(args.doc2query_prompt)
     texts = config_docs["text"].to_list()  # what it was trained on: structural positives carry no title
     doc2query = (doc2query_prompt, doc2query_llm, params["doc2query"]["doc_chars"], texts)
-rows = generate_queries(configs.to_dicts(), documents, prompt, llm, cfg, params["seed"], examples, doc2query)
+rows = generate_queries(
+    configs.to_dicts(), documents, prompt, llm, cfg, params["seed"], examples, doc2query, sources
+)
 optional = [
     "label",
     "label_description",

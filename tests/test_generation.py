@@ -13,9 +13,10 @@ from conftest import ROOT, cached_llm_calls, default_params, katan_server, opena
 
 from synthembed.answers import TASK_FIELDS, parse_answer
 from synthembed.configs import sampled_configs
+from synthembed.corpus import passage
 from synthembed.doc2query import doc2query_messages, load_doc2query_prompt
 from synthembed.filtering import content_reason, echoes, word_ngrams
-from synthembed.generation import doc2query_llm_params, generate_queries
+from synthembed.generation import doc2query_llm_params, generate_queries, source_opening
 from synthembed.io import InputError
 from synthembed.params import SCHEMA_PATH
 from synthembed.prompts import (
@@ -302,6 +303,26 @@ def test_corpus_examples_answer_in_json_under_a_json_prompt():
         "Query": "get the lucky number"
     }
     assert all(r["parse_error"] is None for r in out if r["template"] == "retrieval_code")
+
+
+def test_sts_and_bitext_rows_of_a_markdown_part_rewrite_its_prose_not_its_files_title():
+    rows = config_rows(20, domain="notes")
+    page = (
+        "### `http2session.close([callback])`\n\n<!-- YAML\nadded: v9.4.0\n-->\n\n"
+        "Gracefully closes the session, letting streams in flight finish.\n\n* `callback` {Function}"
+    )
+    documents, sources = [passage("HTTP/2", page)] * 20, [source_opening("HTTP/2", page, "notes")] * 20
+    llm = TemplateLLM(
+        ANSWERS["few_shot"] | {"retrieval": "close a session", "bitext": "Schliesst die Sitzung"}
+    )
+    generate_queries(
+        rows, documents, load_task_prompts(PROMPTS["few_shot"]), llm, QUERIES_CFG, 13, sources=sources
+    )
+    shown = {template: p[-1]["content"] for template, _, p in llm.seen}
+    for template in ("sts", "bitext"):
+        assert "Gracefully closes the session, letting" in shown[template], template
+        assert "HTTP/2" not in shown[template] and "YAML" not in shown[template], template
+    assert "HTTP/2\n### `http2session.close([callback])`" in shown["retrieval"]  # the passage, title first
 
 
 def test_answer_in_the_wrong_format_is_a_reason_not_a_row():

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from synthembed.answers import TASK_FIELDS, answer_schema, generated_text, parse_answer
+from synthembed.corpus import passage, text_blocks
 from synthembed.doc2query import doc2query_messages
 from synthembed.prompts import (
     RETRIEVAL_TEMPLATES,
@@ -16,6 +17,7 @@ from synthembed.prompts import (
     template_name,
     truncate,
 )
+from synthembed.structural import is_prose
 
 SOURCE_TEMPLATES = {"sts", "bitext"}  # they rewrite the document's opening, not the whole text
 
@@ -29,6 +31,30 @@ def shown_text(template: str, document: str, cfg: dict[str, Any]) -> str:
     """
     limit = cfg["source_chars"] if template in SOURCE_TEMPLATES else cfg["doc_chars"]
     return truncate(document, limit)
+
+
+def source_opening(title: str | None, text: str, domain: str) -> str:
+    """What the sts and bitext rows of a document rewrite (its first ``source_chars`` characters): the
+    passage, but of a Markdown text only its prose paragraphs, without the title. A Markdown page or
+    part opens with headings, front matter, lists and code, and its title is the page's (a part's, its
+    whole file's), so shown its opening the generator rewrites the title alone ("HTTP/2"), too short
+    to keep. A text with no prose paragraph keeps its passage: rewritten, its markup gives no better
+    text than its title.
+
+    >>> source_opening("Cells", "Cells divide. Then they grow.", "general")
+    'Cells\\nCells divide. Then they grow.'
+    >>> page = "### `close()`\\n\\n<!-- YAML\\nadded: v8.4.0\\n-->\\n\\nCloses the session.\\n\\n* `code`"
+    >>> source_opening("HTTP/2", page, "general")
+    'Closes the session.'
+    >>> source_opening("HTTP/2", "* `options` {Object}\\n  * `allowHTTP1` {boolean}", "general")
+    'HTTP/2\\n* `options` {Object}\\n  * `allowHTTP1` {boolean}'
+    >>> source_opening("f", "def f():\\n    # the answer\\n    return 1", "code")
+    'f\\ndef f():\\n    # the answer\\n    return 1'
+    """
+    if domain == "code" or is_prose(text):
+        return passage(title, text)
+    prose = [block for block in text_blocks(text) if is_prose(block)]
+    return "\n\n".join(prose) if prose else passage(title, text)
 
 
 def answer_rows(
@@ -122,6 +148,7 @@ def generate_queries(
     seed: int,
     examples: list[list[tuple[str, str]]] | None = None,
     doc2query: tuple[dict[str, str], Any, int, list[str]] | None = None,
+    sources: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The configuration rows with what the generator wrote under their controls.
 
@@ -139,14 +166,15 @@ def generate_queries(
     that replace the fixed worked examples of retrieval templates. ``doc2query`` (its prompt, its
     cached LLM, the characters of the document it sees, and per row the document's text without its
     title) asks the self-trained model for the retrieval rows instead, as the doc2query stage trained
-    it: on structural pairs, whose positives never hold the document's title.
+    it: on structural pairs, whose positives never hold the document's title. ``sources`` gives per row
+    the text its sts and bitext rows rewrite (``source_opening``; None: the document).
     """
     templates = [template_name(r["task_type"], r["domain"]) for r in rows]
     requests = [
         task_messages(
             prompt,
             t,
-            row_fields(prompt, r, shown_text(t, d, cfg)),
+            row_fields(prompt, r, shown_text(t, sources[i] if sources and t in SOURCE_TEMPLATES else d, cfg)),
             corpus_examples(prompt, r, t, examples[i], cfg) if examples else None,
         )
         for i, (t, r, d) in enumerate(zip(templates, rows, documents, strict=True))
