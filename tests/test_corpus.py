@@ -134,6 +134,23 @@ def test_csv_parquet_and_text_folder_sources(tmp_path):
     ]
 
 
+def test_a_markdown_file_is_read_as_it_renders_without_html_comments_and_titled_by_a_real_heading(tmp_path):
+    page = (
+        "```sh\n# fetch the sources\ngit clone repo\n```\n\n"
+        "## `session.close()`\n\n<!-- YAML\nadded: v8.4.0\n-->\n\n"
+        "Closes the session. <!-- TODO: link -->\n\n```html\n<!-- an example -->\n```\n"
+    )
+    (tmp_path / "api.md").write_text(page)
+    (tmp_path / "notes.txt").write_text("Plain text: <!-- shown as written -->")
+    docs = {d["doc_id"]: d for d in read_corpus("textdir", str(tmp_path)).docs}
+    assert docs["api.md"]["title"] == "`session.close()`"  # not the shell comment in the fence
+    assert docs["api.md"]["text"] == (
+        "```sh\n# fetch the sources\ngit clone repo\n```\n\n"
+        "## `session.close()`\n\nCloses the session.\n\n```html\n<!-- an example -->\n```"
+    )
+    assert docs["notes.txt"]["text"] == "Plain text: <!-- shown as written -->"
+
+
 GUIDE = """# Guide
 
 Install the tool with pip and run it once.

@@ -18,6 +18,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -339,7 +340,8 @@ TEXT_SUFFIXES = {".txt", ".md"}
 
 
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
-    """One record per .txt/.md file; the title is the first Markdown heading or the file name.
+    """One record per .txt/.md file; the title is the first Markdown heading (not a ``#`` line of a
+    fenced code block) or the file name. A .md file is read as it renders, without HTML comments.
 
     Any other file is a bad row.
     """
@@ -355,7 +357,16 @@ def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
         except UnicodeDecodeError as err:
             policy.bad(str(path), f"not UTF-8 ({err.reason} at byte {err.start})")
             continue
-        heading = next((ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("#")), None)
+        if path.suffix == ".md":
+            text = without_html_comments(text)
+        heading = next(
+            (
+                ln.lstrip("#").strip()
+                for ln, fenced in fenced_lines(text)
+                if not fenced and MARKDOWN_HEADING.match(ln)
+            ),
+            None,
+        )
         yield (
             str(path),
             {"doc_id": str(path.relative_to(folder)), "title": heading or path.stem, "text": text},
@@ -452,6 +463,22 @@ def read_corpus(source: str, path: str | None, on_bad_row: str = "error") -> Cor
 
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
 CODE_FENCES = ("```", "~~~")
+HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+
+
+def fenced_lines(text: str) -> Iterator[tuple[str, bool]]:
+    """Each line of a text, with whether it belongs to a fenced code block (its fences included).
+
+    >>> [fenced for _, fenced in fenced_lines("# Run\\n```sh\\n# a comment\\n```\\nDone.")]
+    [False, True, True, True, False]
+    """
+    fence = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        is_fence = stripped.startswith(CODE_FENCES)
+        yield line, fence is not None or is_fence
+        if is_fence:
+            fence = stripped[:3] if fence is None else (None if stripped[:3] == fence else fence)
 
 
 def text_blocks(text: str) -> list[str]:
@@ -461,19 +488,37 @@ def text_blocks(text: str) -> list[str]:
     >>> text_blocks("# Intro\\nSome text.\\n\\nMore.\\n```\\na = 1\\n\\nb = 2\\n```\\n\\n\\nEnd.")
     ['# Intro\\nSome text.', 'More.\\n```\\na = 1\\n\\nb = 2\\n```', 'End.']
     """
-    blocks, lines, fence = [], [], None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if fence is None and (not stripped or MARKDOWN_HEADING.match(line)) and lines:
+    blocks, lines = [], []
+    for line, fenced in fenced_lines(text):
+        if not fenced and (not line.strip() or MARKDOWN_HEADING.match(line)) and lines:
             blocks.append("\n".join(lines))
             lines = []
-        if stripped or fence is not None:
+        if line.strip() or fenced:
             lines.append(line)
-        if stripped.startswith(CODE_FENCES):
-            fence = stripped[:3] if fence is None else (None if stripped[:3] == fence else fence)
     if lines:
         blocks.append("\n".join(lines))
     return blocks
+
+
+def without_html_comments(markdown: str) -> str:
+    """A Markdown text as a reader sees it rendered: without its HTML comments (in a page of Node.js's
+    API reference, the YAML of each method's history), but with those in fenced code blocks, which show
+    HTML. A line a comment filled goes with it.
+
+    >>> page = "Intro.\\n\\n<!-- YAML\\nadded: v8.4.0\\n-->\\n\\nIt closes. <!-- a note -->\\n"
+    >>> without_html_comments(page + "```html\\n<!-- kept -->\\n```")
+    'Intro.\\n\\nIt closes.\\n```html\\n<!-- kept -->\\n```'
+    """
+    if not HTML_COMMENT.search(markdown):
+        return markdown
+    kept = []
+    for fenced, lines in itertools.groupby(fenced_lines(markdown), itemgetter(1)):
+        run = "\n".join(line for line, _ in lines)
+        if not fenced and HTML_COMMENT.search(run):
+            run = "\n".join(line.rstrip() for line in HTML_COMMENT.sub("", run).split("\n"))
+            run = re.sub(r"\n{3,}", "\n\n", run)
+        kept.append(run)
+    return "\n".join(kept).strip("\n")
 
 
 def _packed(units: list[str], max_words: int, separator: str, first_words: int) -> list[str]:
