@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -237,6 +238,31 @@ def test_code_is_never_split_and_a_parts_id_that_clashes_with_a_document_is_bad_
     )
     with pytest.raises(CorpusError, match=r"^c\.jsonl:2: duplicate doc_id with other text \('a#2'\)$"):
         list(clash.docs)
+
+
+def test_a_record_with_a_title_and_no_text_is_a_document_of_its_title(tmp_path):
+    # Debian's package list, as a catalog: 16 of its 710 packages state only a one-line description.
+    catalog = tmp_path / "packages.jsonl"
+    records = [
+        {"_id": "kpt", "title": "Google Cloud CLI kpt component for Kubernetes", "text": ""},
+        {"_id": "cbt", "title": "Google Cloud CLI cbt", "text": "  \n"},
+        {"_id": "none", "title": "", "text": ""},
+        {"_id": "ed", "title": "classic UNIX line editor", "text": "ed is a line-oriented text editor."},
+    ]
+    catalog.write_text("".join(json.dumps(record) + "\n" for record in records))
+    corpus = clean_documents(
+        read_corpus("jsonl", str(catalog)), min_chars=30, on_bad_row="error", lang="en", domain=None
+    )
+    docs = [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs]
+    assert docs == [
+        ("kpt", "", "Google Cloud CLI kpt component for Kubernetes"),
+        ("ed", "classic UNIX line editor", "ed is a line-oriented text editor."),
+    ]
+    # The short title is judged by min_chars like any text; a record with neither is empty.
+    assert [(r["location"].split(":")[-1], r["reason"]) for r in corpus.rejected] == [
+        ("2", "text shorter than 30 characters"),
+        ("3", "empty text"),
+    ]
 
 
 def toy_beir(folder: Path, qrels: str) -> Path:

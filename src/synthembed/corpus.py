@@ -268,6 +268,10 @@ def _record_to_doc(record: Any, location: str, policy: RowPolicy, source: str) -
     if not isinstance(title, str):
         policy.bad(location, f"field 'title' must be a string, got {type(title).__name__}", doc_id)
         return None
+    if not text.strip() and title.strip():
+        # A title-only record (a paper without an abstract in TREC-COVID, a catalog entry) is a document
+        # of its title, which is all an embedder would read of it.
+        title, text = "", title
     return {"doc_id": doc_id, "title": title, "text": text, "source": source}
 
 
