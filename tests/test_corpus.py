@@ -135,6 +135,41 @@ def test_csv_parquet_and_text_folder_sources(tmp_path):
     ]
 
 
+BOM = "\ufeff".encode()
+
+
+def test_files_from_spreadsheets_and_windows_editors_are_read_as_their_authors_see_them(tmp_path):
+    # Excel's "CSV UTF-8" opens with a byte order mark; where the comma is the decimal mark, its CSV
+    # is delimited by semicolons.
+    (tmp_path / "excel.csv").write_bytes(BOM + b'id,title,text\r\n1,Kettle,"Steel, 1.7 litres."\r\n')
+    (tmp_path / "excel_de.csv").write_bytes(BOM + b'id;title;text\r\n1;Kettle;"Steel; 1,7 litres."\r\n')
+    (tmp_path / "export.tsv").write_bytes(b"_id\ttext\n7\tA tab-separated row, with a comma.\n")
+    (tmp_path / "c.jsonl").write_bytes(BOM + b'{"_id": "a", "text": "A line after the mark."}\n')
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "guide.md").write_bytes(BOM + b"# Install\r\n\r\nRun setup.\r\n")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "bom.py").write_bytes(BOM + b'def f(x):\n    """Double the number x."""\n    return 2 * x\n')
+    latin = b'# -*- coding: latin-1 -*-\ndef g():\n    """Say the word caf\xe9."""\n    return "caf\xe9"\n'
+    (code / "latin.py").write_bytes(latin)
+
+    def read(source: str, path: Path) -> list[tuple[str, str, str]]:
+        return [(d["doc_id"], d["title"], d["text"]) for d in read_corpus(source, str(path)).docs]
+
+    assert read("csv", tmp_path / "excel.csv") == [("1", "Kettle", "Steel, 1.7 litres.")]
+    assert read("csv", tmp_path / "excel_de.csv") == [("1", "Kettle", "Steel; 1,7 litres.")]
+    assert read("csv", tmp_path / "export.tsv") == [("7", "", "A tab-separated row, with a comma.")]
+    assert read("jsonl", tmp_path / "c.jsonl") == [("a", "", "A line after the mark.")]
+    assert read("textdir", notes) == [("guide.md", "Install", "# Install\r\n\r\nRun setup.\r\n")]
+    stdlib = read_stdlib(code)
+    assert [(d["doc_id"], d["text"]) for d in stdlib.docs] == [
+        ("bom.f", "def f(x):\n    return 2 * x"),
+        ("latin.g", 'def g():\n    return "caf\u00e9"'),
+    ]
+    assert [j["query"] for j in stdlib.judgments] == ["Double the number x.", "Say the word caf\u00e9."]
+
+
 def test_a_markdown_file_is_read_as_it_renders_without_html_comments_and_titled_by_a_real_heading(tmp_path):
     page = (
         "```sh\n# fetch the sources\ngit clone repo\n```\n\n"

@@ -15,6 +15,7 @@ import json
 import re
 import sysconfig
 import textwrap
+import tokenize
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -175,8 +176,11 @@ def python_functions(path: Path, module: str, policy: RowPolicy) -> Iterator[tup
     Yields (document, docstring first sentence). The document text is the function's source with the
     docstring removed, so the docstring can serve as an evaluation query without leaking into the corpus.
     """
-    source = path.read_text(encoding="utf-8", errors="replace")
     try:
+        # As Python reads a source file: a UTF-8 byte order mark or a coding declaration says how.
+        with path.open("rb") as handle:
+            encoding, _ = tokenize.detect_encoding(handle.readline)
+        source = path.read_bytes().decode(encoding, errors="replace")
         tree = ast.parse(source)
     except SyntaxError as err:
         policy.bad(f"{path}:{err.lineno}", f"not parseable by this Python ({err.msg})")
@@ -241,11 +245,14 @@ def read_stdlib(stdlib_dir: Path | None = None, on_bad_row: str = "error") -> Co
     return corpus
 
 
+ID_FIELDS = ("_id", "doc_id", "id")
+
+
 def _record_to_doc(record: Any, location: str, policy: RowPolicy, source: str) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         policy.bad(location, f"expected an object, got {type(record).__name__}")
         return None
-    key = next((k for k in ("_id", "doc_id", "id") if record.get(k) is not None), None)
+    key = next((k for k in ID_FIELDS if record.get(k) is not None), None)
     if key is None:
         policy.bad(location, "missing id (one of _id, doc_id, id)")
         return None
@@ -281,7 +288,7 @@ def read_jsonl_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
         for number, raw in enumerate(handle, start=1):
             location = f"{path}:{number}"
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig")  # a byte order mark opens some editors' files
             except UnicodeDecodeError as err:
                 policy.bad(location, f"not UTF-8 ({err.reason} at byte {err.start})")
                 continue
@@ -321,11 +328,32 @@ def read_parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
         yield f"{path}: row {number}", row
 
 
+CSV_DELIMITERS = (",", "\t", ";", "|")
+
+
+def csv_delimiter(header: str) -> str:
+    """The delimiter of a CSV file, from its header line: the first of comma, tab, semicolon (a
+    spreadsheet's export where the comma is the decimal mark) and bar that makes the header name an id
+    column and a text column; a comma when none does, so that the rows say what is missing.
+
+    >>> csv_delimiter("id;title;text"), csv_delimiter("_id\\ttext"), csv_delimiter("id;body")
+    (';', '\\t', ',')
+    """
+    for delimiter in CSV_DELIMITERS:
+        columns = next(csv.reader([header], delimiter=delimiter), [])
+        if "text" in columns and any(name in columns for name in ID_FIELDS):
+            return delimiter
+    return ","
+
+
 def read_csv_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
     """Rows of a CSV file as dicts, located by the line they end on (the header is line 1); a row with
-    more fields than the header, or bytes that are not UTF-8, goes to the policy."""
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        reader = csv.DictReader(handle)
+    more fields than the header, or bytes that are not UTF-8, goes to the policy. The delimiter is
+    ``csv_delimiter``'s; a byte order mark (a spreadsheet's "CSV UTF-8") is not part of the header."""
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+        delimiter = csv_delimiter(handle.readline())
+        handle.seek(0)
+        reader = csv.DictReader(handle, delimiter=delimiter)
         for row in reader:
             location = f"{path}:{reader.line_num}"
             if None in row:  # DictReader keeps the fields past the header's under the key None
@@ -357,7 +385,7 @@ def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
             policy.bad(str(path), reason)
             continue
         try:
-            text = path.read_bytes().decode("utf-8")
+            text = path.read_bytes().decode("utf-8-sig")
         except UnicodeDecodeError as err:
             policy.bad(str(path), f"not UTF-8 ({err.reason} at byte {err.start})")
             continue
@@ -413,7 +441,7 @@ def read_beir_set(folder: str | Path, split: str = "dev", name: str | None = Non
             raise CorpusError(f"{location}: repeated query id {query_id!r}")
         queries[query_id] = record["text"]
     relevant: dict[str, set[str]] = {}
-    with qrels.open(newline="", encoding="utf-8") as handle:
+    with qrels.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter="\t")
         header = next(reader, [])  # an empty file fails the header check below
         if header[:2] != ["query-id", "corpus-id"]:
