@@ -282,6 +282,9 @@ def test_a_record_with_a_title_and_no_text_is_a_document_of_its_title(tmp_path):
         {"_id": "kpt", "title": "Google Cloud CLI kpt component for Kubernetes", "text": ""},
         {"_id": "cbt", "title": "Google Cloud CLI cbt", "text": "  \n"},
         {"_id": "none", "title": "", "text": ""},
+        # A null text, as JSON writes it and as a Parquet column's missing value reads, is an empty one.
+        {"_id": "gke", "title": "Google Cloud CLI GKE authentication plugin", "text": None},
+        {"_id": "null", "title": None, "text": None},
         {"_id": "ed", "title": "classic UNIX line editor", "text": "ed is a line-oriented text editor."},
     ]
     catalog.write_text("".join(json.dumps(record) + "\n" for record in records))
@@ -291,12 +294,14 @@ def test_a_record_with_a_title_and_no_text_is_a_document_of_its_title(tmp_path):
     docs = [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs]
     assert docs == [
         ("kpt", "", "Google Cloud CLI kpt component for Kubernetes"),
+        ("gke", "", "Google Cloud CLI GKE authentication plugin"),
         ("ed", "classic UNIX line editor", "ed is a line-oriented text editor."),
     ]
     # The short title is judged by min_chars like any text; a record with neither is empty.
     assert [(r["location"].split(":")[-1], r["reason"]) for r in corpus.rejected] == [
         ("2", "text shorter than 30 characters"),
         ("3", "empty text"),
+        ("5", "empty text"),
     ]
 
 

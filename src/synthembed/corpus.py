@@ -265,10 +265,11 @@ def _record_to_doc(record: Any, location: str, policy: RowPolicy, source: str) -
     if not doc_id.strip():
         policy.bad(location, f"field '{key}' is blank")
         return None
-    text, title = record.get("text"), record.get("title") or ""
-    if text is None:
+    if "text" not in record:
         policy.bad(location, "missing field 'text'", doc_id)
         return None
+    # A null text (a missing value of a Parquet column, JSON null) is an empty one.
+    text, title = "" if record["text"] is None else record["text"], record.get("title") or ""
     if not isinstance(text, str):
         policy.bad(location, f"field 'text' must be a string, got {type(text).__name__}", doc_id)
         return None
