@@ -7,13 +7,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import write_beir
+from conftest import default_params, write_beir
 
 from synthembed.corpus import (
     DOC_SCHEMA,
     Corpus,
     CorpusError,
     clean_documents,
+    corpus_from_params,
     first_sentence,
     read_beir_set,
     read_corpus,
@@ -25,7 +26,8 @@ from synthembed.corpus import (
     write_documents,
 )
 from synthembed.evaluate import eval_sets
-from synthembed.io import write_parquet_row_groups
+from synthembed.io import InputError, write_parquet_row_groups
+from synthembed.params import validate_params
 
 MODULE = textwrap.dedent('''
     """A module."""
@@ -168,6 +170,34 @@ def test_files_from_spreadsheets_and_windows_editors_are_read_as_their_authors_s
         ("latin.g", 'def g():\n    return "caf\u00e9"'),
     ]
     assert [j["query"] for j in stdlib.judgments] == ["Double the number x.", "Say the word caf\u00e9."]
+
+
+def test_docs_fields_name_the_columns_of_a_catalog(tmp_path):
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        "sku;name;description;price\n"
+        "K-17;Kettle;A steel kettle that holds 1.7 litres and boils fast.;20\n"
+        ";Mug;A mug whose row lost its stock-keeping unit on export.;5\n"
+    )
+    docs = validate_params(default_params())["docs"] | {
+        "source": "csv",
+        "path": str(catalog),
+        "fields": {"id": "sku", "title": "name", "text": "description"},
+        "on_bad_row": "skip",
+    }
+    corpus = corpus_from_params(docs)
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        ("K-17", "Kettle", "A steel kettle that holds 1.7 litres and boils fast.")
+    ]
+    assert [(r["location"], r["reason"]) for r in corpus.rejected] == [
+        (f"{catalog}:3", "field 'sku' is blank")
+    ]
+    # With BEIR's names the same file has no id column: every row says so.
+    beir_names = {"id": None, "title": "title", "text": "text"}
+    with pytest.raises(CorpusError, match=r"catalog\.csv:2: missing id \(one of _id, doc_id, id\)$"):
+        list(corpus_from_params(docs | {"fields": beir_names, "on_bad_row": "error"}).docs)
+    with pytest.raises(InputError, match=r"^params: docs\.fields: Additional properties"):
+        validate_params(default_params() | {"docs": docs | {"fields": {**docs["fields"], "body": "x"}}})
 
 
 def test_a_markdown_file_is_read_as_it_renders_without_html_comments_and_titled_by_a_real_heading(tmp_path):

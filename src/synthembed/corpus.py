@@ -248,13 +248,31 @@ def read_stdlib(stdlib_dir: Path | None = None, on_bad_row: str = "error") -> Co
 ID_FIELDS = ("_id", "doc_id", "id")
 
 
-def _record_to_doc(record: Any, location: str, policy: RowPolicy, source: str) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class RecordFields:
+    """Which fields of a record (JSON Lines, Parquet, CSV) hold a document's id, title and text
+    (``docs.fields``): by default BEIR's names; a null id is the first of ``ID_FIELDS`` a record has, a
+    null title means none."""
+
+    id: str | None = None
+    title: str | None = "title"
+    text: str = "text"
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return ID_FIELDS if self.id is None else (self.id,)
+
+
+def _record_to_doc(
+    record: Any, location: str, policy: RowPolicy, source: str, fields: RecordFields = RecordFields()
+) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         policy.bad(location, f"expected an object, got {type(record).__name__}")
         return None
-    key = next((k for k in ID_FIELDS if record.get(k) is not None), None)
+    key = next((k for k in fields.ids if record.get(k) is not None), None)
     if key is None:
-        policy.bad(location, "missing id (one of _id, doc_id, id)")
+        named = f"field '{fields.id}'" if fields.id else f"one of {', '.join(ID_FIELDS)}"
+        policy.bad(location, f"missing id ({named})")
         return None
     doc_id = record[key]
     if isinstance(doc_id, int) and not isinstance(doc_id, bool):
@@ -265,16 +283,17 @@ def _record_to_doc(record: Any, location: str, policy: RowPolicy, source: str) -
     if not doc_id.strip():
         policy.bad(location, f"field '{key}' is blank")
         return None
-    if "text" not in record:
-        policy.bad(location, "missing field 'text'", doc_id)
+    if fields.text not in record:
+        policy.bad(location, f"missing field '{fields.text}'", doc_id)
         return None
     # A null text (a missing value of a Parquet column, JSON null) is an empty one.
-    text, title = "" if record["text"] is None else record["text"], record.get("title") or ""
+    text = "" if record[fields.text] is None else record[fields.text]
+    title = (record.get(fields.title) if fields.title else None) or ""
     if not isinstance(text, str):
-        policy.bad(location, f"field 'text' must be a string, got {type(text).__name__}", doc_id)
+        policy.bad(location, f"field '{fields.text}' must be a string, got {type(text).__name__}", doc_id)
         return None
     if not isinstance(title, str):
-        policy.bad(location, f"field 'title' must be a string, got {type(title).__name__}", doc_id)
+        policy.bad(location, f"field '{fields.title}' must be a string, got {type(title).__name__}", doc_id)
         return None
     if not text.strip() and title.strip():
         # A title-only record (a paper without an abstract in TREC-COVID, a catalog entry) is a document
@@ -332,27 +351,31 @@ def read_parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
 CSV_DELIMITERS = (",", "\t", ";", "|")
 
 
-def csv_delimiter(header: str) -> str:
+def csv_delimiter(header: str, fields: RecordFields = RecordFields()) -> str:
     """The delimiter of a CSV file, from its header line: the first of comma, tab, semicolon (a
     spreadsheet's export where the comma is the decimal mark) and bar that makes the header name an id
     column and a text column; a comma when none does, so that the rows say what is missing.
 
     >>> csv_delimiter("id;title;text"), csv_delimiter("_id\\ttext"), csv_delimiter("id;body")
     (';', '\\t', ',')
+    >>> csv_delimiter("sku;name;description", RecordFields(id="sku", text="description"))
+    ';'
     """
     for delimiter in CSV_DELIMITERS:
         columns = next(csv.reader([header], delimiter=delimiter), [])
-        if "text" in columns and any(name in columns for name in ID_FIELDS):
+        if fields.text in columns and any(name in columns for name in fields.ids):
             return delimiter
     return ","
 
 
-def read_csv_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
+def read_csv_records(
+    path: Path, policy: RowPolicy, fields: RecordFields = RecordFields()
+) -> Iterator[tuple[str, Any]]:
     """Rows of a CSV file as dicts, located by the line they end on (the header is line 1); a row with
     more fields than the header, or bytes that are not UTF-8, goes to the policy. The delimiter is
     ``csv_delimiter``'s; a byte order mark (a spreadsheet's "CSV UTF-8") is not part of the header."""
     with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        delimiter = csv_delimiter(handle.readline())
+        delimiter = csv_delimiter(handle.readline(), fields)
         handle.seek(0)
         reader = csv.DictReader(handle, delimiter=delimiter)
         for row in reader:
@@ -461,13 +484,15 @@ def read_beir_set(folder: str | Path, split: str = "dev", name: str | None = Non
     return EvalSet(name or folder.name, corpus, judged, relevant)
 
 
-def records_for(source: str, path: Path, policy: RowPolicy) -> Iterable[tuple[str, Any]]:
+def records_for(
+    source: str, path: Path, policy: RowPolicy, fields: RecordFields
+) -> Iterable[tuple[str, Any]]:
     if not path.exists():
         raise CorpusError(f"{path}: corpus source '{source}' not found")
     if source == "jsonl":
         return read_jsonl_records(path, policy)
     if source == "csv":
-        return read_csv_records(path, policy)
+        return read_csv_records(path, policy, fields)
     if source == "parquet":
         return read_parquet_records(path)
     if source == "textdir":
@@ -477,18 +502,24 @@ def records_for(source: str, path: Path, policy: RowPolicy) -> Iterable[tuple[st
     raise CorpusError(f"{path}: unknown corpus source '{source}'")
 
 
-def read_corpus(source: str, path: str | None, on_bad_row: str = "error") -> Corpus:
+def read_corpus(
+    source: str, path: str | None, on_bad_row: str = "error", fields: RecordFields = RecordFields()
+) -> Corpus:
     """Read any supported source into documents (not yet cleaned) and, for the stdlib source, its
-    evaluation judgments; the documents of a file source come as a stream."""
+    evaluation judgments; the documents of a file source come as a stream. ``fields`` names the fields of
+    a jsonl, parquet or csv record; a BEIR corpus has BEIR's."""
     if source == "stdlib":
         return read_stdlib(Path(path) if path else None, on_bad_row)
     if path is None:
         raise CorpusError(f"docs.path is required for source '{source}'")
     corpus = Corpus()
     policy = RowPolicy(on_bad_row, corpus.rejected)
-    records = records_for(source, Path(path), policy)
+    if source == "beir":
+        fields = RecordFields()
+    records = records_for(source, Path(path), policy, fields)
     documents = (
-        _record_to_doc(record, location, policy, f"{source}:{location}") for location, record in records
+        _record_to_doc(record, location, policy, f"{source}:{location}", fields)
+        for location, record in records
     )
     corpus.docs = (doc for doc in documents if doc is not None)
     return corpus
@@ -696,7 +727,7 @@ def clean_documents(
 def corpus_from_params(cfg: dict[str, Any]) -> Corpus:
     """The corpus the params' ``docs`` group names, read and cleaned (and split) as the group says."""
     return clean_documents(
-        read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"]),
+        read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"], RecordFields(**cfg["fields"])),
         min_chars=cfg["min_chars"],
         max_chars=cfg["max_chars"],
         split_words=cfg["split_words"],
