@@ -72,6 +72,8 @@ def fake_stdlib(tmp_path: Path) -> Path:
     (tmp_path / "_internal.py").write_text(MODULE)
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "test_x.py").write_text(MODULE)
+    (tmp_path / ".venv" / "lib").mkdir(parents=True)
+    (tmp_path / ".venv" / "lib" / "installed.py").write_text(MODULE)
     return tmp_path
 
 

@@ -209,7 +209,8 @@ def stdlib_modules(stdlib_dir: Path) -> Iterator[tuple[Path, str]]:
         parts = list(path.relative_to(stdlib_dir).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
-        if not parts or any(p.startswith("_") or p in STDLIB_EXCLUDED or "-" in p for p in parts):
+        # Private modules, hidden folders (a project's .venv, .tox), tests and tools hold no library code.
+        if not parts or any(p.startswith(("_", ".")) or p in STDLIB_EXCLUDED or "-" in p for p in parts):
             continue
         yield path, ".".join(parts)
 
