@@ -99,8 +99,14 @@ def test_an_unparseable_stdlib_file_is_an_error_or_a_rejected_row_naming_file_an
     (fake_stdlib / "broken.py").write_text('def ok():\n    """Fine."""\n    return 1\n\nprint "python 2"\n')
     with pytest.raises(CorpusError, match=r"broken\.py:5: not parseable by this Python"):
         read_stdlib(fake_stdlib)
+    klingon = fake_stdlib / "klingon.py"
+    klingon.write_bytes(b"# -*- coding: klingon -*-\ndef f():\n    return 1\n")
     corpus = read_stdlib(fake_stdlib, on_bad_row="skip")
-    assert [r["location"] for r in corpus.rejected] == [f"{fake_stdlib / 'broken.py'}:5"]
+    assert [r["location"] for r in corpus.rejected] == [f"{fake_stdlib / 'broken.py'}:5", f"{klingon}:1"]
+    assert (
+        corpus.rejected[1]["reason"]
+        == f"not parseable by this Python (unknown encoding for '{klingon}': klingon)"
+    )
     assert [d["doc_id"] for d in corpus.docs] == ["mathish.add", "mathish.Stack.push", "mathish.Stack.size"]
 
 

@@ -183,7 +183,8 @@ def python_functions(path: Path, module: str, policy: RowPolicy) -> Iterator[tup
         source = path.read_bytes().decode(encoding, errors="replace")
         tree = ast.parse(source)
     except SyntaxError as err:
-        policy.bad(f"{path}:{err.lineno}", f"not parseable by this Python ({err.msg})")
+        # A coding declaration it cannot follow has no line number: the declaration opens the file.
+        policy.bad(f"{path}:{err.lineno or 1}", f"not parseable by this Python ({err.msg})")
         return
     lines = source.splitlines()
     seen: set[str] = set()
