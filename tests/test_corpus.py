@@ -208,6 +208,38 @@ def test_docs_fields_name_the_columns_of_a_catalog(tmp_path):
         validate_params(default_params() | {"docs": docs | {"fields": {**docs["fields"], "body": "x"}}})
 
 
+def test_a_records_own_domain_labels_it_unless_docs_domain_labels_every_document(tmp_path):
+    # A project's corpus: its functions and its prose pages in one file.
+    mixed = tmp_path / "project.jsonl"
+    long_function = (
+        "def area(r):\n" + "".join(f"    step_{i} = r * {i}\n" for i in range(30)) + "    return r"
+    )
+    records = [
+        {"_id": "area", "text": long_function, "domain": "code"},
+        {"_id": "guide", "text": "Install the package, then call area with a radius. " * 4},
+        {"_id": "terms", "text": "The licence grants the right to use the software freely.", "domain": ""},
+        {"_id": "bad", "text": "A page whose domain is a list, which no label can be.", "domain": ["x"]},
+    ]
+    mixed.write_text("".join(json.dumps(record) + "\n" for record in records))
+    docs = validate_params(default_params())["docs"] | {
+        "source": "jsonl",
+        "path": str(mixed),
+        "split_words": 20,
+        "on_bad_row": "skip",
+    }
+    corpus = corpus_from_params(docs)
+    # Code is never split; the guide's 40 words are, as prose.
+    assert [(d["doc_id"], d["domain"]) for d in corpus.docs] == [
+        ("area", "code"),
+        ("guide#1", "general"),
+        ("guide#2", "general"),
+        ("terms", "general"),
+    ]
+    assert [r["reason"] for r in corpus.rejected] == ["field 'domain' must be a string, got list"]
+    labelled = corpus_from_params(docs | {"domain": "law", "split_words": None})
+    assert {d["domain"] for d in labelled.docs} == {"law"}
+
+
 def test_a_markdown_file_is_read_as_it_renders_without_html_comments_and_titled_by_a_real_heading(tmp_path):
     page = (
         "```sh\n# fetch the sources\ngit clone repo\n```\n\n"

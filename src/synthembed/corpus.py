@@ -252,13 +252,14 @@ ID_FIELDS = ("_id", "doc_id", "id")
 
 @dataclass(frozen=True)
 class RecordFields:
-    """Which fields of a record (JSON Lines, Parquet, CSV) hold a document's id, title and text
-    (``docs.fields``): by default BEIR's names; a null id is the first of ``ID_FIELDS`` a record has, a
-    null title means none."""
+    """Which fields of a record (JSON Lines, Parquet, CSV) hold a document's id, title, text and domain
+    (``docs.fields``): by default BEIR's names and ``domain``; a null id is the first of ``ID_FIELDS`` a
+    record has, a null title or domain means none."""
 
     id: str | None = None
     title: str | None = "title"
     text: str = "text"
+    domain: str | None = "domain"
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -297,11 +298,16 @@ def _record_to_doc(
     if not isinstance(title, str):
         policy.bad(location, f"field '{fields.title}' must be a string, got {type(title).__name__}", doc_id)
         return None
+    # A record's own domain label ("code" for a function in a corpus of prose); a blank one is none.
+    domain = (record.get(fields.domain) if fields.domain else None) or None
+    if domain is not None and not isinstance(domain, str):
+        policy.bad(location, f"field '{fields.domain}' must be a string, got {type(domain).__name__}", doc_id)
+        return None
     if not text.strip() and title.strip():
         # A title-only record (a paper without an abstract in TREC-COVID, a catalog entry) is a document
         # of its title, which is all an embedder would read of it.
         title, text = "", title
-    return {"doc_id": doc_id, "title": title, "text": text, "source": source}
+    return {"doc_id": doc_id, "title": title, "text": text, "domain": domain, "source": source}
 
 
 def read_jsonl_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
