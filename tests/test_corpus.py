@@ -204,6 +204,16 @@ def test_docs_fields_name_the_columns_of_a_catalog(tmp_path):
     beir_names = {"id": None, "title": "title", "text": "text"}
     with pytest.raises(CorpusError, match=r"catalog\.csv:2: missing id \(one of _id, doc_id, id\)$"):
         list(corpus_from_params(docs | {"fields": beir_names, "on_bad_row": "error"}).docs)
+    # A folder's files and a BEIR corpus have their own names, whatever docs.fields says.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "kettle.md").write_text("# Kettle\n\nA steel kettle that holds 1.7 litres.\n")
+    notes = corpus_from_params(docs | {"source": "textdir", "path": str(tmp_path / "notes")})
+    assert [(d["doc_id"], d["title"]) for d in notes.docs] == [("kettle.md", "Kettle")]
+    kettle = {"_id": "k", "title": "Kettle", "text": "A steel kettle that holds 1.7 litres of water."}
+    beir = write_beir(tmp_path / "beir", [kettle], [{"_id": "q", "text": "kettle"}], {"test": "q\tk\t1\n"})
+    assert [d["doc_id"] for d in corpus_from_params(docs | {"source": "beir", "path": str(beir)}).docs] == [
+        "k"
+    ]
     with pytest.raises(InputError, match=r"^params: docs\.fields: Additional properties"):
         validate_params(default_params() | {"docs": docs | {"fields": {**docs["fields"], "body": "x"}}})
 

@@ -248,6 +248,7 @@ def read_stdlib(stdlib_dir: Path | None = None, on_bad_row: str = "error") -> Co
 
 
 ID_FIELDS = ("_id", "doc_id", "id")
+RECORD_SOURCES = ("jsonl", "parquet", "csv")  # the sources whose field names docs.fields gives
 
 
 @dataclass(frozen=True)
@@ -515,15 +516,15 @@ def read_corpus(
 ) -> Corpus:
     """Read any supported source into documents (not yet cleaned) and, for the stdlib source, its
     evaluation judgments; the documents of a file source come as a stream. ``fields`` names the fields of
-    a jsonl, parquet or csv record; a BEIR corpus has BEIR's."""
+    a record of the ``RECORD_SOURCES``."""
     if source == "stdlib":
         return read_stdlib(Path(path) if path else None, on_bad_row)
     if path is None:
         raise CorpusError(f"docs.path is required for source '{source}'")
     corpus = Corpus()
     policy = RowPolicy(on_bad_row, corpus.rejected)
-    if source == "beir":
-        fields = RecordFields()
+    if source not in RECORD_SOURCES:
+        fields = RecordFields()  # a BEIR corpus has BEIR's names, a folder's records ours
     records = records_for(source, Path(path), policy, fields)
     documents = (
         _record_to_doc(record, location, policy, f"{source}:{location}", fields)
