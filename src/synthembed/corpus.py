@@ -299,7 +299,7 @@ def _record_to_doc(
     if not isinstance(title, str):
         policy.bad(location, f"field '{fields.title}' must be a string, got {type(title).__name__}", doc_id)
         return None
-    # A record's own domain label ("code" for a function in a corpus of prose); a blank one is none.
+    # A record's own domain label ("code" for a function in a corpus of prose); an empty one is none.
     domain = (record.get(fields.domain) if fields.domain else None) or None
     if domain is not None and not isinstance(domain, str):
         policy.bad(location, f"field '{fields.domain}' must be a string, got {type(domain).__name__}", doc_id)
