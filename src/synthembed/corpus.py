@@ -290,20 +290,16 @@ def _record_to_doc(
     if fields.text not in record:
         policy.bad(location, f"missing field '{fields.text}'", doc_id)
         return None
-    # A null text (a missing value of a Parquet column, JSON null) is an empty one.
-    text = "" if record[fields.text] is None else record[fields.text]
-    title = (record.get(fields.title) if fields.title else None) or ""
-    if not isinstance(text, str):
-        policy.bad(location, f"field '{fields.text}' must be a string, got {type(text).__name__}", doc_id)
-        return None
-    if not isinstance(title, str):
-        policy.bad(location, f"field '{fields.title}' must be a string, got {type(title).__name__}", doc_id)
-        return None
-    # A record's own domain label ("code" for a function in a corpus of prose); an empty one is none.
-    domain = (record.get(fields.domain) if fields.domain else None) or None
-    if domain is not None and not isinstance(domain, str):
-        policy.bad(location, f"field '{fields.domain}' must be a string, got {type(domain).__name__}", doc_id)
-        return None
+    text = record[fields.text]
+    title = record.get(fields.title) if fields.title else None
+    domain = record.get(fields.domain) if fields.domain else None
+    for name, value in ((fields.text, text), (fields.title, title), (fields.domain, domain)):
+        if value is not None and not isinstance(value, str):
+            policy.bad(location, f"field '{name}' must be a string, got {type(value).__name__}", doc_id)
+            return None
+    # A null text (a missing value of a Parquet column, JSON null) is an empty one; a record's own
+    # domain ("code" for a function in a corpus of prose) labels it unless it is empty.
+    text, title, domain = text or "", title or "", domain or None
     if not text.strip() and title.strip():
         # A title-only record (a paper without an abstract in TREC-COVID, a catalog entry) is a document
         # of its title, which is all an embedder would read of it.
