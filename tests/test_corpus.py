@@ -267,6 +267,31 @@ def test_a_markdown_file_is_read_as_it_renders_without_html_comments_and_titled_
     assert docs["notes.txt"]["text"] == "Plain text: <!-- shown as written -->"
 
 
+def test_a_markdown_pages_front_matter_names_it_and_is_not_its_text(tmp_path):
+    pages = {
+        # npm's and Jekyll's YAML, whose title wins over the first heading
+        "npm-access.md": "---\ntitle: npm-access\nsection: 1\n---\n\n### Synopsis\n\nSet access.\n",
+        "install.md": '+++\ntitle = "Install"\ndraft = false\n+++\nRun pip.\n',  # Hugo's TOML
+        "post.md": "---\nlayout: post\n---\n# Release 2.0\n\nFaster.\n",  # no title: the heading
+        "page.md": "---\n---\nA page Jekyll renders.\n",  # empty front matter marks a page
+        "untitled.md": "---\ntitle: ''\n...\nNo title given.\n",  # YAML's end marker
+        "rule.md": "---\nA setext heading\n---\nNot a mapping, so text.\n",
+        "notes.txt": "---\ntitle: Notes\n---\nPlain text keeps every line.\n",
+    }
+    for name, page in pages.items():
+        (tmp_path / name).write_text(page)
+    docs = [(d["doc_id"], d["title"], d["text"]) for d in read_corpus("textdir", str(tmp_path)).docs]
+    assert docs == [
+        ("install.md", "Install", "Run pip.\n"),
+        ("notes.txt", "notes", "---\ntitle: Notes\n---\nPlain text keeps every line.\n"),
+        ("npm-access.md", "npm-access", "\n### Synopsis\n\nSet access.\n"),
+        ("page.md", "page", "A page Jekyll renders.\n"),
+        ("post.md", "Release 2.0", "# Release 2.0\n\nFaster.\n"),
+        ("rule.md", "rule", "---\nA setext heading\n---\nNot a mapping, so text.\n"),
+        ("untitled.md", "untitled", "No title given.\n"),
+    ]
+
+
 GUIDE = """# Guide
 
 Install the tool with pip and run it once.

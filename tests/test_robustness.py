@@ -217,6 +217,22 @@ CASES = [
         path="notes",
     ),
     Case(
+        "front matter that does not parse",
+        {
+            "notes/a.md": b"# Folding\nA good document about protein folding and how it is measured.",
+            "notes/b.md": b"---\ntitle: Unfolding\ntags: [heat, pH\n---\nProteins unfold when heated.\n",
+            "notes/c.md": b"+++\ntitle = Refolding\n+++\nSome proteins refold when cooled.\n",
+        },
+        "notes/b.md:4: front matter is not valid YAML",
+        {
+            "notes/b.md:4": "front matter is not valid YAML: expected ',' or ']', but got '<stream end>'"
+            " (at line 4, column 1)",
+            "notes/c.md:2": "front matter is not valid TOML: Invalid value (at line 2, column 9)",
+        },
+        source="textdir",
+        path="notes",
+    ),
+    Case(
         "a non-UTF-8 file in a text folder",
         {
             "notes/a.md": b"# Folding\nA good document about protein folding and how it is measured.",

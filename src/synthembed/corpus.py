@@ -16,6 +16,7 @@ import re
 import sysconfig
 import textwrap
 import tokenize
+import tomllib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import yaml
 
 from synthembed.io import CHUNK_ROWS, InputError, atomic_path, write_parquet_row_groups
 
@@ -401,8 +403,9 @@ TEXT_SUFFIXES = {".txt", ".md"}
 
 
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
-    """One record per .txt/.md file; the title is the first Markdown heading (not a ``#`` line of a
-    fenced code block) or the file name. A .md file is read as it renders, without HTML comments.
+    """One record per .txt/.md file; the title is the title of a .md file's front matter, else its first
+    Markdown heading (not a ``#`` line of a fenced code block), else the file name. A .md file is read as
+    it renders, without its front matter and HTML comments; front matter that does not parse is a bad row.
 
     Any other file is a bad row.
     """
@@ -418,20 +421,23 @@ def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
         except UnicodeDecodeError as err:
             policy.bad(str(path), f"not UTF-8 ({err.reason} at byte {err.start})")
             continue
+        metadata: dict[str, Any] = {}
         if path.suffix == ".md":
+            try:
+                metadata, text = front_matter(text)
+            except FrontMatterError as err:
+                policy.bad(f"{path}:{err.line}", str(err))
+                continue
             text = without_html_comments(text)
-        heading = next(
-            (
-                ln.lstrip("#").strip()
+        title = metadata.get("title")
+        if not isinstance(title, str) or not title.strip():
+            headings = (
+                ln.lstrip("#")
                 for ln, fenced in fenced_lines(text)
                 if not fenced and MARKDOWN_HEADING.match(ln)
-            ),
-            None,
-        )
-        yield (
-            str(path),
-            {"doc_id": str(path.relative_to(folder)), "title": heading or path.stem, "text": text},
-        )
+            )
+            title = next(headings, path.stem)
+        yield str(path), {"doc_id": str(path.relative_to(folder)), "title": title.strip(), "text": text}
 
 
 @dataclass
@@ -567,6 +573,62 @@ def text_blocks(text: str) -> list[str]:
     if lines:
         blocks.append("\n".join(lines))
     return blocks
+
+
+FRONT_MATTER = re.compile(
+    r"\A(?:---[ \t]*\r?\n(?P<yaml>(?:[^\n]*\n)*?)(?:---|\.\.\.)"
+    r"|\+\+\+[ \t]*\r?\n(?P<toml>(?:[^\n]*\n)*?)\+\+\+)[ \t]*(?:\r?\n|\Z)"
+)
+
+
+class FrontMatterError(ValueError):
+    """Front matter its parser rejects, at ``line`` of its page."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+
+
+def front_matter(markdown: str) -> tuple[dict[str, Any], str]:
+    """The metadata a static site generator reads at the top of a Markdown page (YAML between ``---``
+    lines: Jekyll, Hugo, Docusaurus, MkDocs; TOML between ``+++``: Hugo) and the page without it. A block
+    that is not a mapping is the page's own text: a rule, a line and a rule make a setext heading.
+
+    >>> front_matter("---\\ntitle: npm-access\\nsection: 1\\n---\\n\\n### Synopsis\\n")
+    ({'title': 'npm-access', 'section': 1}, '\\n### Synopsis\\n')
+    >>> front_matter('+++\\ntitle = "Install"\\n+++\\nRun it.')
+    ({'title': 'Install'}, 'Run it.')
+    >>> front_matter("---\\nA heading\\n---\\nText.")
+    ({}, '---\\nA heading\\n---\\nText.')
+    >>> front_matter("---\\ntitle: [unclosed\\n---\\nText.").line
+    Traceback (most recent call last):
+    ...
+    synthembed.corpus.FrontMatterError: front matter is not valid YAML: ...
+    """
+    match = FRONT_MATTER.match(markdown)
+    if match is None:
+        return {}, markdown
+    # A newline stands for the opening delimiter, so the parsers count lines as the page does.
+    try:
+        if match["toml"] is not None:
+            metadata = tomllib.loads("\n" + match["toml"])
+        else:
+            metadata = yaml.safe_load("\n" + match["yaml"]) or {}
+    except tomllib.TOMLDecodeError as err:
+        at_line = re.search(r"at line (\d+)", str(err))
+        raise FrontMatterError(
+            int(at_line[1]) if at_line else 1, f"front matter is not valid TOML: {err}"
+        ) from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise FrontMatterError(
+            mark.line + 1 if mark else 1, f"front matter is not valid YAML: {problem}{where}"
+        ) from err
+    if not isinstance(metadata, dict):
+        return {}, markdown
+    return metadata, markdown[match.end() :]
 
 
 def without_html_comments(markdown: str) -> str:
