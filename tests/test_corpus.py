@@ -275,7 +275,7 @@ def test_a_markdown_pages_front_matter_names_it_and_is_not_its_text(tmp_path):
         "post.md": "---\nlayout: post\n---\n# Release 2.0\n\nFaster.\n",  # no title: the heading
         "page.md": "---\n---\nA page Jekyll renders.\n",  # empty front matter marks a page
         "untitled.md": "---\ntitle: ''\n...\nNo title given.\n",  # YAML's end marker
-        "rule.md": "---\nA setext heading\n---\nNot a mapping, so text.\n",
+        "rule.md": "---\nA setext heading\n---\nNot a mapping, so text.\n",  # a rule, then a heading
         "notes.txt": "---\ntitle: Notes\n---\nPlain text keeps every line.\n",
     }
     for name, page in pages.items():
@@ -287,7 +287,7 @@ def test_a_markdown_pages_front_matter_names_it_and_is_not_its_text(tmp_path):
         ("npm-access.md", "npm-access", "\n### Synopsis\n\nSet access.\n"),
         ("page.md", "page", "A page Jekyll renders.\n"),
         ("post.md", "Release 2.0", "# Release 2.0\n\nFaster.\n"),
-        ("rule.md", "rule", "---\nA setext heading\n---\nNot a mapping, so text.\n"),
+        ("rule.md", "A setext heading", "---\n## A setext heading\nNot a mapping, so text.\n"),
         ("untitled.md", "untitled", "No title given.\n"),
     ]
 

@@ -80,6 +80,36 @@ def test_a_markdown_files_title_heading_is_not_left_in_its_positive(tmp_path):
     assert stats["rejected"]["duplicate"] == 1  # the heading's pair asks what the title's does
 
 
+def test_a_readme_with_underlined_headings_is_titled_and_paired_by_them(tmp_path):
+    readme = (
+        "PyYAML\n======\n\nA YAML parser and emitter for Python.\n\n"
+        "Installation\n------------\n\nRun pip install pyyaml in a virtual environment.\n\n"
+        "```yaml\nkey: value\n---\n```\n\n---\n\nReleased under the MIT license terms.\n"
+    )
+    (tmp_path / "README.md").write_text(readme)
+    corpus = clean_documents(
+        read_corpus("textdir", str(tmp_path)), min_chars=1, on_bad_row="error", lang="en", domain=None
+    )
+    docs = pl.DataFrame(list(corpus.docs))
+    # rendered, the underlined lines are an h1 and an h2; the YAML document marker and the rule are not
+    body = (
+        "A YAML parser and emitter for Python.\n\n## Installation\n\n"
+        "Run pip install pyyaml in a virtual environment.\n\n"
+        "```yaml\nkey: value\n---\n```\n\n---\n\nReleased under the MIT license terms."
+    )
+    assert docs.select("title", "text").rows() == [("PyYAML", f"# PyYAML\n\n{body}\n")]
+    pairs, _ = structural_pairs(docs, CFG | {"kinds": ["title", "heading"], "min_words": 1}, seed=0)
+    assert pairs.select("kind", "query", "positive").rows() == [
+        ("title", "PyYAML", body),
+        (
+            "heading",
+            "Installation",
+            "Run pip install pyyaml in a virtual environment.\n\n```yaml\nkey: value\n---\n```\n\n---\n\n"
+            "Released under the MIT license terms.",
+        ),
+    ]
+
+
 def test_a_markdown_page_pairs_its_headings_not_its_code_comments_nor_sentences_across_its_markup():
     page = (
         "# Build from source\n\nFetch the sources first. Then build them.\n\n"

@@ -405,7 +405,8 @@ TEXT_SUFFIXES = {".txt", ".md"}
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
     """One record per .txt/.md file; the title is the title of a .md file's front matter, else its first
     Markdown heading (not a ``#`` line of a fenced code block), else the file name. A .md file is read as
-    it renders, without its front matter and HTML comments; front matter that does not parse is a bad row.
+    it renders, without its front matter and HTML comments, its setext headings written as ``#`` headings;
+    front matter that does not parse is a bad row.
 
     Any other file is a bad row.
     """
@@ -428,7 +429,7 @@ def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
             except FrontMatterError as err:
                 policy.bad(f"{path}:{err.line}", str(err))
                 continue
-            text = without_html_comments(text)
+            text = atx_headings(without_html_comments(text))
         title = metadata.get("title")
         if not isinstance(title, str) or not title.strip():
             headings = (
@@ -573,6 +574,49 @@ def text_blocks(text: str) -> list[str]:
     if lines:
         blocks.append("\n".join(lines))
     return blocks
+
+
+SETEXT_UNDERLINE = re.compile(r" {0,3}(=+|-+)[ \t]*")
+# a line that cannot be a setext heading's text: code, a heading, a list item, a quote, a table row,
+# HTML or a rule
+NOT_SETEXT_TEXT = re.compile(r" {4}|\t|\s*(?:#{1,6}\s|[-*+]\s|\d+[.)]\s|>|\||<|[-=_*]{3,}\s*$)")
+# a line after which a paragraph starts: an ATX heading or a rule (or a blank line, or code)
+BLOCK_END = re.compile(r" {0,3}(?:#{1,6}\s|(?:-{3,}|_{3,}|\*{3,})\s*$)")
+
+
+def atx_headings(markdown: str) -> str:
+    """A Markdown text with its setext headings (a line of text underlined by ``===`` or ``---``) written
+    as the ``#`` and ``##`` headings they render as, so that one kind of heading titles, splits and
+    pairs a page. A rule after a blank line or a paragraph's second line, and underlines in fenced code,
+    stay as they are.
+
+    >>> atx_headings("PyYAML\\n======\\nA parser.\\r\\n\\nUse\\n---\\n```\\nx\\n---\\n```\\n\\n---\\nEnd.")
+    '# PyYAML\\nA parser.\\r\\n\\n## Use\\n```\\nx\\n---\\n```\\n\\n---\\nEnd.'
+    """
+    lines = markdown.splitlines(keepends=True)
+    fenced = [in_fence for _, in_fence in fenced_lines(markdown)]
+
+    def heading_text(k: int) -> bool:
+        one_line_paragraph = (
+            k == 0 or not lines[k - 1].strip() or fenced[k - 1] or BLOCK_END.match(lines[k - 1])
+        )
+        return (
+            one_line_paragraph
+            and not fenced[k]
+            and bool(lines[k].strip())
+            and not NOT_SETEXT_TEXT.match(lines[k])
+        )
+
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        underline = SETEXT_UNDERLINE.fullmatch(line.rstrip("\r\n"))
+        if i and not fenced[i] and underline and heading_text(i - 1):
+            text = lines[i - 1].rstrip("\r\n")
+            level = "#" if underline[1][0] == "=" else "##"
+            kept[-1] = f"{level} {text.strip()}{lines[i - 1][len(text) :]}"  # its own line ending
+        else:
+            kept.append(line)
+    return "".join(kept)
 
 
 FRONT_MATTER = re.compile(
