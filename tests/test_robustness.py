@@ -212,7 +212,7 @@ CASES = [
             "notes/.DS_Store": b"\x00\x01",
         },
         "notes/scan.pdf: unsupported file type '.pdf'",
-        {"notes/scan.pdf": "unsupported file type '.pdf' (textdir reads .txt and .md)"},
+        {"notes/scan.pdf": "unsupported file type '.pdf' (textdir reads .txt, .md and .rst)"},
         source="textdir",
         path="notes",
     ),

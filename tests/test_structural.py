@@ -110,6 +110,55 @@ def test_a_readme_with_underlined_headings_is_titled_and_paired_by_them(tmp_path
     ]
 
 
+def test_a_sphinx_page_is_titled_split_and_paired_by_its_sections_without_its_comments(tmp_path):
+    page = (
+        ".. Distributed under the BSD 3-Clause License.\n   See the accompanying Copyright.txt.\n\n"
+        "=============\nadd_library\n=============\n\n"
+        "Add a library target built from the listed source files.\n\n"
+        "Normal Libraries\n----------------\n\n.. code-block:: cmake\n\n  add_library(<name> STATIC)\n\n"
+        "Adds a library target called ``<name>`` to be built from its sources.\n\n"
+        "Object Libraries\n----------------\n\nAn object library compiles sources without archiving them.\n"
+    )
+    (tmp_path / "add_library.rst").write_text(page)
+    corpus = clean_documents(
+        read_corpus("textdir", str(tmp_path)), min_chars=1, on_bad_row="error", lang="en", domain=None
+    )
+    docs = pl.DataFrame(list(corpus.docs))
+    normal = (
+        ".. code-block:: cmake\n\n  add_library(<name> STATIC)\n\n"
+        "Adds a library target called ``<name>`` to be built from its sources."
+    )
+    assert docs.select("title", "text").rows() == [
+        (
+            "add_library",
+            "\n# add_library\n\nAdd a library target built from the listed source files.\n\n"
+            f"## Normal Libraries\n\n{normal}\n\n"
+            "## Object Libraries\n\nAn object library compiles sources without archiving them.\n",
+        )
+    ]
+    pairs, _ = structural_pairs(
+        docs, CFG | {"kinds": ["heading"], "min_words": 1, "min_positive_words": 5}, seed=0
+    )
+    assert sorted(pairs.select("query", "positive").rows()) == [
+        ("Normal Libraries", normal),
+        ("Object Libraries", "An object library compiles sources without archiving them."),
+        ("add_library", "Add a library target built from the listed source files."),
+    ]
+    parts = clean_documents(
+        read_corpus("textdir", str(tmp_path)),
+        min_chars=1,
+        on_bad_row="error",
+        lang="en",
+        domain=None,
+        split_words=20,
+    )
+    assert [d["text"].split("\n")[0] for d in parts.docs] == [
+        "# add_library",
+        "## Normal Libraries",
+        "## Object Libraries",
+    ]
+
+
 def test_a_markdown_page_pairs_its_headings_not_its_code_comments_nor_sentences_across_its_markup():
     page = (
         "# Build from source\n\nFetch the sources first. Then build them.\n\n"

@@ -399,7 +399,7 @@ def read_csv_records(
             yield location, row
 
 
-TEXT_SUFFIXES = {".txt", ".md"}
+TEXT_SUFFIXES = {".txt", ".md", ".rst"}
 
 
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
@@ -414,7 +414,7 @@ def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue  # hidden files and folders (.DS_Store, .git) hold no documents
         if path.suffix not in TEXT_SUFFIXES:
-            reason = f"unsupported file type '{path.suffix or path.name}' (textdir reads .txt and .md)"
+            reason = f"unsupported file type '{path.suffix or path.name}' (textdir reads .txt, .md and .rst)"
             policy.bad(str(path), reason)
             continue
         try:
@@ -430,6 +430,8 @@ def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
                 policy.bad(f"{path}:{err.line}", str(err))
                 continue
             text = atx_headings(without_html_comments(text))
+        elif path.suffix == ".rst":
+            text = rst_as_markdown(text)
         title = metadata.get("title")
         if not isinstance(title, str) or not title.strip():
             headings = (
@@ -574,6 +576,87 @@ def text_blocks(text: str) -> list[str]:
     if lines:
         blocks.append("\n".join(lines))
     return blocks
+
+
+RST_ADORNMENT = re.compile(r"([!-/:-@\[-`{-~])\1+[ \t]*")  # one punctuation character, repeated
+# an explicit markup line that is not a comment: a directive, a footnote or citation, a target, a
+# substitution definition
+RST_MARKUP = re.compile(r"\.\.\s+(?:[\w.+:-]+::|\[|_|\|)")
+
+
+def rst_as_markdown(rst: str) -> str:
+    """A reStructuredText page in the Markdown the rest of the stage reads: a section title (a line
+    underlined, or over- and underlined, by one punctuation character repeated at least as long) becomes
+    a ``#`` heading, with one ``#`` more for each adornment style the page brings in (Docutils ranks them
+    in that order); a comment (a ``..`` line that is not a directive, footnote, target or substitution,
+    and the lines indented under it) is dropped, as it does not render; the rest stays as written.
+
+    >>> page = (
+    ...     ".. Licensed under the BSD license.\\n   See LICENSE.\\n\\n=====\\nCMake\\n=====\\n\\n"
+    ...     "add_library\\n-----------\\n\\n.. code-block:: cmake\\n\\n  add_library(<name>)\\n\\n----\\n\\n"
+    ...     "Options\\n^^^^^^^\\n\\nSee also\\n--------\\n"
+    ... )
+    >>> print(rst_as_markdown(page))
+    <BLANKLINE>
+    # CMake
+    <BLANKLINE>
+    ## add_library
+    <BLANKLINE>
+    .. code-block:: cmake
+    <BLANKLINE>
+      add_library(<name>)
+    <BLANKLINE>
+    ----
+    <BLANKLINE>
+    ### Options
+    <BLANKLINE>
+    ## See also
+    <BLANKLINE>
+    """
+    lines = rst.splitlines()
+
+    def indented(k: int) -> bool:
+        return k < len(lines) and lines[k][:1].isspace()
+
+    styles: list[tuple[bool, str]] = []
+    kept: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if re.match(r"\.\.(?:\s|$)", line) and not RST_MARKUP.match(line):
+            i += 1
+            while i < len(lines) and (indented(i) or (not lines[i].strip() and indented(i + 1))):
+                i += 1  # the comment's block, blank lines inside it included
+            continue
+        after_blank = not kept or not kept[-1].strip()
+        following = lines[i + 1 : i + 3]
+        if (
+            after_blank
+            and RST_ADORNMENT.fullmatch(line)
+            and len(following) == 2
+            and following[0].strip()
+            and following[1].rstrip() == line.rstrip()
+            and len(line.rstrip()) >= len(following[0].strip())
+        ):
+            style, title, i = (True, line[0]), following[0].strip(), i + 3
+        elif (
+            after_blank
+            and line.strip()
+            and not line[0].isspace()
+            and not RST_ADORNMENT.fullmatch(line)
+            and following
+            and RST_ADORNMENT.fullmatch(following[0])
+            and len(following[0].rstrip()) >= len(line.rstrip())
+        ):
+            style, title, i = (False, following[0][0]), line.strip(), i + 2
+        else:
+            kept.append(line)
+            i += 1
+            continue
+        if style not in styles:
+            styles.append(style)
+        kept.append(f"{'#' * min(styles.index(style) + 1, 6)} {title}")
+    return "\n".join(kept) + ("\n" if rst.endswith("\n") else "")
 
 
 SETEXT_UNDERLINE = re.compile(r" {0,3}(=+|-+)[ \t]*")
