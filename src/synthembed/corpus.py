@@ -403,10 +403,11 @@ TEXT_SUFFIXES = {".txt", ".md", ".rst"}
 
 
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
-    """One record per .txt/.md file; the title is the title of a .md file's front matter, else its first
-    Markdown heading (not a ``#`` line of a fenced code block), else the file name. A .md file is read as
-    it renders, without its front matter and HTML comments, its setext headings written as ``#`` headings;
-    front matter that does not parse is a bad row.
+    """One record per .txt/.md/.rst file, its title the title of a .md file's front matter, else its first
+    heading (not a ``#`` line of a fenced code block), else the file name. A .md file is read as it
+    renders, without its front matter and HTML comments, its setext headings written as ``#`` headings
+    (front matter that does not parse is a bad row); a .rst file without its comments, its section titles
+    written as ``#`` headings (``rst_as_markdown``).
 
     Any other file is a bad row.
     """
@@ -727,10 +728,12 @@ def front_matter(markdown: str) -> tuple[dict[str, Any], str]:
     ({'title': 'Install'}, 'Run it.')
     >>> front_matter("---\\nA heading\\n---\\nText.")
     ({}, '---\\nA heading\\n---\\nText.')
-    >>> front_matter("---\\ntitle: [unclosed\\n---\\nText.").line
-    Traceback (most recent call last):
-    ...
-    synthembed.corpus.FrontMatterError: front matter is not valid YAML: ...
+    >>> try:
+    ...     front_matter("---\\ntitle: a: b\\n---\\nText.")
+    ... except FrontMatterError as err:
+    ...     print(err.line, err, sep="\\n")
+    2
+    front matter is not valid YAML: mapping values are not allowed here (at line 2, column 9)
     """
     match = FRONT_MATTER.match(markdown)
     if match is None:
