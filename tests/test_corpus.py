@@ -1,4 +1,7 @@
+import bz2
+import gzip
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -473,6 +476,42 @@ def test_beir_qrels_are_read_as_utf8_whatever_the_locale(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=ascii_locale, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "{'q\\xe9': {'d2'}}"
+
+
+def test_compressed_files_are_read_as_their_plain_copies_and_a_damaged_one_names_its_line(tmp_path):
+    plain = toy_beir(tmp_path / "plain", "q1\td2\t1\n")
+    packed = tmp_path / "packed"
+    (packed / "qrels").mkdir(parents=True)
+    # BEIR's sets on the Hugging Face Hub come as corpus.jsonl.gz and queries.jsonl.gz
+    for name, compress, suffix in [
+        ("corpus.jsonl", gzip.compress, ".gz"),
+        ("queries.jsonl", lzma.compress, ".xz"),
+        ("qrels/dev.tsv", bz2.compress, ".bz2"),
+    ]:
+        (packed / f"{name}{suffix}").write_bytes(compress((plain / name).read_bytes()))
+    assert vars(read_beir_set(packed, "dev")) == vars(read_beir_set(plain, "dev")) | {"name": "packed"}
+    assert list(read_corpus("beir", str(packed)).docs) == [
+        doc | {"source": doc["source"].replace(str(plain / "corpus.jsonl"), str(packed / "corpus.jsonl.gz"))}
+        for doc in read_corpus("beir", str(plain)).docs
+    ]
+    rows = b"id;title;text\r\n1;Kettle;Steel, 1.7 litres.\r\n2;Toaster;Two slots.\r\n"
+    (tmp_path / "catalog.csv.gz").write_bytes(gzip.compress(BOM + rows))
+    assert [(d["doc_id"], d["text"]) for d in read_corpus("csv", str(tmp_path / "catalog.csv.gz")).docs] == [
+        ("1", "Steel, 1.7 litres."),
+        ("2", "Two slots."),
+    ]
+    lines = b"".join(b'{"_id": "%d", "text": "document number %d"}\n' % (i, i) for i in range(2000))
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(lines)[:-2000])  # a download cut short
+    (tmp_path / "not.jsonl.gz").write_bytes(lines)
+    for name, message in [
+        ("cut.jsonl.gz", r"cut\.jsonl\.gz:\d+: cannot be read \(Compressed file ended before"),
+        ("not.jsonl.gz", r"not\.jsonl\.gz:1: cannot be read \(Not a gzipped file"),
+    ]:
+        for policy in ("error", "skip"):  # not a bad row: nothing after it can be read
+            with pytest.raises(CorpusError, match=message):
+                list(read_corpus("jsonl", str(tmp_path / name), on_bad_row=policy).docs)
+    with pytest.raises(CorpusError, match=r"corpus\.jsonl: no corpus in BEIR folder"):
+        read_corpus("beir", str(tmp_path / "packed" / "qrels"))
 
 
 def test_zero_score_judgments_are_not_relevant_to_either_reader(tmp_path):

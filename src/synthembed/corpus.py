@@ -7,22 +7,27 @@ Evaluation judgments: eval_set, query_id, query, doc_id, score (one row per judg
 from __future__ import annotations
 
 import ast
+import bz2
 import csv
+import gzip
 import hashlib
 import inspect
+import io
 import itertools
 import json
+import lzma
 import re
 import sysconfig
 import textwrap
 import tokenize
 import tomllib
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import polars as pl
 import yaml
@@ -112,6 +117,43 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 class CorpusError(InputError):
     """A bad input row, reported as ``file:line: reason``."""
+
+
+OPENERS_BY_SUFFIX = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+Line = TypeVar("Line", str, bytes)
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """A file's bytes, decompressed when its name ends in .gz, .bz2 or .xz (``corpus.jsonl.gz``)."""
+    return OPENERS_BY_SUFFIX.get(path.suffix, open)(path, "rb")
+
+
+def open_text(path: Path, errors: str = "strict") -> io.TextIOWrapper:
+    """A file's text as ``open_binary`` reads it: UTF-8 without a leading byte order mark, newlines as
+    written (``csv`` reads them)."""
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", errors=errors, newline="")
+
+
+def file_lines(handle: Iterable[Line], path: Path) -> Iterator[Line]:
+    """The lines of an open file; a line that cannot be read or decompressed (a truncated or damaged
+    archive, a name ending in .gz on a file that is not gzip) stops with its file and line.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "corpus.jsonl.gz"
+    >>> _ = path.write_bytes(gzip.compress(b'{"_id": "a"}\\n{"_id": "b"}\\n')[:-12])
+    >>> with open_binary(path) as handle:
+    ...     list(file_lines(handle, path))
+    Traceback (most recent call last):
+    ...
+    synthembed.corpus.CorpusError: /.../corpus.jsonl.gz:...: cannot be read (Compressed file ended ...)
+    """
+    lines_read = 0
+    try:
+        for line in handle:
+            lines_read += 1
+            yield line
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as err:
+        raise CorpusError(f"{path}:{lines_read + 1}: cannot be read ({err})") from err
 
 
 @dataclass
@@ -311,8 +353,8 @@ def _record_to_doc(
 
 def read_jsonl_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
     """(``file:line``, parsed object) for each non-blank line; bad JSON goes to the policy."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+    with open_binary(path) as handle:
+        for number, raw in enumerate(file_lines(handle, path), start=1):
             location = f"{path}:{number}"
             try:
                 line = raw.decode("utf-8-sig")  # a byte order mark opens some editors' files
@@ -381,10 +423,10 @@ def read_csv_records(
     """Rows of a CSV file as dicts, located by the line they end on (the header is line 1); a row with
     more fields than the header, or bytes that are not UTF-8, goes to the policy. The delimiter is
     ``csv_delimiter``'s; a byte order mark (a spreadsheet's "CSV UTF-8") is not part of the header."""
-    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        delimiter = csv_delimiter(handle.readline(), fields)
-        handle.seek(0)
-        reader = csv.DictReader(handle, delimiter=delimiter)
+    with open_text(path, errors="surrogateescape") as handle:
+        lines = file_lines(handle, path)
+        header = next(lines, "")
+        reader = csv.DictReader(itertools.chain([header], lines), delimiter=csv_delimiter(header, fields))
         for row in reader:
             location = f"{path}:{reader.line_num}"
             if None in row:  # DictReader keeps the fields past the header's under the key None
@@ -454,25 +496,33 @@ class EvalSet:
     relevant: dict[str, set[str]]
 
 
+def beir_file(folder: Path, name: str) -> Path:
+    """``folder/name`` or, where only that exists, its compressed copy (``corpus.jsonl.gz``, as BEIR's
+    sets on the Hugging Face Hub come)."""
+    candidates = [folder / f"{name}{suffix}" for suffix in ("", *OPENERS_BY_SUFFIX)]
+    return next((path for path in candidates if path.exists()), candidates[0])
+
+
 def read_beir_set(folder: str | Path, split: str = "dev", name: str | None = None) -> EvalSet:
-    """One split of a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) as an eval set over its
-    whole corpus; only judged queries with a positive score are kept. Any bad line stops with an error
+    """One split of a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv, each plain or
+    compressed: ``beir_file``) as an eval set over its whole corpus; only judged queries with a positive
+    score are kept. Any bad line stops with an error
     naming the file and line, a repeated document or query id included (the later text would silently
     replace the earlier): an eval set is never silently other than its files say.
     """
     folder = Path(folder)
-    qrels = folder / "qrels" / f"{split}.tsv"
+    qrels = beir_file(folder, f"qrels/{split}.tsv")
     if not qrels.exists():
         raise CorpusError(f"{qrels}: no such qrels split in BEIR folder {folder}")
     strict = RowPolicy("error", [])
     corpus = {}
-    for location, record in read_jsonl_records(folder / "corpus.jsonl", strict):
+    for location, record in read_jsonl_records(beir_file(folder, "corpus.jsonl"), strict):
         doc = _record_to_doc(record, location, strict, location)
         if doc["doc_id"] in corpus:
             raise CorpusError(f"{location}: repeated document id {doc['doc_id']!r}")
         corpus[doc["doc_id"]] = passage(doc["title"], doc["text"])
     queries = {}
-    for location, record in read_jsonl_records(folder / "queries.jsonl", strict):
+    for location, record in read_jsonl_records(beir_file(folder, "queries.jsonl"), strict):
         if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
             raise CorpusError(f"{location}: a query needs '_id' and a string 'text'")
         query_id = str(record["_id"])
@@ -480,8 +530,8 @@ def read_beir_set(folder: str | Path, split: str = "dev", name: str | None = Non
             raise CorpusError(f"{location}: repeated query id {query_id!r}")
         queries[query_id] = record["text"]
     relevant: dict[str, set[str]] = {}
-    with qrels.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter="\t")
+    with open_text(qrels) as handle:
+        reader = csv.reader(file_lines(handle, qrels), delimiter="\t")
         header = next(reader, [])  # an empty file fails the header check below
         if header[:2] != ["query-id", "corpus-id"]:
             raise CorpusError(f"{qrels}:1: expected header 'query-id corpus-id score', got {header}")
@@ -513,7 +563,10 @@ def records_for(
     if source == "textdir":
         return read_text_folder(path, policy)
     if source == "beir":
-        return read_jsonl_records(path / "corpus.jsonl", policy)
+        corpus = beir_file(path, "corpus.jsonl")
+        if not corpus.exists():
+            raise CorpusError(f"{corpus}: no corpus in BEIR folder {path}")
+        return read_jsonl_records(corpus, policy)
     raise CorpusError(f"{path}: unknown corpus source '{source}'")
 
 
