@@ -1,5 +1,6 @@
 import bz2
 import gzip
+import io
 import json
 import lzma
 import os
@@ -9,8 +10,9 @@ import textwrap
 from pathlib import Path
 
 import polars as pl
+import pypdf
 import pytest
-from conftest import default_params, write_beir
+from conftest import default_params, pdf_bytes, write_beir
 
 from synthembed.corpus import (
     DOC_SCHEMA,
@@ -292,6 +294,45 @@ def test_a_markdown_pages_front_matter_names_it_and_is_not_its_text(tmp_path):
         ("post.md", "Release 2.0", "# Release 2.0\n\nFaster.\n"),
         ("rule.md", "A setext heading", "---\n## A setext heading\nNot a mapping, so text.\n"),
         ("untitled.md", "untitled", "No title given.\n"),
+    ]
+
+
+def encrypted(pdf: bytes, user_password: str) -> bytes:
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(pdf)))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_pdf_is_its_text_layer_titled_by_its_document_title_and_a_locked_one_a_bad_row(tmp_path):
+    folder = tmp_path / "papers"
+    folder.mkdir()
+    header = "Cell Biology, Chapter 2"  # a running header and page numbers: not text of the document
+    pages = [
+        [header, "Protein folding", "Chaperones help proteins fold.", "1"],
+        [header, "2"],
+        [],
+        [header, "Misfolded proteins aggregate.", "4"],
+    ]
+    paper = pdf_bytes(pages, title="Folding in the cell")
+    (folder / "folding.pdf").write_bytes(paper)
+    (folder / "untitled.pdf").write_bytes(pdf_bytes([["A report without a stated title."]]))
+    (folder / "restricted.pdf").write_bytes(encrypted(paper, user_password=""))  # opens, prints nothing
+    (folder / "locked.pdf").write_bytes(encrypted(paper, user_password="secret"))
+    corpus = read_corpus("textdir", str(folder), on_bad_row="skip")
+    text = "Protein folding\nChaperones help proteins fold.\n\nMisfolded proteins aggregate."  # no empty pages
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        ("folding.pdf", "Folding in the cell", text),
+        ("restricted.pdf", "Folding in the cell", text),
+        ("untitled.pdf", "untitled", "A report without a stated title."),
+    ]
+    assert corpus.rejected == [
+        {
+            "location": str(folder / "locked.pdf"),
+            "doc_id": None,
+            "reason": "encrypted PDF (a password is needed)",
+        }
     ]
 
 

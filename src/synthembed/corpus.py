@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import polars as pl
+import pypdf
 import yaml
 
 from synthembed.io import CHUNK_ROWS, InputError, atomic_path, write_parquet_row_groups
@@ -441,49 +442,111 @@ def read_csv_records(
             yield location, row
 
 
-TEXT_SUFFIXES = {".txt", ".md", ".rst"}
+TEXT_SUFFIXES = (".txt", ".md", ".rst", ".pdf")
+READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
+
+
+class UnreadableFile(ValueError):
+    """A file of a folder that cannot be read as its type says, at ``line`` where one is to blame."""
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        super().__init__(reason)
+        self.line = line
+
+
+def without_page_furniture(pages: list[list[str]], min_pages: int = 3) -> list[list[str]]:
+    """The lines of a document's pages without their running headers and footers: a first or last line
+    that, its numbers masked, opens or closes at least ``min_pages`` pages (a page number, a book's
+    "Chapter 4: Function reference 21").
+
+    >>> pages = [["Manual", f"Step {i} of the setup.", str(i)] for i in range(1, 4)]
+    >>> without_page_furniture(pages + [["Manual", "Index"]])
+    [['Step 1 of the setup.'], ['Step 2 of the setup.'], ['Step 3 of the setup.'], ['Index']]
+    """
+
+    def masked(line: str) -> str:
+        return re.sub(r"\d+", "#", line.strip())
+
+    heads = Counter(masked(lines[0]) for lines in pages if lines)
+    feet = Counter(masked(lines[-1]) for lines in pages if lines)
+
+    def furniture(lines: list[str], k: int) -> bool:
+        head = k == 0 and heads[masked(lines[k])] >= min_pages
+        return head or (k == len(lines) - 1 and feet[masked(lines[k])] >= min_pages)
+
+    return [[line for k, line in enumerate(lines) if not furniture(lines, k)] for lines in pages]
+
+
+def pdf_text(path: Path) -> tuple[str | None, str]:
+    """(its document title, where it states one; its text layer, page after page, without running
+    headers and footers: ``without_page_furniture``) of a PDF."""
+    try:
+        reader = pypdf.PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):  # many open with the empty password
+            raise UnreadableFile("encrypted PDF (a password is needed)")
+        pages = [page.extract_text().strip().splitlines() for page in reader.pages]
+        title = reader.metadata.title if reader.metadata else None
+    except UnreadableFile:
+        raise
+    except Exception as err:  # pypdf raises many kinds on a damaged file: each is that file's bad row
+        raise UnreadableFile(f"not a readable PDF ({type(err).__name__}: {err})") from err
+    text = "\n\n".join("\n".join(lines) for lines in without_page_furniture(pages) if lines)
+    return (title.strip() if isinstance(title, str) else None), text
+
+
+def first_heading(markdown: str) -> str | None:
+    """The text of a Markdown text's first ``#`` heading (without a closing run of ``#``), not a ``#``
+    line of a fenced code block.
+
+    >>> first_heading("```sh\\n# fetch\\n```\\n## Install ##\\nRun it.")
+    'Install'
+    """
+    headings = (ln for ln, fenced in fenced_lines(markdown) if not fenced and MARKDOWN_HEADING.match(ln))
+    return next((re.sub(r"\s#+\s*$", "", ln.lstrip("#")).strip() for ln in headings), None)
+
+
+def read_page(path: Path) -> tuple[str | None, str]:
+    """(title, text) of a page of a text folder, read by its suffix (``TEXT_SUFFIXES``): a .pdf file its
+    stated title and text layer (``pdf_text``); a .md file as it renders, without its front matter and
+    HTML comments, its setext headings written as ``#`` headings, titled by its front matter or else its
+    first heading; a .rst file without its comments, its section titles written as ``#`` headings
+    (``rst_as_markdown``), and a .txt file as written, each titled by its first heading.
+    """
+    if path.suffix == ".pdf":
+        return pdf_text(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UnreadableFile(f"not UTF-8 ({err.reason} at byte {err.start})") from err
+    stated = None
+    if path.suffix == ".md":
+        metadata, text = front_matter(text)
+        stated = metadata.get("title")
+        text = atx_headings(without_html_comments(text))
+    elif path.suffix == ".rst":
+        text = rst_as_markdown(text)
+    if isinstance(stated, str) and stated.strip():
+        return stated.strip(), text
+    return first_heading(text), text
 
 
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
-    """One record per .txt/.md/.rst file, its title the title of a .md file's front matter, else its first
-    heading (not a ``#`` line of a fenced code block), else the file name. A .md file is read as it
-    renders, without its front matter and HTML comments, its setext headings written as ``#`` headings
-    (front matter that does not parse is a bad row); a .rst file without its comments, its section titles
-    written as ``#`` headings (``rst_as_markdown``).
-
-    Any other file is a bad row.
+    """One record per page of a folder (``read_page``), titled by the file's name where the page has no
+    title. A file of another type, or one that cannot be read as its type says, is a bad row.
     """
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue  # hidden files and folders (.DS_Store, .git) hold no documents
         if path.suffix not in TEXT_SUFFIXES:
-            reason = f"unsupported file type '{path.suffix or path.name}' (textdir reads .txt, .md and .rst)"
+            reason = f"unsupported file type '{path.suffix or path.name}' (textdir reads {READ_SUFFIXES})"
             policy.bad(str(path), reason)
             continue
         try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            policy.bad(str(path), f"not UTF-8 ({err.reason} at byte {err.start})")
+            title, text = read_page(path)
+        except UnreadableFile as err:
+            policy.bad(str(path) if err.line is None else f"{path}:{err.line}", str(err))
             continue
-        metadata: dict[str, Any] = {}
-        if path.suffix == ".md":
-            try:
-                metadata, text = front_matter(text)
-            except FrontMatterError as err:
-                policy.bad(f"{path}:{err.line}", str(err))
-                continue
-            text = atx_headings(without_html_comments(text))
-        elif path.suffix == ".rst":
-            text = rst_as_markdown(text)
-        title = metadata.get("title")
-        if not isinstance(title, str) or not title.strip():
-            headings = (
-                ln.lstrip("#")
-                for ln, fenced in fenced_lines(text)
-                if not fenced and MARKDOWN_HEADING.match(ln)
-            )
-            title = next(headings, path.stem)
-        yield str(path), {"doc_id": str(path.relative_to(folder)), "title": title.strip(), "text": text}
+        yield str(path), {"doc_id": str(path.relative_to(folder)), "title": title or path.stem, "text": text}
 
 
 @dataclass
@@ -762,14 +825,6 @@ FRONT_MATTER = re.compile(
 )
 
 
-class FrontMatterError(ValueError):
-    """Front matter its parser rejects, at ``line`` of its page."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(reason)
-        self.line = line
-
-
 def front_matter(markdown: str) -> tuple[dict[str, Any], str]:
     """The metadata a static site generator reads at the top of a Markdown page (YAML between ``---``
     lines: Jekyll, Hugo, Docusaurus, MkDocs; TOML between ``+++``: Hugo) and the page without it. A block
@@ -783,7 +838,7 @@ def front_matter(markdown: str) -> tuple[dict[str, Any], str]:
     ({}, '---\\nA heading\\n---\\nText.')
     >>> try:
     ...     front_matter("---\\ntitle: a: b\\n---\\nText.")
-    ... except FrontMatterError as err:
+    ... except UnreadableFile as err:
     ...     print(err.line, err, sep="\\n")
     2
     front matter is not valid YAML: mapping values are not allowed here (at line 2, column 9)
@@ -799,15 +854,15 @@ def front_matter(markdown: str) -> tuple[dict[str, Any], str]:
             metadata = yaml.safe_load("\n" + match["yaml"]) or {}
     except tomllib.TOMLDecodeError as err:
         at_line = re.search(r"at line (\d+)", str(err))
-        raise FrontMatterError(
-            int(at_line[1]) if at_line else 1, f"front matter is not valid TOML: {err}"
+        raise UnreadableFile(
+            f"front matter is not valid TOML: {err}", int(at_line[1]) if at_line else 1
         ) from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise FrontMatterError(
-            mark.line + 1 if mark else 1, f"front matter is not valid YAML: {problem}{where}"
+        raise UnreadableFile(
+            f"front matter is not valid YAML: {problem}{where}", mark.line + 1 if mark else 1
         ) from err
     if not isinstance(metadata, dict):
         return {}, markdown
