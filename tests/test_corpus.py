@@ -321,7 +321,7 @@ def test_a_pdf_is_its_text_layer_titled_by_its_document_title_and_a_locked_one_a
     (folder / "restricted.pdf").write_bytes(encrypted(paper, user_password=""))  # opens, prints nothing
     (folder / "locked.pdf").write_bytes(encrypted(paper, user_password="secret"))
     corpus = read_corpus("textdir", str(folder), on_bad_row="skip")
-    text = "Protein folding\nChaperones help proteins fold.\n\nMisfolded proteins aggregate."  # no empty pages
+    text = "Protein folding\nChaperones help proteins fold.\n\nMisfolded proteins aggregate."  # no blank page
     assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
         ("folding.pdf", "Folding in the cell", text),
         ("restricted.pdf", "Folding in the cell", text),
