@@ -58,7 +58,7 @@ def code_files(script: str, root: str | Path = ".") -> list[str]:
     >>> root = Path(__file__).parents[2]
     >>> code_files("scripts/docs.py", root)  # doctest: +NORMALIZE_WHITESPACE
     ['scripts/docs.py', 'src/synthembed/cli.py', 'src/synthembed/corpus.py', 'src/synthembed/io.py',
-     'src/synthembed/params.py']
+     'src/synthembed/pages.py', 'src/synthembed/params.py']
     """
     root = Path(root)
     modules = library_closure(root / script, root / LIBRARY)

@@ -20,20 +20,24 @@ import re
 import sysconfig
 import textwrap
 import tokenize
-import tomllib
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import polars as pl
-import pypdf
-import yaml
 
 from synthembed.io import CHUNK_ROWS, InputError, atomic_path, write_parquet_row_groups
+from synthembed.pages import (
+    MARKDOWN_HEADING,
+    READ_SUFFIXES,
+    TEXT_SUFFIXES,
+    UnreadableFile,
+    fenced_lines,
+    read_page,
+)
 
 
 def passage(title: str | None, text: str) -> str:
@@ -442,94 +446,6 @@ def read_csv_records(
             yield location, row
 
 
-TEXT_SUFFIXES = (".txt", ".md", ".rst", ".pdf")
-READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
-
-
-class UnreadableFile(ValueError):
-    """A file of a folder that cannot be read as its type says, at ``line`` where one is to blame."""
-
-    def __init__(self, reason: str, line: int | None = None) -> None:
-        super().__init__(reason)
-        self.line = line
-
-
-def without_page_furniture(pages: list[list[str]], min_pages: int = 3) -> list[list[str]]:
-    """The lines of a document's pages without their running headers and footers: a first or last line
-    that, its numbers masked, opens or closes at least ``min_pages`` pages (a page number, a book's
-    "Chapter 4: Function reference 21").
-
-    >>> pages = [["Manual", f"Step {i} of the setup.", str(i)] for i in range(1, 4)]
-    >>> without_page_furniture(pages + [["Manual", "Index"]])
-    [['Step 1 of the setup.'], ['Step 2 of the setup.'], ['Step 3 of the setup.'], ['Index']]
-    """
-
-    def masked(line: str) -> str:
-        return re.sub(r"\d+", "#", line.strip())
-
-    heads = Counter(masked(lines[0]) for lines in pages if lines)
-    feet = Counter(masked(lines[-1]) for lines in pages if lines)
-
-    def furniture(lines: list[str], k: int) -> bool:
-        head = k == 0 and heads[masked(lines[k])] >= min_pages
-        return head or (k == len(lines) - 1 and feet[masked(lines[k])] >= min_pages)
-
-    return [[line for k, line in enumerate(lines) if not furniture(lines, k)] for lines in pages]
-
-
-def pdf_text(path: Path) -> tuple[str | None, str]:
-    """(its document title, where it states one; its text layer, page after page, without running
-    headers and footers: ``without_page_furniture``) of a PDF."""
-    try:
-        reader = pypdf.PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):  # many open with the empty password
-            raise UnreadableFile("encrypted PDF (a password is needed)")
-        pages = [page.extract_text().strip().splitlines() for page in reader.pages]
-        title = reader.metadata.title if reader.metadata else None
-    except UnreadableFile:
-        raise
-    except Exception as err:  # pypdf raises many kinds on a damaged file: each is that file's bad row
-        raise UnreadableFile(f"not a readable PDF ({type(err).__name__}: {err})") from err
-    text = "\n\n".join("\n".join(lines) for lines in without_page_furniture(pages) if lines)
-    return (title.strip() if isinstance(title, str) else None), text
-
-
-def first_heading(markdown: str) -> str | None:
-    """The text of a Markdown text's first ``#`` heading (without a closing run of ``#``), not a ``#``
-    line of a fenced code block.
-
-    >>> first_heading("```sh\\n# fetch\\n```\\n## Install ##\\nRun it.")
-    'Install'
-    """
-    headings = (ln for ln, fenced in fenced_lines(markdown) if not fenced and MARKDOWN_HEADING.match(ln))
-    return next((re.sub(r"\s#+\s*$", "", ln.lstrip("#")).strip() for ln in headings), None)
-
-
-def read_page(path: Path) -> tuple[str | None, str]:
-    """(title, text) of a page of a text folder, read by its suffix (``TEXT_SUFFIXES``): a .pdf file its
-    stated title and text layer (``pdf_text``); a .md file as it renders, without its front matter and
-    HTML comments, its setext headings written as ``#`` headings, titled by its front matter or else its
-    first heading; a .rst file without its comments, its section titles written as ``#`` headings
-    (``rst_as_markdown``), and a .txt file as written, each titled by its first heading.
-    """
-    if path.suffix == ".pdf":
-        return pdf_text(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UnreadableFile(f"not UTF-8 ({err.reason} at byte {err.start})") from err
-    stated = None
-    if path.suffix == ".md":
-        metadata, text = front_matter(text)
-        stated = metadata.get("title")
-        text = atx_headings(without_html_comments(text))
-    elif path.suffix == ".rst":
-        text = rst_as_markdown(text)
-    if isinstance(stated, str) and stated.strip():
-        return stated.strip(), text
-    return first_heading(text), text
-
-
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
     """One record per page of a folder (``read_page``), titled by the file's name where the page has no
     title. A file of another type, or one that cannot be read as its type says, is a bad row.
@@ -656,26 +572,6 @@ def read_corpus(
     return corpus
 
 
-MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
-CODE_FENCES = ("```", "~~~")
-HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-
-
-def fenced_lines(text: str) -> Iterator[tuple[str, bool]]:
-    """Each line of a text, with whether it belongs to a fenced code block (its fences included).
-
-    >>> [fenced for _, fenced in fenced_lines("# Run\\n```sh\\n# a comment\\n```\\nDone.")]
-    [False, True, True, True, False]
-    """
-    fence = None
-    for line in text.splitlines():
-        stripped = line.strip()
-        is_fence = stripped.startswith(CODE_FENCES)
-        yield line, fence is not None or is_fence
-        if is_fence:
-            fence = stripped[:3] if fence is None else (None if stripped[:3] == fence else fence)
-
-
 def text_blocks(text: str) -> list[str]:
     """The paragraphs of a text: runs of lines between blank lines. A Markdown heading starts a block,
     and a fenced code block stays in one whatever blank lines it holds.
@@ -693,201 +589,6 @@ def text_blocks(text: str) -> list[str]:
     if lines:
         blocks.append("\n".join(lines))
     return blocks
-
-
-RST_ADORNMENT = re.compile(r"([!-/:-@\[-`{-~])\1+[ \t]*")  # one punctuation character, repeated
-# an explicit markup line that is not a comment: a directive, a footnote or citation, a target, a
-# substitution definition
-RST_MARKUP = re.compile(r"\.\.\s+(?:[\w.+:-]+::|\[|_|\|)")
-
-
-def rst_as_markdown(rst: str) -> str:
-    """A reStructuredText page in the Markdown the rest of the stage reads: a section title (a line
-    underlined, or over- and underlined, by one punctuation character repeated at least as long) becomes
-    a ``#`` heading, with one ``#`` more for each adornment style the page brings in (Docutils ranks them
-    in that order); a comment (a ``..`` line that is not a directive, footnote, target or substitution,
-    and the lines indented under it) is dropped, as it does not render; the rest stays as written.
-
-    >>> page = (
-    ...     ".. Licensed under the BSD license.\\n   See LICENSE.\\n\\n=====\\nCMake\\n=====\\n\\n"
-    ...     "add_library\\n-----------\\n\\n.. code-block:: cmake\\n\\n  add_library(<name>)\\n\\n----\\n\\n"
-    ...     "Options\\n^^^^^^^\\n\\nSee also\\n--------\\n"
-    ... )
-    >>> print(rst_as_markdown(page))
-    <BLANKLINE>
-    # CMake
-    <BLANKLINE>
-    ## add_library
-    <BLANKLINE>
-    .. code-block:: cmake
-    <BLANKLINE>
-      add_library(<name>)
-    <BLANKLINE>
-    ----
-    <BLANKLINE>
-    ### Options
-    <BLANKLINE>
-    ## See also
-    <BLANKLINE>
-    """
-    lines = rst.splitlines()
-
-    def indented(k: int) -> bool:
-        return k < len(lines) and lines[k][:1].isspace()
-
-    styles: list[tuple[bool, str]] = []
-    kept: list[str] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if re.match(r"\.\.(?:\s|$)", line) and not RST_MARKUP.match(line):
-            i += 1
-            while i < len(lines) and (indented(i) or (not lines[i].strip() and indented(i + 1))):
-                i += 1  # the comment's block, blank lines inside it included
-            continue
-        after_blank = not kept or not kept[-1].strip()
-        following = lines[i + 1 : i + 3]
-        if (
-            after_blank
-            and RST_ADORNMENT.fullmatch(line)
-            and len(following) == 2
-            and following[0].strip()
-            and following[1].rstrip() == line.rstrip()
-            and len(line.rstrip()) >= len(following[0].strip())
-        ):
-            style, title, i = (True, line[0]), following[0].strip(), i + 3
-        elif (
-            after_blank
-            and line.strip()
-            and not line[0].isspace()
-            and not RST_ADORNMENT.fullmatch(line)
-            and following
-            and RST_ADORNMENT.fullmatch(following[0])
-            and len(following[0].rstrip()) >= len(line.rstrip())
-        ):
-            style, title, i = (False, following[0][0]), line.strip(), i + 2
-        else:
-            kept.append(line)
-            i += 1
-            continue
-        if style not in styles:
-            styles.append(style)
-        kept.append(f"{'#' * min(styles.index(style) + 1, 6)} {title}")
-    return "\n".join(kept) + ("\n" if rst.endswith("\n") else "")
-
-
-SETEXT_UNDERLINE = re.compile(r" {0,3}(=+|-+)[ \t]*")
-# a line that cannot be a setext heading's text: code, a heading, a list item, a quote, a table row,
-# HTML or a rule
-NOT_SETEXT_TEXT = re.compile(r" {4}|\t|\s*(?:#{1,6}\s|[-*+]\s|\d+[.)]\s|>|\||<|[-=_*]{3,}\s*$)")
-# a line after which a paragraph starts: an ATX heading or a rule (or a blank line, or code)
-BLOCK_END = re.compile(r" {0,3}(?:#{1,6}\s|(?:-{3,}|_{3,}|\*{3,})\s*$)")
-
-
-def atx_headings(markdown: str) -> str:
-    """A Markdown text with its setext headings (a line of text underlined by ``===`` or ``---``) written
-    as the ``#`` and ``##`` headings they render as, so that one kind of heading titles, splits and
-    pairs a page. A rule after a blank line or a paragraph's second line, and underlines in fenced code,
-    stay as they are.
-
-    >>> atx_headings("PyYAML\\n======\\nA parser.\\r\\n\\nUse\\n---\\n```\\nx\\n---\\n```\\n\\n---\\nEnd.")
-    '# PyYAML\\nA parser.\\r\\n\\n## Use\\n```\\nx\\n---\\n```\\n\\n---\\nEnd.'
-    """
-    lines = markdown.splitlines(keepends=True)
-    fenced = [in_fence for _, in_fence in fenced_lines(markdown)]
-
-    def heading_text(k: int) -> bool:
-        one_line_paragraph = (
-            k == 0 or not lines[k - 1].strip() or fenced[k - 1] or BLOCK_END.match(lines[k - 1])
-        )
-        return (
-            one_line_paragraph
-            and not fenced[k]
-            and bool(lines[k].strip())
-            and not NOT_SETEXT_TEXT.match(lines[k])
-        )
-
-    kept: list[str] = []
-    for i, line in enumerate(lines):
-        underline = SETEXT_UNDERLINE.fullmatch(line.rstrip("\r\n"))
-        if i and not fenced[i] and underline and heading_text(i - 1):
-            text = lines[i - 1].rstrip("\r\n")
-            level = "#" if underline[1][0] == "=" else "##"
-            kept[-1] = f"{level} {text.strip()}{lines[i - 1][len(text) :]}"  # its own line ending
-        else:
-            kept.append(line)
-    return "".join(kept)
-
-
-FRONT_MATTER = re.compile(
-    r"\A(?:---[ \t]*\r?\n(?P<yaml>(?:[^\n]*\n)*?)(?:---|\.\.\.)"
-    r"|\+\+\+[ \t]*\r?\n(?P<toml>(?:[^\n]*\n)*?)\+\+\+)[ \t]*(?:\r?\n|\Z)"
-)
-
-
-def front_matter(markdown: str) -> tuple[dict[str, Any], str]:
-    """The metadata a static site generator reads at the top of a Markdown page (YAML between ``---``
-    lines: Jekyll, Hugo, Docusaurus, MkDocs; TOML between ``+++``: Hugo) and the page without it. A block
-    that is not a mapping is the page's own text: a rule, a line and a rule make a setext heading.
-
-    >>> front_matter("---\\ntitle: npm-access\\nsection: 1\\n---\\n\\n### Synopsis\\n")
-    ({'title': 'npm-access', 'section': 1}, '\\n### Synopsis\\n')
-    >>> front_matter('+++\\ntitle = "Install"\\n+++\\nRun it.')
-    ({'title': 'Install'}, 'Run it.')
-    >>> front_matter("---\\nA heading\\n---\\nText.")
-    ({}, '---\\nA heading\\n---\\nText.')
-    >>> try:
-    ...     front_matter("---\\ntitle: a: b\\n---\\nText.")
-    ... except UnreadableFile as err:
-    ...     print(err.line, err, sep="\\n")
-    2
-    front matter is not valid YAML: mapping values are not allowed here (at line 2, column 9)
-    """
-    match = FRONT_MATTER.match(markdown)
-    if match is None:
-        return {}, markdown
-    # A newline stands for the opening delimiter, so the parsers count lines as the page does.
-    try:
-        if match["toml"] is not None:
-            metadata = tomllib.loads("\n" + match["toml"])
-        else:
-            metadata = yaml.safe_load("\n" + match["yaml"]) or {}
-    except tomllib.TOMLDecodeError as err:
-        at_line = re.search(r"at line (\d+)", str(err))
-        raise UnreadableFile(
-            f"front matter is not valid TOML: {err}", int(at_line[1]) if at_line else 1
-        ) from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise UnreadableFile(
-            f"front matter is not valid YAML: {problem}{where}", mark.line + 1 if mark else 1
-        ) from err
-    if not isinstance(metadata, dict):
-        return {}, markdown
-    return metadata, markdown[match.end() :]
-
-
-def without_html_comments(markdown: str) -> str:
-    """A Markdown text as a reader sees it rendered: without its HTML comments (in a page of Node.js's
-    API reference, the YAML of each method's history), but with those in fenced code blocks, which show
-    HTML. A line a comment filled goes with it.
-
-    >>> page = "Intro.\\n\\n<!-- YAML\\nadded: v8.4.0\\n-->\\n\\nIt closes. <!-- a note -->\\n"
-    >>> without_html_comments(page + "```html\\n<!-- kept -->\\n```")
-    'Intro.\\n\\nIt closes.\\n```html\\n<!-- kept -->\\n```'
-    """
-    if not HTML_COMMENT.search(markdown):
-        return markdown
-    kept = []
-    for fenced, lines in itertools.groupby(fenced_lines(markdown), itemgetter(1)):
-        run = "\n".join(line for line, _ in lines)
-        if not fenced and HTML_COMMENT.search(run):
-            run = "\n".join(line.rstrip() for line in HTML_COMMENT.sub("", run).split("\n"))
-            run = re.sub(r"\n{3,}", "\n\n", run)
-        kept.append(run)
-    return "\n".join(kept).strip("\n")
 
 
 def _packed(units: list[str], max_words: int, separator: str, first_words: int) -> list[str]:
