@@ -336,6 +336,45 @@ def test_a_pdf_is_its_text_layer_titled_by_its_document_title_and_a_locked_one_a
     ]
 
 
+def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    page = """<!DOCTYPE html><html><head><title>Kettles | Shop</title><script>track()</script>
+<style>h1 {color: red}</style></head><body>
+<a class="skip-link" href="#main">Skip to content</a>
+<header><a href="/">Shop</a> <nav><a href="/kettles">Kettles</a></nav></header>
+<main id="main"><article><header><h1>Steel kettle<a class="headerlink" href="#kettle">\u00b6</a></h1></header>
+<p>Boils 1.7 litres
+  in <em>three</em> minutes.<br>Dishwasher safe.</p>
+<div aria-hidden="true">decoration</div><button>Add to cart</button>
+<h2>Sizes<a href="#sizes">#</a></h2>
+<table><tr><th>Size</th><th>Litres</th></tr><tr><td>Small</td><td>1.0</td></tr></table>
+<ul><li>Steel<li>Glass</ul><pre><code>kettle.boil()
+</code></pre></article></main>
+<footer>&copy; Shop</footer></body></html>"""
+    (folder / "kettle.html").write_text(page)
+    latin = '<meta charset="windows-1252"><title>Caf\u00e9 menu</title><p>Caf\u00e9 au lait.</p>'
+    (folder / "menu.htm").write_bytes(latin.encode("cp1252"))  # no heading: its <title> names it
+    (folder / "broken.html").write_bytes("<p>Caf\u00e9</p>".encode("cp1252"))  # no charset named
+    corpus = read_corpus("textdir", str(folder), on_bad_row="skip")
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        (
+            "kettle.html",
+            "Steel kettle",
+            "# Steel kettle\n\nBoils 1.7 litres in three minutes.\nDishwasher safe.\n\n## Sizes\n\n"
+            "Size Litres\n\nSmall 1.0\n\n- Steel\n\n- Glass\n\n```\nkettle.boil()\n```",
+        ),
+        ("menu.htm", "Caf\u00e9 menu", "Caf\u00e9 au lait."),
+    ]
+    assert corpus.rejected == [
+        {
+            "location": str(folder / "broken.html"),
+            "doc_id": None,
+            "reason": "not UTF-8 (invalid continuation byte at byte 6)",
+        }
+    ]
+
+
 GUIDE = """# Guide
 
 Install the tool with pip and run it once.

@@ -212,7 +212,10 @@ CASES = [
             "notes/.DS_Store": b"\x00\x01",
         },
         "notes/report.docx: unsupported file type '.docx'",
-        {"notes/report.docx": "unsupported file type '.docx' (textdir reads .txt, .md, .rst and .pdf)"},
+        {
+            "notes/report.docx": "unsupported file type '.docx'"
+            " (textdir reads .txt, .md, .rst, .pdf, .html and .htm)"
+        },
         source="textdir",
         path="notes",
     ),

@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections import Counter
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import pypdf
 import yaml
 
-TEXT_SUFFIXES = (".txt", ".md", ".rst", ".pdf")
+HTML_SUFFIXES = (".html", ".htm")
+TEXT_SUFFIXES = (".txt", ".md", ".rst", ".pdf", *HTML_SUFFIXES)
 READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
 CODE_FENCES = ("```", "~~~")
@@ -297,19 +299,235 @@ def pdf_text(path: Path) -> tuple[str | None, str]:
     return (title.strip() if isinstance(title, str) else None), text
 
 
+# elements whose content a reader does not see, or that are not the page's own: scripts, styles, forms'
+# controls, and the site's navigation, banner and footer outside the page's main content
+HIDDEN_ELEMENTS = {
+    "head",
+    "title",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "button",
+    "select",
+    "iframe",
+}
+SITE_ELEMENTS = {"nav", "header", "footer", "aside"}
+SITE_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary"}
+# classes that hide an element from sight (a "Skip to content" link for screen readers) or mark a
+# heading's permalink (Sphinx's ¶)
+HIDDEN_CLASSES = {
+    "sr-only",
+    "visually-hidden",
+    "screen-reader-text",
+    "skip-link",
+    "skip-to-content",
+    "headerlink",
+}
+MAIN_ELEMENTS = {"main", "article"}
+VOID_ELEMENTS = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
+BLOCK_ELEMENTS = {
+    *("address", "article", "blockquote", "dd", "details", "dialog", "div", "dl", "dt", "fieldset"),
+    *(
+        "figcaption",
+        "figure",
+        "form",
+        "hr",
+        "li",
+        "main",
+        "ol",
+        "p",
+        "section",
+        "summary",
+        "table",
+        "tr",
+        "ul",
+    ),
+}
+
+
+class HtmlText(HTMLParser):
+    """The text of an HTML page in Markdown (``html_text``)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[str] = []
+        self.lines: list[list[str]] = [[]]  # the text of the block being read, cut at each <br>
+        self.prefix = ""  # of that block: "- " in a list item, "## " in a heading
+        self.skipping: list[str] = []  # the open elements whose content is left out
+        self.main_depth = 0
+        self.pre: list[str] | None = None  # the raw text of a <pre> being read
+        self.title: list[str] | None = None  # the <title>'s text, once met
+        self.in_title = False
+        self.heading_link: int | None = None  # where the text of a link in a heading starts
+
+    def end_block(self) -> None:
+        lines = [" ".join("".join(chunks).split()) for chunks in self.lines]  # spaces as a browser shows them
+        if text := "\n".join(line for line in lines if line):
+            self.blocks.append(self.prefix + text)
+        self.lines, self.prefix = [[]], ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "title":
+            self.in_title, self.title = True, self.title or []
+        if tag in VOID_ELEMENTS:
+            if tag == "br" and not self.skipping:
+                self.lines.append([])
+            elif tag == "hr" and not self.skipping:
+                self.end_block()
+            return
+        hidden = (
+            tag in HIDDEN_ELEMENTS
+            or attributes.get("role") in SITE_ROLES
+            or "hidden" in attributes
+            or attributes.get("aria-hidden") == "true"
+            or not HIDDEN_CLASSES.isdisjoint((attributes.get("class") or "").split())
+            or (tag in SITE_ELEMENTS and not self.main_depth)
+        )
+        if self.skipping or hidden:
+            self.skipping.append(tag)
+            return
+        if tag in MAIN_ELEMENTS:
+            self.main_depth += 1
+        if tag == "a" and self.prefix.startswith("#") and (attributes.get("href") or "").startswith("#"):
+            self.heading_link = len(self.lines[-1])
+        if tag == "code" and self.pre and not self.pre[-1].endswith("\n"):
+            self.pre.append("\n")  # code blocks side by side in one pre (a page's ESM and CommonJS tabs)
+        if tag == "pre":
+            self.end_block()
+            self.pre = []
+        elif re.fullmatch(r"h[1-6]", tag):
+            self.end_block()
+            self.prefix = "#" * int(tag[1]) + " "
+        elif tag in BLOCK_ELEMENTS:
+            self.end_block()
+            if tag == "li":
+                self.prefix = "- "
+        elif tag in ("td", "th"):
+            self.lines[-1].append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self.in_title = False
+        if self.skipping:
+            if tag in self.skipping:  # an unclosed element inside closes with it, as in a browser
+                del self.skipping[len(self.skipping) - 1 - self.skipping[::-1].index(tag) :]
+            return
+        if tag in MAIN_ELEMENTS and self.main_depth:
+            self.main_depth -= 1
+        if tag == "a" and self.heading_link is not None:
+            link = self.lines[-1][self.heading_link :]
+            if not any(char.isalnum() for char in "".join(link)):  # a permalink mark: "#", "¶", "§"
+                del self.lines[-1][self.heading_link :]
+            self.heading_link = None
+        if tag == "pre" and self.pre is not None:
+            code = "".join(self.pre).strip("\n")
+            if code.strip():
+                self.blocks.append(f"```\n{code}\n```")
+            self.pre = None
+        elif re.fullmatch(r"h[1-6]", tag) or tag in BLOCK_ELEMENTS:
+            self.end_block()
+
+    def handle_data(self, data: str) -> None:
+        if self.in_title and self.title is not None:
+            self.title.append(data)
+        if self.skipping:
+            return
+        if self.pre is not None:
+            self.pre.append(data)
+        else:
+            self.lines[-1].append(data)
+
+
+def html_text(html: str) -> tuple[str | None, str]:
+    """(title, text) of an HTML page: its text in Markdown, as a reader sees it (no scripts, styles or
+    hidden elements; no site navigation, banner or footer outside its ``main`` or ``article``),
+    headings as ``#`` headings, list items as ``- `` lines, ``pre`` blocks fenced, a blank line between
+    blocks; its title the first heading, else its ``<title>``.
+
+    >>> page = (
+    ...     "<html><head><title>fs | Node.js</title><style>p {color: red}</style></head><body>"
+    ...     "<nav><a href='/'>Home</a></nav><main><h1>File system</h1><p>Reads and\\n  writes"
+    ...     " <code>files</code>.</p><ul><li>Promises<li>Callbacks</ul><pre>fs.readFile(path)\\n</pre>"
+    ...     "</main><footer>&copy; Node.js</footer></body></html>"
+    ... )
+    >>> title, text = html_text(page)
+    >>> print(title)
+    File system
+    >>> print(text)
+    # File system
+    <BLANKLINE>
+    Reads and writes files.
+    <BLANKLINE>
+    - Promises
+    <BLANKLINE>
+    - Callbacks
+    <BLANKLINE>
+    ```
+    fs.readFile(path)
+    ```
+    """
+    parser = HtmlText()
+    parser.feed(html)
+    parser.close()
+    parser.end_block()
+    text = "\n\n".join(parser.blocks)
+    stated = " ".join("".join(parser.title or []).split()) or None
+    return first_heading(text) or stated, text
+
+
+HTML_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
+
+
+def decoded(raw: bytes, html: bool = False) -> str:
+    """A file's text: UTF-8 without a byte order mark or, for an HTML page that names its charset in a
+    ``<meta>`` of its first 2,048 bytes, that charset.
+
+    >>> decoded(b'<meta charset="windows-1252"><p>caf\\xe9</p>', html=True)
+    '<meta charset="windows-1252"><p>café</p>'
+    """
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        declared = HTML_CHARSET.search(raw[:2048]) if html else None
+        if declared is None:
+            raise UnreadableFile(f"not UTF-8 ({err.reason} at byte {err.start})") from err
+        charset = declared[1].decode("ascii", "replace")
+    try:
+        return raw.decode(charset)
+    except (LookupError, UnicodeDecodeError) as err:
+        raise UnreadableFile(f"not {charset}, the charset it declares ({err})") from err
+
+
 def read_page(path: Path) -> tuple[str | None, str]:
     """(title, text) of a page of a text folder, read by its suffix (``TEXT_SUFFIXES``): a .pdf file its
-    stated title and text layer (``pdf_text``); a .md file as it renders, without its front matter and
-    HTML comments, its setext headings written as ``#`` headings, titled by its front matter or else its
-    first heading; a .rst file without its comments, its section titles written as ``#`` headings
-    (``rst_as_markdown``), and a .txt file as written, each titled by its first heading.
+    stated title and text layer (``pdf_text``); an .html or .htm page as a reader sees it (``html_text``);
+    a .md file as it renders, without its front matter and HTML comments, its setext headings written
+    as ``#`` headings, titled by its front matter or else its first heading; a .rst file without its
+    comments, its section titles written as ``#`` headings (``rst_as_markdown``), and a .txt file as
+    written, each titled by its first heading.
     """
     if path.suffix == ".pdf":
         return pdf_text(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UnreadableFile(f"not UTF-8 ({err.reason} at byte {err.start})") from err
+    if path.suffix in HTML_SUFFIXES:
+        return html_text(decoded(path.read_bytes(), html=True))
+    text = decoded(path.read_bytes())
     stated = None
     if path.suffix == ".md":
         metadata, text = front_matter(text)
