@@ -343,6 +343,7 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
 <style>h1 {color: red}</style></head><body>
 <a class="skip-link" href="#main">Skip to content</a>
 <header><a href="/">Shop</a> <nav><a href="/kettles">Kettles</a></nav></header>
+<div class="menu-bar"><h1 class="menu-title">Shop</h1></div>
 <main id="main"><article><header><h1>Steel kettle<a class="headerlink" href="#kettle">\u00b6</a></h1></header>
 <p>Boils 1.7 litres
   in <em>three</em> minutes.<br>Dishwasher safe.</p>
@@ -353,11 +354,21 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
 </code></pre></article></main>
 <footer>&copy; Shop</footer></body></html>"""
     (folder / "kettle.html").write_text(page)
+    # without a main element: everything but the site's navigation, banner and footer
+    api = """<html><body><div role="navigation"><ul><li><a href="fs.html">fs</a></ul></div>
+<header><h1>Node.js documentation</h1></header><div id="content"><h2>File system<span>
+<a class="mark" href="#fs">#</a></span></h2><p>Reads and writes files.<p>Stability: 2</div>
+<footer>Licensed under MIT</footer>"""
+    (folder / "fs.html").write_text(api)
     latin = '<meta charset="windows-1252"><title>Caf\u00e9 menu</title><p>Caf\u00e9 au lait.</p>'
     (folder / "menu.htm").write_bytes(latin.encode("cp1252"))  # no heading: its <title> names it
     (folder / "broken.html").write_bytes("<p>Caf\u00e9</p>".encode("cp1252"))  # no charset named
+    moved = '<meta http-equiv="Refresh" content="0; URL=kettle.html"><p>Redirecting to kettle.html</p>'
+    (folder / "old.html").write_text(moved)  # never shown: not a document, and not malformed either
+    (folder / "notice.html").write_text('<meta http-equiv="refresh" content="5; url=/"><p>We moved.</p>')
     corpus = read_corpus("textdir", str(folder), on_bad_row="skip")
     assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        ("fs.html", "File system", "## File system\n\nReads and writes files.\n\nStability: 2"),
         (
             "kettle.html",
             "Steel kettle",
@@ -365,14 +376,22 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
             "Size Litres\n\nSmall 1.0\n\n- Steel\n\n- Glass\n\n```\nkettle.boil()\n```",
         ),
         ("menu.htm", "Caf\u00e9 menu", "Caf\u00e9 au lait."),
+        ("notice.html", "notice", "We moved."),
     ]
     assert corpus.rejected == [
         {
             "location": str(folder / "broken.html"),
             "doc_id": None,
             "reason": "not UTF-8 (invalid continuation byte at byte 6)",
-        }
+        },
+        {
+            "location": str(folder / "old.html"),
+            "doc_id": "old.html",
+            "reason": "a page that redirects at once (to kettle.html)",
+        },
     ]
+    (folder / "broken.html").unlink()
+    assert len(list(read_corpus("textdir", str(folder), on_bad_row="error").docs)) == 4
 
 
 GUIDE = """# Guide

@@ -34,6 +34,7 @@ from synthembed.pages import (
     MARKDOWN_HEADING,
     READ_SUFFIXES,
     TEXT_SUFFIXES,
+    NotAPage,
     UnreadableFile,
     fenced_lines,
     read_page,
@@ -183,6 +184,10 @@ class RowPolicy:
     def bad(self, location: str, reason: str, doc_id: str | None = None) -> None:
         if self.on_bad_row == "error":
             raise CorpusError(f"{location}: {reason}")
+        self.reject(location, reason, doc_id)
+
+    def reject(self, location: str, reason: str, doc_id: str | None = None) -> None:
+        """Keep a row that is not malformed, but no document, as rejected whatever the policy."""
         self.rejected.append({"location": location, "doc_id": doc_id, "reason": reason})
 
 
@@ -461,6 +466,9 @@ def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
             title, text = read_page(path)
         except UnreadableFile as err:
             policy.bad(str(path) if err.line is None else f"{path}:{err.line}", str(err))
+            continue
+        except NotAPage as err:
+            policy.reject(str(path), str(err), str(path.relative_to(folder)))
             continue
         yield str(path), {"doc_id": str(path.relative_to(folder)), "title": title or path.stem, "text": text}
 

@@ -27,6 +27,11 @@ CODE_FENCES = ("```", "~~~")
 HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
 
+class NotAPage(Exception):
+    """A file that a reader never sees as a page (an HTML page that redirects at once): a rejected row
+    whatever ``docs.on_bad_row`` says, as it is not malformed."""
+
+
 class UnreadableFile(ValueError):
     """A file of a folder that cannot be read as its type says, at ``line`` where one is to blame."""
 
@@ -362,19 +367,28 @@ BLOCK_ELEMENTS = {
 
 
 class HtmlText(HTMLParser):
-    """The text of an HTML page in Markdown (``html_text``)."""
+    """The text of an HTML page in Markdown (``html_text``); with ``main_only``, that of its main
+    content alone (``main``, ``role="main"``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, main_only: bool = False) -> None:
         super().__init__(convert_charrefs=True)
+        self.main_only = main_only
         self.blocks: list[str] = []
         self.lines: list[list[str]] = [[]]  # the text of the block being read, cut at each <br>
         self.prefix = ""  # of that block: "- " in a list item, "## " in a heading
-        self.skipping: list[str] = []  # the open elements whose content is left out
-        self.main_depth = 0
+        # the open elements, each with "skip" where its content is left out, "main" where it holds the
+        # main content; an end tag closes the elements opened inside it that are still open, as a browser does
+        self.open: list[tuple[str, str | None]] = []
+        self.skips = self.mains = 0
         self.pre: list[str] | None = None  # the raw text of a <pre> being read
         self.title: list[str] | None = None  # the <title>'s text, once met
         self.in_title = False
         self.heading_link: int | None = None  # where the text of a link in a heading starts
+        self.redirect: str | None = None  # where a <meta http-equiv="refresh"> sends the reader at once
+
+    @property
+    def visible(self) -> bool:
+        return not self.skips and (self.mains > 0 or not self.main_only)
 
     def end_block(self) -> None:
         lines = [" ".join("".join(chunks).split()) for chunks in self.lines]  # spaces as a browser shows them
@@ -382,29 +396,39 @@ class HtmlText(HTMLParser):
             self.blocks.append(self.prefix + text)
         self.lines, self.prefix = [[]], ""
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        if tag == "title":
-            self.in_title, self.title = True, self.title or []
-        if tag in VOID_ELEMENTS:
-            if tag == "br" and not self.skipping:
-                self.lines.append([])
-            elif tag == "hr" and not self.skipping:
-                self.end_block()
-            return
-        hidden = (
+    def hidden(self, tag: str, attributes: dict[str, str | None]) -> bool:
+        return (
             tag in HIDDEN_ELEMENTS
             or attributes.get("role") in SITE_ROLES
             or "hidden" in attributes
             or attributes.get("aria-hidden") == "true"
             or not HIDDEN_CLASSES.isdisjoint((attributes.get("class") or "").split())
-            or (tag in SITE_ELEMENTS and not self.main_depth)
+            or (tag in SITE_ELEMENTS and not self.mains)
         )
-        if self.skipping or hidden:
-            self.skipping.append(tag)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "title":
+            self.in_title, self.title = True, self.title or []
+        refresh = tag == "meta" and (attributes.get("http-equiv") or "").lower() == "refresh"
+        if refresh and (at_once := IMMEDIATE_REFRESH.match(attributes.get("content") or "")):
+            self.redirect = at_once[1]
+        if tag in VOID_ELEMENTS:
+            if tag == "br" and self.visible:
+                self.lines.append([])
+            elif tag == "hr" and self.visible:
+                self.end_block()
             return
-        if tag in MAIN_ELEMENTS:
-            self.main_depth += 1
+        kind = None
+        if not self.skips and self.hidden(tag, attributes):
+            kind = "skip"
+        elif tag in MAIN_ELEMENTS or attributes.get("role") == "main":
+            kind = "main"
+        self.open.append((tag, kind))
+        self.skips += kind == "skip"
+        self.mains += kind == "main"
+        if not self.visible:
+            return
         if tag == "a" and self.prefix.startswith("#") and (attributes.get("href") or "").startswith("#"):
             self.heading_link = len(self.lines[-1])
         if tag == "code" and self.pre and not self.pre[-1].endswith("\n"):
@@ -425,12 +449,19 @@ class HtmlText(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
             self.in_title = False
-        if self.skipping:
-            if tag in self.skipping:  # an unclosed element inside closes with it, as in a browser
-                del self.skipping[len(self.skipping) - 1 - self.skipping[::-1].index(tag) :]
-            return
-        if tag in MAIN_ELEMENTS and self.main_depth:
-            self.main_depth -= 1
+        if all(name != tag for name, _ in self.open):
+            return  # an end tag without its start
+        while True:
+            visible = self.visible
+            name, kind = self.open.pop()
+            self.skips -= kind == "skip"
+            self.mains -= kind == "main"
+            if visible:
+                self.end_element(name)
+            if name == tag:
+                return
+
+    def end_element(self, tag: str) -> None:
         if tag == "a" and self.heading_link is not None:
             link = self.lines[-1][self.heading_link :]
             if not any(char.isalnum() for char in "".join(link)):  # a permalink mark: "#", "¶", "§"
@@ -447,7 +478,7 @@ class HtmlText(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.in_title and self.title is not None:
             self.title.append(data)
-        if self.skipping:
+        if not self.visible:
             return
         if self.pre is not None:
             self.pre.append(data)
@@ -455,9 +486,14 @@ class HtmlText(HTMLParser):
             self.lines[-1].append(data)
 
 
+IMMEDIATE_REFRESH = re.compile(r"""\s*0*\s*[;,]\s*url\s*=\s*['"]?([^'"\s]+)""", re.IGNORECASE)
+MAIN_CONTENT = re.compile(r"""<main[\s>]|\srole\s*=\s*["']?main\b""", re.IGNORECASE)
+
+
 def html_text(html: str) -> tuple[str | None, str]:
     """(title, text) of an HTML page: its text in Markdown, as a reader sees it (no scripts, styles or
-    hidden elements; no site navigation, banner or footer outside its ``main`` or ``article``),
+    hidden elements; only its main content where it marks one with ``main`` or ``role="main"``, else no
+    site navigation, banner or footer outside an ``article``),
     headings as ``#`` headings, list items as ``- `` lines, ``pre`` blocks fenced, a blank line between
     blocks; its title the first heading, else its ``<title>``.
 
@@ -483,10 +519,12 @@ def html_text(html: str) -> tuple[str | None, str]:
     fs.readFile(path)
     ```
     """
-    parser = HtmlText()
+    parser = HtmlText(main_only=MAIN_CONTENT.search(html) is not None)
     parser.feed(html)
     parser.close()
     parser.end_block()
+    if parser.redirect is not None:
+        raise NotAPage(f"a page that redirects at once (to {parser.redirect})")
     text = "\n\n".join(parser.blocks)
     stated = " ".join("".join(parser.title or []).split()) or None
     return first_heading(text) or stated, text
