@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import docx
 import polars as pl
 import pypdf
 import pytest
@@ -333,6 +334,39 @@ def test_a_pdf_is_its_text_layer_titled_by_its_document_title_and_a_locked_one_a
             "doc_id": None,
             "reason": "encrypted PDF (a password is needed)",
         }
+    ]
+
+
+def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title(tmp_path):
+    document = docx.Document()  # python-docx's default template: Word's own styles
+    document.core_properties.title = "Kettle manual"
+    document.add_heading("Steel kettle", level=0)  # the "Title" style
+    document.add_heading("Safety", level=2)
+    document.add_paragraph("Do not fill it above the MAX line.")
+    document.add_paragraph("Unplug it first.", style="List Bullet")
+    table = document.add_table(rows=2, cols=3)
+    for cell, text in zip(table.rows[0].cells, ["Size", "Litres", "Watts"], strict=True):
+        cell.text = text
+    merged = table.cell(1, 0).merge(table.cell(1, 1))
+    merged.text = "Small, 1.0"
+    table.cell(1, 2).text = "2200"
+    lines = document.add_paragraph("Descale it monthly.")
+    lines.add_run().add_break()
+    lines.add_run("Dry it after use.")
+    document.add_paragraph("")
+    document.save(tmp_path / "kettle.docx")
+    untitled = docx.Document()
+    untitled.add_paragraph("A note without a stated title or a heading.")
+    untitled.save(tmp_path / "note.docx")
+    docs = [(d["doc_id"], d["title"], d["text"]) for d in read_corpus("textdir", str(tmp_path)).docs]
+    assert docs == [
+        (
+            "kettle.docx",
+            "Kettle manual",
+            "# Steel kettle\n\n## Safety\n\nDo not fill it above the MAX line.\n\n- Unplug it first.\n\n"
+            "Size Litres Watts\nSmall, 1.0 2200\n\nDescale it monthly.\nDry it after use.",
+        ),
+        ("note.docx", "note", "A note without a stated title or a heading."),
     ]
 
 

@@ -208,25 +208,30 @@ CASES = [
         "unknown file types in a text folder",
         {
             "notes/a.md": b"# Folding\nA good document about protein folding and how it is measured.",
-            "notes/report.docx": b"PK\x03\x04 binary",
+            "notes/slides.pptx": b"PK\x03\x04 binary",
             "notes/.DS_Store": b"\x00\x01",
         },
-        "notes/report.docx: unsupported file type '.docx'",
+        "notes/slides.pptx: unsupported file type '.pptx'",
         {
-            "notes/report.docx": "unsupported file type '.docx'"
-            " (textdir reads .txt, .md, .rst, .pdf, .html and .htm)"
+            "notes/slides.pptx": "unsupported file type '.pptx'"
+            " (textdir reads .txt, .md, .rst, .pdf, .docx, .html and .htm)"
         },
         source="textdir",
         path="notes",
     ),
     Case(
-        "a damaged PDF in a text folder",
+        "a damaged PDF and a Word document that is not one in a text folder",
         {
             "notes/a.md": b"# Folding\nA good document about protein folding and how it is measured.",
             "notes/scan.pdf": b"%PDF-1.7 binary",
+            "notes/report.docx": b"\xd0\xcf\x11\xe0 an old binary .doc",
         },
-        "notes/scan.pdf: not a readable PDF",
-        {"notes/scan.pdf": "not a readable PDF (PdfStreamError: Stream has ended unexpectedly)"},
+        "notes/report.docx: not a readable Word document",
+        {
+            "notes/scan.pdf": "not a readable PDF (PdfStreamError: Stream has ended unexpectedly)",
+            "notes/report.docx": "not a readable Word document"
+            " (not a zip archive: a .doc renamed, or damaged)",
+        },
         source="textdir",
         path="notes",
     ),

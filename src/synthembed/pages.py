@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -16,11 +17,14 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import docx
 import pypdf
 import yaml
+from docx.table import Table
+from docx.text.paragraph import Paragraph
 
 HTML_SUFFIXES = (".html", ".htm")
-TEXT_SUFFIXES = (".txt", ".md", ".rst", ".pdf", *HTML_SUFFIXES)
+TEXT_SUFFIXES = (".txt", ".md", ".rst", ".pdf", ".docx", *HTML_SUFFIXES)
 READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
 CODE_FENCES = ("```", "~~~")
@@ -530,6 +534,41 @@ def html_text(html: str) -> tuple[str | None, str]:
     return first_heading(text) or stated, text
 
 
+WORD_HEADING = re.compile(r"heading ([1-6])|(title)", re.IGNORECASE)
+
+
+def word_block(item: Paragraph | Table) -> str:
+    """A paragraph of a Word document in Markdown (a "Title" or "Heading N" paragraph as a ``#`` heading,
+    one of a "List" style as a ``- `` line), or a table as one line of its cells' text per row."""
+    if isinstance(item, Table):
+        rows = []
+        for row in item.rows:
+            cells = [
+                cell for k, cell in enumerate(row.cells) if k == 0 or cell._tc is not row.cells[k - 1]._tc
+            ]
+            rows.append(" ".join(" ".join(cell.text.split()) for cell in cells))  # a merged cell once
+        return "\n".join(row for row in rows if row.strip())
+    text = item.text.strip()
+    style = item.style.name if item.style is not None else ""
+    if text and (heading := WORD_HEADING.fullmatch(style)):
+        return f"{'#' * int(heading[1] or 1)} {' '.join(text.split())}"
+    return f"- {text}" if text and style.lower().startswith("list") else text
+
+
+def word_text(path: Path) -> tuple[str | None, str]:
+    """(its document title, where it states one; its text in Markdown, ``word_block`` after block) of a
+    Word document (.docx)."""
+    if not zipfile.is_zipfile(path):  # python-docx would say only that it found no package
+        raise UnreadableFile("not a readable Word document (not a zip archive: a .doc renamed, or damaged)")
+    try:
+        document = docx.Document(str(path))
+        blocks = [word_block(item) for item in document.iter_inner_content()]
+        title = document.core_properties.title
+    except Exception as err:  # python-docx raises many kinds on a damaged file: each is that file's bad row
+        raise UnreadableFile(f"not a readable Word document ({type(err).__name__}: {err})") from err
+    return title.strip() or None, "\n\n".join(block for block in blocks if block)
+
+
 HTML_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 
 
@@ -555,14 +594,16 @@ def decoded(raw: bytes, html: bool = False) -> str:
 
 def read_page(path: Path) -> tuple[str | None, str]:
     """(title, text) of a page of a text folder, read by its suffix (``TEXT_SUFFIXES``): a .pdf file its
-    stated title and text layer (``pdf_text``); an .html or .htm page as a reader sees it (``html_text``);
-    a .md file as it renders, without its front matter and HTML comments, its setext headings written
-    as ``#`` headings, titled by its front matter or else its first heading; a .rst file without its
-    comments, its section titles written as ``#`` headings (``rst_as_markdown``), and a .txt file as
-    written, each titled by its first heading.
+    stated title and text layer (``pdf_text``); a .docx file its stated title and text (``word_text``);
+    an .html or .htm page as a reader sees it (``html_text``); a .md file as it renders, without its
+    front matter and HTML comments, its setext headings written as ``#`` headings, titled by its front
+    matter or else its first heading; a .rst file without its comments, its section titles written as
+    ``#`` headings (``rst_as_markdown``), and a .txt file as written, each titled by its first heading.
     """
     if path.suffix == ".pdf":
         return pdf_text(path)
+    if path.suffix == ".docx":
+        return word_text(path)
     if path.suffix in HTML_SUFFIXES:
         return html_text(decoded(path.read_bytes(), html=True))
     text = decoded(path.read_bytes())
