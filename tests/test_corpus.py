@@ -370,6 +370,40 @@ def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title(tm
     ]
 
 
+def test_a_notebook_is_the_markdown_of_its_cells_and_one_that_is_not_a_bad_row_at_its_line(tmp_path):
+    cells = [
+        {
+            "cell_type": "markdown",
+            "metadata": {},
+            "source": ["Churn model\n", "===========\n", "<!-- draft -->"],
+        },
+        {
+            "cell_type": "code",
+            "execution_count": 1,
+            "metadata": {},
+            "outputs": [],
+            "source": "# load\ndf = load()",
+        },
+        {"cell_type": "markdown", "metadata": {}, "source": "We drop customers without a contract."},
+    ]
+    notebook = {"cells": cells, "metadata": {"language_info": {"name": "python"}}, "nbformat": 4}
+    (tmp_path / "churn.ipynb").write_text(json.dumps(notebook, indent=1))
+    (tmp_path / "cut.ipynb").write_text('{\n "cells": [\n  {"cell_type": "code",\n')  # a save cut short
+    (tmp_path / "data.ipynb").write_text('{"rows": [1, 2]}')
+    corpus = read_corpus("textdir", str(tmp_path), on_bad_row="skip")
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        (
+            "churn.ipynb",
+            "Churn model",  # a setext heading, and the code's "# load" is no heading
+            "# Churn model\n\n```python\n# load\ndf = load()\n```\n\nWe drop customers without a contract.",
+        )
+    ]
+    assert [(r["location"].removeprefix(f"{tmp_path}/"), r["reason"]) for r in corpus.rejected] == [
+        ("cut.ipynb:4", "invalid JSON (Expecting property name enclosed in double quotes at column 1)"),
+        ("data.ipynb", "not a Jupyter notebook (no list of cells)"),
+    ]
+
+
 def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
     folder = tmp_path / "site"
     folder.mkdir()

@@ -7,6 +7,7 @@ with its section titles as Markdown headings, a PDF as its text layer without pa
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import tomllib
 import zipfile
@@ -24,7 +25,7 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 HTML_SUFFIXES = (".html", ".htm")
-TEXT_SUFFIXES = (".txt", ".md", ".rst", ".pdf", ".docx", *HTML_SUFFIXES)
+TEXT_SUFFIXES = (".txt", ".md", ".rst", ".ipynb", ".pdf", ".docx", *HTML_SUFFIXES)
 READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
 CODE_FENCES = ("```", "~~~")
@@ -85,7 +86,12 @@ def without_html_comments(markdown: str) -> str:
     for fenced, lines in itertools.groupby(fenced_lines(markdown), itemgetter(1)):
         run = "\n".join(line for line, _ in lines)
         if not fenced and HTML_COMMENT.search(run):
-            run = "\n".join(line.rstrip() for line in HTML_COMMENT.sub("", run).split("\n"))
+            shown = []
+            for line in HTML_COMMENT.sub("\0", run).split("\n"):  # \0 marks where a comment was
+                text = line.replace("\0", "").rstrip()
+                if text.strip() or "\0" not in line:  # a line a comment filled goes with it
+                    shown.append(text)
+            run = "\n".join(shown)
             run = re.sub(r"\n{3,}", "\n\n", run)
         kept.append(run)
     return "\n".join(kept).strip("\n")
@@ -569,6 +575,42 @@ def word_text(path: Path) -> tuple[str | None, str]:
     return title.strip() or None, "\n\n".join(block for block in blocks if block)
 
 
+def notebook_markdown(notebook: str) -> str:
+    """A Jupyter notebook's cells in Markdown: its Markdown and raw cells as written, its code cells fenced
+    in the notebook's language, their outputs left out (a reader skims them; a table or an image is no
+    text to search).
+
+    >>> cells = [
+    ...     {"cell_type": "markdown", "source": ["# Load\\n", "Read the file."]},
+    ...     {"cell_type": "code", "source": "df = read()", "outputs": [{"text": "3 rows"}]},
+    ...     {"cell_type": "code", "source": []},
+    ... ]
+    >>> metadata = {"language_info": {"name": "python"}}
+    >>> print(notebook_markdown(json.dumps({"cells": cells, "metadata": metadata})))
+    # Load
+    Read the file.
+    <BLANKLINE>
+    ```python
+    df = read()
+    ```
+    """
+    try:
+        content = json.loads(notebook)
+    except json.JSONDecodeError as err:
+        raise UnreadableFile(f"invalid JSON ({err.msg} at column {err.colno})", err.lineno) from err
+    cells = content.get("cells") if isinstance(content, dict) else None
+    if not isinstance(cells, list):
+        raise UnreadableFile("not a Jupyter notebook (no list of cells)")
+    language = ((content.get("metadata") or {}).get("language_info") or {}).get("name", "")
+    blocks = []
+    for cell in cells:
+        source = cell.get("source", "") if isinstance(cell, dict) else ""
+        text = ("".join(source) if isinstance(source, list) else str(source)).strip("\n")
+        if text.strip():
+            blocks.append(f"```{language}\n{text}\n```" if cell.get("cell_type") == "code" else text)
+    return "\n\n".join(blocks)
+
+
 HTML_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 
 
@@ -597,8 +639,10 @@ def read_page(path: Path) -> tuple[str | None, str]:
     stated title and text layer (``pdf_text``); a .docx file its stated title and text (``word_text``);
     an .html or .htm page as a reader sees it (``html_text``); a .md file as it renders, without its
     front matter and HTML comments, its setext headings written as ``#`` headings, titled by its front
-    matter or else its first heading; a .rst file without its comments, its section titles written as
-    ``#`` headings (``rst_as_markdown``), and a .txt file as written, each titled by its first heading.
+    matter or else its first heading; a Jupyter notebook (.ipynb) as the Markdown of its cells
+    (``notebook_markdown``), rendered the same way; a .rst file without its comments, its section titles
+    written as ``#`` headings (``rst_as_markdown``), and a .txt file as written, each titled by its first
+    heading.
     """
     if path.suffix == ".pdf":
         return pdf_text(path)
@@ -608,7 +652,9 @@ def read_page(path: Path) -> tuple[str | None, str]:
         return html_text(decoded(path.read_bytes(), html=True))
     text = decoded(path.read_bytes())
     stated = None
-    if path.suffix == ".md":
+    if path.suffix == ".ipynb":
+        text = atx_headings(without_html_comments(notebook_markdown(text)))
+    elif path.suffix == ".md":
         metadata, text = front_matter(text)
         stated = metadata.get("title")
         text = atx_headings(without_html_comments(text))
