@@ -1,7 +1,9 @@
 """Pages of a text folder as the rest of the ``docs`` stage reads them: a title and a text in Markdown.
 
-Markdown is read as it renders (no front matter, no HTML comments, one kind of heading), reStructuredText
-with its section titles as Markdown headings, a PDF as its text layer without page furniture.
+Markdown is read as it renders (no front matter, no HTML comments, one kind of heading), a notebook as
+the Markdown of its cells, reStructuredText with its section titles as Markdown headings, a PDF as its
+text layer without page furniture, a Word document as its paragraphs and tables, an HTML page as the
+text a reader sees. ``read_page`` picks the reader by the file's suffix.
 """
 
 from __future__ import annotations
