@@ -19,6 +19,7 @@ from synthembed.corpus import (
     DOC_SCHEMA,
     Corpus,
     CorpusError,
+    RecordFields,
     clean_documents,
     corpus_from_params,
     first_sentence,
@@ -643,6 +644,40 @@ def test_beir_qrels_are_read_as_utf8_whatever_the_locale(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=ascii_locale, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "{'q\\xe9': {'d2'}}"
+
+
+def test_a_json_array_of_records_is_a_corpus_and_anything_else_names_what_it_holds(tmp_path):
+    export = [
+        {"sku": "k1", "name": "Kettle", "description": "Steel, 1.7 litres."},
+        {"sku": "k2", "name": "Toaster"},
+        {"sku": "k3", "name": "Grill", "description": "Two plates."},
+    ]
+    (tmp_path / "export.json").write_text(json.dumps(export, indent=2))
+    fields = RecordFields(id="sku", title="name", text="description")
+    corpus = read_corpus("json", str(tmp_path / "export.json"), on_bad_row="skip", fields=fields)
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        ("k1", "Kettle", "Steel, 1.7 litres."),
+        ("k3", "Grill", "Two plates."),
+    ]
+    assert corpus.rejected == [
+        {
+            "location": f"{tmp_path / 'export.json'}: record 2",
+            "doc_id": "k2",
+            "reason": "missing field 'description'",
+        }
+    ]
+    (tmp_path / "wrapped.json").write_text(json.dumps({"data": export, "total": 3}))
+    (tmp_path / "cut.json").write_text(json.dumps(export, indent=2)[:-40])
+    for name, message in [
+        (
+            "wrapped.json",
+            r"wrapped\.json: expected a JSON array of records, got an object with keys \['data', 'total'\]",
+        ),
+        ("cut.json", r"cut\.json:13: invalid JSON \(Expecting ',' delimiter at column 20\)"),
+    ]:
+        for policy in ("error", "skip"):
+            with pytest.raises(CorpusError, match=message):
+                list(read_corpus("json", str(tmp_path / name), on_bad_row=policy, fields=fields).docs)
 
 
 def test_compressed_files_are_read_as_their_plain_copies_and_a_damaged_one_names_its_line(tmp_path):

@@ -302,14 +302,14 @@ def read_stdlib(stdlib_dir: Path | None = None, on_bad_row: str = "error") -> Co
 
 
 ID_FIELDS = ("_id", "doc_id", "id")
-RECORD_SOURCES = ("jsonl", "parquet", "csv")  # the sources whose field names docs.fields gives
+RECORD_SOURCES = ("jsonl", "json", "parquet", "csv")  # the sources whose field names docs.fields gives
 
 
 @dataclass(frozen=True)
 class RecordFields:
-    """Which fields of a record (JSON Lines, Parquet, CSV) hold a document's id, title, text and domain
-    (``docs.fields``): by default BEIR's names and ``domain``; a null id is the first of ``ID_FIELDS`` a
-    record has, a null title or domain means none."""
+    """Which fields of a record (JSON Lines, a JSON array, Parquet, CSV) hold a document's id, title, text
+    and domain (``docs.fields``): by default BEIR's names and ``domain``; a null id is the first of
+    ``ID_FIELDS`` a record has, a null title or domain means none."""
 
     id: str | None = None
     title: str | None = "title"
@@ -377,6 +377,29 @@ def read_jsonl_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
                 yield location, json.loads(line.rstrip("\r\n"))  # so an error's column is on this line
             except json.JSONDecodeError as err:
                 policy.bad(location, f"invalid JSON ({err.msg} at column {err.colno})")
+
+
+def read_json_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(``file: record N``, record) for each record of a JSON file that holds one array of them, as an
+    export or an API dump does (the first is record 1). The file is parsed whole: a corpus larger than
+    memory belongs in JSON Lines. A file that is not such an array stops the stage whatever the policy:
+    no record of it can be told apart."""
+    try:
+        with open_binary(path) as handle:
+            content = json.loads(handle.read().decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise CorpusError(f"{path}:{err.lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as err:
+        raise CorpusError(f"{path}: cannot be read ({err})") from err
+    if not isinstance(content, list):
+        found = (
+            f"an object with keys {sorted(content)}" if isinstance(content, dict) else type(content).__name__
+        )
+        raise CorpusError(f"{path}: expected a JSON array of records, got {found}")
+    for number, record in enumerate(content, start=1):
+        yield f"{path}: record {number}", record
 
 
 def not_utf8(text: str) -> str | None:
@@ -543,6 +566,8 @@ def records_for(
         raise CorpusError(f"{path}: corpus source '{source}' not found")
     if source == "jsonl":
         return read_jsonl_records(path, policy)
+    if source == "json":
+        return read_json_records(path)
     if source == "csv":
         return read_csv_records(path, policy, fields)
     if source == "parquet":
