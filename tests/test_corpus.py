@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import docx
+import openpyxl
 import polars as pl
 import pypdf
 import pytest
@@ -678,6 +679,35 @@ def test_a_json_array_of_records_is_a_corpus_and_anything_else_names_what_it_hol
         for policy in ("error", "skip"):
             with pytest.raises(CorpusError, match=message):
                 list(read_corpus("json", str(tmp_path / name), on_bad_row=policy, fields=fields).docs)
+
+
+def test_an_excel_sheet_is_read_as_a_csv_export_of_it_would_be_and_a_stray_value_named(tmp_path):
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Catalog"
+    sheet.append(["sku", "name", "description", "price"])
+    sheet.append([1001, "Kettle", "Steel, 1.7 litres.", 39.5])  # a number as Excel stores it
+    sheet.append([None, None, None, None])  # an empty row between two blocks
+    sheet.append([1002, "Toaster", "Two slots.", 25, "see notes"])  # a value in a column without a name
+    sheet.append(["1003", "Grill", 1800, None])  # a number in the text column
+    workbook.create_sheet("Notes").append(["only the first sheet is read"])
+    workbook.save(tmp_path / "catalog.xlsx")
+    fields = RecordFields(id="sku", title="name", text="description")
+    corpus = read_corpus("xlsx", str(tmp_path / "catalog.xlsx"), on_bad_row="skip", fields=fields)
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        ("1001", "Kettle", "Steel, 1.7 litres."),
+        ("1003", "Grill", "1800"),
+    ]
+    where = f"{tmp_path / 'catalog.xlsx'}: sheet Catalog, row"
+    assert [(r["location"], r["reason"]) for r in corpus.rejected] == [
+        (f"{where} 4", "1 value(s) in columns without a name in the header row")
+    ]
+    (tmp_path / "renamed.xlsx").write_text("sku,name\n1,Kettle\n")  # a CSV under another name
+    with pytest.raises(
+        CorpusError,
+        match=r"renamed\.xlsx: not a readable Excel workbook \(BadZipFile: File is not a zip file\)",
+    ):
+        list(read_corpus("xlsx", str(tmp_path / "renamed.xlsx")).docs)
 
 
 def test_compressed_files_are_read_as_their_plain_copies_and_a_damaged_one_names_its_line(tmp_path):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import openpyxl
 import polars as pl
 
 from synthembed.io import CHUNK_ROWS, InputError, atomic_path, write_parquet_row_groups
@@ -302,14 +303,20 @@ def read_stdlib(stdlib_dir: Path | None = None, on_bad_row: str = "error") -> Co
 
 
 ID_FIELDS = ("_id", "doc_id", "id")
-RECORD_SOURCES = ("jsonl", "json", "parquet", "csv")  # the sources whose field names docs.fields gives
+RECORD_SOURCES = (
+    "jsonl",
+    "json",
+    "parquet",
+    "csv",
+    "xlsx",
+)  # the sources whose field names docs.fields gives
 
 
 @dataclass(frozen=True)
 class RecordFields:
-    """Which fields of a record (JSON Lines, a JSON array, Parquet, CSV) hold a document's id, title, text
-    and domain (``docs.fields``): by default BEIR's names and ``domain``; a null id is the first of
-    ``ID_FIELDS`` a record has, a null title or domain means none."""
+    """Which fields of a record (JSON Lines, a JSON array, Parquet, CSV, Excel) hold a document's id,
+    title, text and domain (``docs.fields``): by default BEIR's names and ``domain``; a null id is the
+    first of ``ID_FIELDS`` a record has, a null title or domain means none."""
 
     id: str | None = None
     title: str | None = "title"
@@ -428,6 +435,33 @@ def read_parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
     rows = (row for group in range(table.num_row_groups) for row in table.read_row_group(group).to_pylist())
     for number, row in enumerate(rows, start=1):
         yield f"{path}: row {number}", row
+
+
+def read_xlsx_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
+    """Rows of an Excel workbook's first sheet as dicts under its first row's names, located as Excel
+    numbers them (``file: sheet S, row N``; the header is row 1), each cell as text, as a CSV export holds
+    it; empty rows are skipped. A value in a column without a name goes to the policy. The sheet is read
+    a row at a time: memory does not grow with it."""
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as err:  # openpyxl raises several kinds for a file that is not a workbook
+        raise CorpusError(f"{path}: not a readable Excel workbook ({type(err).__name__}: {err})") from None
+    try:
+        sheet = workbook.worksheets[0]
+        rows = sheet.iter_rows(values_only=True)
+        header = ["" if name is None else str(name).strip() for name in next(rows, ())]
+        for number, values in enumerate(rows, start=2):
+            cells = [value if value is None or isinstance(value, str) else str(value) for value in values]
+            if all(cell is None for cell in cells):
+                continue
+            location = f"{path}: sheet {sheet.title}, row {number}"
+            unnamed = sum(cell is not None for name, cell in itertools.zip_longest(header, cells) if not name)
+            if unnamed:
+                policy.bad(location, f"{unnamed} value(s) in columns without a name in the header row")
+                continue
+            yield location, {name: cell for name, cell in zip(header, cells, strict=False) if name}
+    finally:
+        workbook.close()
 
 
 CSV_DELIMITERS = (",", "\t", ";", "|")
@@ -570,6 +604,8 @@ def records_for(
         return read_json_records(path)
     if source == "csv":
         return read_csv_records(path, policy, fields)
+    if source == "xlsx":
+        return read_xlsx_records(path, policy)
     if source == "parquet":
         return read_parquet_records(path)
     if source == "textdir":
