@@ -303,13 +303,8 @@ def read_stdlib(stdlib_dir: Path | None = None, on_bad_row: str = "error") -> Co
 
 
 ID_FIELDS = ("_id", "doc_id", "id")
-RECORD_SOURCES = (
-    "jsonl",
-    "json",
-    "parquet",
-    "csv",
-    "xlsx",
-)  # the sources whose field names docs.fields gives
+# the sources whose field names docs.fields gives
+RECORD_SOURCES = ("jsonl", "json", "parquet", "csv", "xlsx")
 
 
 @dataclass(frozen=True)
