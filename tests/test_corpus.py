@@ -406,6 +406,22 @@ def test_a_notebook_is_the_markdown_of_its_cells_and_one_that_is_not_a_bad_row_a
     ]
 
 
+def test_a_docs_folders_images_and_styles_are_rejected_rows_not_errors(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "guide.md").write_text("# Guide\n\nSee the diagram.\n")
+    (tmp_path / "images" / "diagram.PNG").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "theme.css").write_text("h1 { color: navy }")
+    corpus = read_corpus("textdir", str(tmp_path), on_bad_row="error")  # they stop nothing
+    assert [d["doc_id"] for d in corpus.docs] == ["guide.md"]
+    assert [(r["location"].removeprefix(f"{tmp_path}/"), r["reason"]) for r in corpus.rejected] == [
+        ("images/diagram.PNG", "an asset, not a page ('.PNG')"),
+        ("theme.css", "an asset, not a page ('.css')"),
+    ]
+    (tmp_path / "slides.pptx").write_bytes(b"PK\x03\x04")  # a document of a type not read: an error
+    with pytest.raises(CorpusError, match=r"slides\.pptx: unsupported file type '\.pptx'"):
+        list(read_corpus("textdir", str(tmp_path), on_bad_row="error").docs)
+
+
 def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
     folder = tmp_path / "site"
     folder.mkdir()

@@ -32,6 +32,7 @@ import polars as pl
 
 from synthembed.io import CHUNK_ROWS, InputError, atomic_path, write_parquet_row_groups
 from synthembed.pages import (
+    ASSET_SUFFIXES,
     MARKDOWN_HEADING,
     READ_SUFFIXES,
     TEXT_SUFFIXES,
@@ -505,11 +506,15 @@ def read_csv_records(
 
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
     """One record per page of a folder (``read_page``), titled by the file's name where the page has no
-    title. A file of another type, or one that cannot be read as its type says, is a bad row.
+    title. An asset beside the pages (an image, a font, a stylesheet) is a rejected row whatever the
+    policy; a file of another type, or one that cannot be read as its type says, is a bad row.
     """
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue  # hidden files and folders (.DS_Store, .git) hold no documents
+        if path.suffix.lower() in ASSET_SUFFIXES:  # no text to read, and no mistake: rejected, not bad
+            policy.reject(str(path), f"an asset, not a page ('{path.suffix}')")
+            continue
         if path.suffix not in TEXT_SUFFIXES:
             reason = f"unsupported file type '{path.suffix or path.name}' (textdir reads {READ_SUFFIXES})"
             policy.bad(str(path), reason)

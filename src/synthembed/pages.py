@@ -29,6 +29,11 @@ from docx.text.paragraph import Paragraph
 HTML_SUFFIXES = (".html", ".htm")
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".ipynb", ".pdf", ".docx", *HTML_SUFFIXES)
 READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
+# the assets beside the pages of a site or a docs folder: images, fonts, styles, scripts, media
+ASSET_SUFFIXES = {
+    *(".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".bmp", ".tif", ".tiff"),
+    *(".woff", ".woff2", ".ttf", ".otf", ".eot", ".css", ".js", ".map", ".mp3", ".mp4", ".webm", ".wav"),
+}
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
 CODE_FENCES = ("```", "~~~")
 HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
