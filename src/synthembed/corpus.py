@@ -128,6 +128,8 @@ class CorpusError(InputError):
 
 
 OPENERS_BY_SUFFIX = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+# what reading a damaged or truncated archive (or a file that is not one) raises
+UNREADABLE = (OSError, EOFError, zlib.error, lzma.LZMAError)
 Line = TypeVar("Line", str, bytes)
 
 
@@ -160,7 +162,7 @@ def file_lines(handle: Iterable[Line], path: Path) -> Iterator[Line]:
         for line in handle:
             lines_read += 1
             yield line
-    except (OSError, EOFError, zlib.error, lzma.LZMAError) as err:
+    except UNREADABLE as err:
         raise CorpusError(f"{path}:{lines_read + 1}: cannot be read ({err})") from err
 
 
@@ -394,7 +396,7 @@ def read_json_records(path: Path) -> Iterator[tuple[str, Any]]:
         raise CorpusError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise CorpusError(f"{path}:{err.lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
-    except (OSError, EOFError, zlib.error, lzma.LZMAError) as err:
+    except UNREADABLE as err:
         raise CorpusError(f"{path}: cannot be read ({err})") from err
     if not isinstance(content, list):
         found = (

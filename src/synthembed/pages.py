@@ -35,6 +35,8 @@ ASSET_SUFFIXES = {
     *(".woff", ".woff2", ".ttf", ".otf", ".eot", ".css", ".js", ".map", ".mp3", ".mp4", ".webm", ".wav"),
 }
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
+# an ATX heading and its text, without a closing run of # ("## Install ##"; "# C#" keeps its #)
+ATX_HEADING = re.compile(r"^#{1,6}\s+(.+?)(?:\s+#+)?\s*$")
 CODE_FENCES = ("```", "~~~")
 HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
@@ -74,8 +76,10 @@ def first_heading(markdown: str) -> str | None:
     >>> first_heading("```sh\\n# fetch\\n```\\n## Install ##\\nRun it.")
     'Install'
     """
-    headings = (ln for ln, fenced in fenced_lines(markdown) if not fenced and MARKDOWN_HEADING.match(ln))
-    return next((re.sub(r"\s#+\s*$", "", ln.lstrip("#")).strip() for ln in headings), None)
+    headings = (
+        match[1] for ln, fenced in fenced_lines(markdown) if not fenced and (match := ATX_HEADING.match(ln))
+    )
+    return next(headings, None)
 
 
 def without_html_comments(markdown: str) -> str:

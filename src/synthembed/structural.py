@@ -19,9 +19,9 @@ import polars as pl
 
 from synthembed.corpus import SENTENCE_END, first_sentence, function_without_docstring, text_blocks
 from synthembed.filtering import normalized
+from synthembed.pages import ATX_HEADING
 from synthembed.search import top_k
 
-HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
 # a line of Markdown structure, not running prose: a heading, a code fence, a bullet, a table row, HTML
 # or a comment, a quote, a setext heading's underline ("1. " is not one: abstracts number their points)
 MARKUP_LINE = re.compile(r"\s*(?:#{1,6}\s|```|~~~|[-*+]\s|\||<|>|[=-]{3,}\s*$)")
@@ -64,7 +64,9 @@ def title_pair(title: str | None, text: str) -> tuple[str, str] | None:
     title = title.strip()
 
     def repeats_title(line: str) -> bool:
-        return bool((heading := HEADING.match(line)) and normalized(heading.group(1)) == normalized(title))
+        return bool(
+            (heading := ATX_HEADING.match(line)) and normalized(heading.group(1)) == normalized(title)
+        )
 
     lines = text.splitlines()
     if any(repeats_title(line) for line in lines):
@@ -84,7 +86,7 @@ def heading_pairs(text: str) -> list[tuple[str, str]]:
     pairs, heading, section = [], None, []
     for block in [*text_blocks(text), "# end"]:
         first_line, _, rest = block.partition("\n")
-        if match := HEADING.match(first_line):
+        if match := ATX_HEADING.match(first_line):
             if heading and (body := "\n\n".join(section).strip()):
                 pairs.append((heading, body))
             heading, section = match.group(1), [rest]
