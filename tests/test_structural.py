@@ -1,10 +1,12 @@
 """Structural pseudo-queries: what each kind takes from a document, and their share in the balanced set."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
 from synthembed.balance import balance_plan
-from synthembed.corpus import clean_documents, read_corpus
+from synthembed.corpus import Corpus, clean_documents, read_corpus
 from synthembed.mine import DocumentMemo
 from synthembed.structural import structural_pairs
 
@@ -68,11 +70,21 @@ def test_each_kind_takes_the_query_out_of_its_positive():
     assert stats["read"] == stats["kept"] + sum(stats["rejected"].values())
 
 
+def textdir_corpus(folder: Path, split_words: int | None = None) -> Corpus:
+    """A folder of pages, read and cleaned as the docs stage does, every text kept."""
+    return clean_documents(
+        read_corpus("textdir", str(folder)),
+        min_chars=1,
+        on_bad_row="error",
+        lang="en",
+        domain=None,
+        split_words=split_words,
+    )
+
+
 def test_a_markdown_files_title_heading_is_not_left_in_its_positive(tmp_path):
     (tmp_path / "notes.md").write_text("# Release notes\n\nThe tool now reads Markdown and writes Parquet.\n")
-    corpus = clean_documents(
-        read_corpus("textdir", str(tmp_path)), min_chars=1, on_bad_row="error", lang="en", domain=None
-    )
+    corpus = textdir_corpus(tmp_path)
     pairs, stats = structural_pairs(pl.DataFrame(list(corpus.docs)), CFG, seed=0)
     assert pairs.select("kind", "query", "positive").rows() == [
         ("title", "Release notes", "The tool now reads Markdown and writes Parquet.")
@@ -87,9 +99,7 @@ def test_a_readme_with_underlined_headings_is_titled_and_paired_by_them(tmp_path
         "```yaml\nkey: value\n---\n```\n\n---\n\nReleased under the MIT license terms.\n"
     )
     (tmp_path / "README.md").write_text(readme)
-    corpus = clean_documents(
-        read_corpus("textdir", str(tmp_path)), min_chars=1, on_bad_row="error", lang="en", domain=None
-    )
+    corpus = textdir_corpus(tmp_path)
     docs = pl.DataFrame(list(corpus.docs))
     # rendered, the underlined lines are an h1 and an h2; the YAML document marker and the rule are not
     body = (
@@ -120,9 +130,7 @@ def test_a_sphinx_page_is_titled_split_and_paired_by_its_sections_without_its_co
         "Object Libraries\n----------------\n\nAn object library compiles sources without archiving them.\n"
     )
     (tmp_path / "add_library.rst").write_text(page)
-    corpus = clean_documents(
-        read_corpus("textdir", str(tmp_path)), min_chars=1, on_bad_row="error", lang="en", domain=None
-    )
+    corpus = textdir_corpus(tmp_path)
     docs = pl.DataFrame(list(corpus.docs))
     normal = (
         ".. code-block:: cmake\n\n  add_library(<name> STATIC)\n\n"
@@ -144,14 +152,7 @@ def test_a_sphinx_page_is_titled_split_and_paired_by_its_sections_without_its_co
         ("Object Libraries", "An object library compiles sources without archiving them."),
         ("add_library", "Add a library target built from the listed source files."),
     ]
-    parts = clean_documents(
-        read_corpus("textdir", str(tmp_path)),
-        min_chars=1,
-        on_bad_row="error",
-        lang="en",
-        domain=None,
-        split_words=20,
-    )
+    parts = textdir_corpus(tmp_path, split_words=20)
     assert [d["text"].split("\n")[0] for d in parts.docs] == [
         "# add_library",
         "## Normal Libraries",
