@@ -65,9 +65,10 @@ def jsonl(*records: dict | str) -> bytes:
     return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records).encode()
 
 
-def pdf_bytes(pages: list[list[str]], title: str | None = None) -> bytes:
-    """A PDF of one page per entry of ``pages``, each of its lines drawn in Helvetica, and ``title`` as
-    its document title: what a word processor exports, at its smallest."""
+def pdf_bytes(pages: list[list[str] | str], title: str | None = None) -> bytes:
+    """A PDF of one page per entry of ``pages``, each of its lines drawn in Helvetica 12 points apart by
+    14, or where a page is a string, that string as its content stream; and ``title`` as its document
+    title: what a word processor exports, at its smallest."""
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
         "",
@@ -75,7 +76,11 @@ def pdf_bytes(pages: list[list[str]], title: str | None = None) -> bytes:
     ]
     kids = []
     for lines in pages:
-        stream = "BT /F1 12 Tf 14 TL 72 720 Td " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
+        stream = (
+            lines
+            if isinstance(lines, str)
+            else "BT /F1 12 Tf 14 TL 72 720 Td " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
+        )
         objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
         objects.append(
             "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >>"

@@ -36,6 +36,7 @@ from synthembed.corpus import (
 from synthembed.evaluate import eval_sets
 from synthembed.io import InputError, write_parquet_row_groups
 from synthembed.params import validate_params
+from synthembed.structural import heading_pairs
 
 MODULE = textwrap.dedent('''
     """A module."""
@@ -339,7 +340,46 @@ def test_a_pdf_is_its_text_layer_titled_by_its_document_title_and_a_locked_one_a
     ]
 
 
-def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title(tmp_path):
+def drawn(lines: list[tuple[int, int, int, str]]) -> str:
+    """A PDF page's content stream drawing each (x, y, size, text) line by a text matrix scaled to its
+    font size, as word processors write it."""
+    return " ".join(f"BT /F1 1 Tf {size} 0 0 {size} {x} {y} Tm ({text}) Tj ET" for x, y, size, text in lines)
+
+
+def test_a_pdfs_paragraphs_columns_and_headings_are_read_from_where_and_how_large_it_draws_them(tmp_path):
+    body = 11  # points, 14 apart within a paragraph; a wider gap, or a new column, starts another
+    left_column = [
+        (72, 700, body, "Chaperones assist the folding"),
+        (72, 686, body, "of new proteins in the cell."),
+        (72, 662, body, "Misfolded proteins aggregate"),
+        (72, 648, body, "and are then degraded."),
+    ]
+    right_column = [
+        (320, 700, 14, "Methods of"),  # a heading on two lines
+        (320, 684, 14, "measurement"),
+        (320, 660, body, "We measured folding rates"),
+        (320, 646, body, "by fluorescence and found"),  # runs on to the next page
+    ]
+    pages = [
+        drawn([(72, 740, 18, "Protein folding"), *left_column, *right_column]),
+        drawn([(72, 700, body, "that rates double with heat."), (72, 676, body, "A new paragraph.")]),
+    ]
+    (tmp_path / "folding.pdf").write_bytes(pdf_bytes(pages))
+    [doc] = read_corpus("textdir", str(tmp_path)).docs
+    assert doc["title"] == "Protein folding"  # no stated title: its first heading
+    assert doc["text"] == (
+        "# Protein folding\n\n"
+        "Chaperones assist the folding\nof new proteins in the cell.\n\n"
+        "Misfolded proteins aggregate\nand are then degraded.\n\n"
+        "## Methods of measurement\n\n"
+        "We measured folding rates\nby fluorescence and found\nthat rates double with heat.\n\n"
+        "A new paragraph."
+    )
+    headings = [heading for heading, _ in heading_pairs(doc["text"])]
+    assert headings == ["Protein folding", "Methods of measurement"]
+
+
+def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title_else_heading(tmp_path):
     document = docx.Document()  # python-docx's default template: Word's own styles
     document.core_properties.title = "Kettle manual"
     document.add_heading("Steel kettle", level=0)  # the "Title" style
@@ -360,8 +400,13 @@ def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title(tm
     untitled = docx.Document()
     untitled.add_paragraph("A note without a stated title or a heading.")
     untitled.save(tmp_path / "note.docx")
+    headed = docx.Document()
+    headed.add_heading("Descaling", level=1)
+    headed.add_paragraph("Vinegar and water, one to one.")
+    headed.save(tmp_path / "descaling.docx")
     docs = [(d["doc_id"], d["title"], d["text"]) for d in read_corpus("textdir", str(tmp_path)).docs]
     assert docs == [
+        ("descaling.docx", "Descaling", "# Descaling\n\nVinegar and water, one to one."),  # by its heading
         (
             "kettle.docx",
             "Kettle manual",

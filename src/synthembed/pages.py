@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import tomllib
 import zipfile
@@ -308,20 +309,125 @@ def without_page_furniture(pages: list[list[str]], min_pages: int = 3) -> list[l
     return [[line for k, line in enumerate(lines) if not furniture(lines, k)] for lines in pages]
 
 
+# a line of a PDF page's text layer: its text, the height of its baseline on the page and the smallest
+# font size its characters are drawn at, both in points
+PdfLine = tuple[str, float, float]
+# a gap above a line this many times the document's usual line spacing ends a paragraph (TeX's parskip
+# widens it by a quarter, a word processor's by a half or more); a line drawn this many times larger
+# than most of the text is a heading
+PARAGRAPH_GAP = 1.15
+HEADING_SIZE = 1.15
+HEADING_MAX_WORDS = 20
+
+
+def pdf_page_lines(page: pypdf.PageObject) -> tuple[list[PdfLine], Counter[float]]:
+    """The lines of a PDF page's text layer, in pypdf's order, with where and how large each is drawn;
+    and how many characters are drawn at each font size."""
+    fragments: list[tuple[str, float, float]] = []
+
+    def visit(text: str, cm: list[float], tm: list[float], font: Any, size: float) -> None:
+        # the text matrix in page space: its vertical scale turns the font size into the drawn one
+        scale = math.hypot(tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3])
+        fragments.append((text, tm[4] * cm[1] + tm[5] * cm[3] + cm[5], round(size * scale, 1)))
+
+    page.extract_text(visitor_text=visit)
+    lines: list[PdfLine] = []
+    sizes: Counter[float] = Counter()
+    text, height, size = "", 0.0, math.inf
+    for fragment, at, drawn in fragments:
+        for k, piece in enumerate(fragment.split("\n")):
+            if k and text.strip():
+                lines.append((" ".join(text.split()), height, size))
+            if k:
+                text, size = "", math.inf
+            if piece.strip():
+                height = at if not text.strip() else height
+                size = min(size, drawn)
+                sizes[drawn] += len(piece.strip())
+            text += piece
+    if text.strip():
+        lines.append((" ".join(text.split()), height, size))
+    return lines, sizes
+
+
+def pdf_markdown(pages: list[list[PdfLine]], body_size: float) -> list[list[str]]:
+    """The lines of a PDF's pages in Markdown: a blank line between paragraphs, where the gap above a
+    line is ``PARAGRAPH_GAP`` times the document's usual line spacing or more, or where the text moves up
+    the page (a new column); a short line drawn ``HEADING_SIZE`` times the body text's size
+    (``body_size``) or larger a ``#`` heading, the largest size ranked first, and the lines of one
+    heading one heading.
+
+    >>> page = [("2 Syntax", 700, 17.0), ("The parser is strict.", 680, 10.9), ("It stops.", 667, 10.9),
+    ...         ("Comments end a line", 651, 10.9), ("or a block.", 638, 10.9), ("2.1 Types", 612, 14.0),
+    ...         ("Each is a type.", 595, 10.9)]
+    >>> print("\\n".join(pdf_markdown([page], body_size=10.9)[0]))
+    # 2 Syntax
+    <BLANKLINE>
+    The parser is strict.
+    It stops.
+    <BLANKLINE>
+    Comments end a line
+    or a block.
+    <BLANKLINE>
+    ## 2.1 Types
+    <BLANKLINE>
+    Each is a type.
+    """
+    steps = Counter(
+        round((above[1] - line[1]) * 2) / 2
+        for lines in pages
+        for above, line in itertools.pairwise(lines)
+        if above[1] > line[1]
+    )
+    spacing = steps.most_common(1)[0][0] if steps else math.inf
+
+    def heading(line: PdfLine) -> bool:
+        return line[2] >= HEADING_SIZE * body_size and len(line[0].split()) <= HEADING_MAX_WORDS
+
+    ranks = sorted({round(line[2]) for lines in pages for line in lines if heading(line)}, reverse=True)
+    marked = []
+    for lines in pages:
+        kept: list[str] = []
+        for k, line in enumerate(lines):
+            gap = lines[k - 1][1] - line[1] if k else 0.0
+            new_paragraph = k and (gap >= PARAGRAPH_GAP * spacing or gap < -spacing / 2)
+            mark = "#" * min(ranks.index(round(line[2])) + 1, 6) + " " if heading(line) else ""
+            one_heading = mark and kept and kept[-1].startswith(mark) and lines[k - 1][2] == line[2]
+            if one_heading and not new_paragraph:  # a heading on two lines
+                kept[-1] += " " + line[0]
+                continue
+            if kept and (new_paragraph or mark or MARKDOWN_HEADING.match(kept[-1])):
+                kept.append("")
+            kept.append(mark + line[0])
+        marked.append(kept)
+    return marked
+
+
 def pdf_text(path: Path) -> tuple[str | None, str]:
-    """(its document title, where it states one; its text layer, page after page, without running
-    headers and footers: ``without_page_furniture``) of a PDF."""
+    """(its document title, where it states one; its text layer in Markdown, page after page, with its
+    paragraphs and headings (``pdf_markdown``), without running headers and footers
+    (``without_page_furniture``)) of a PDF. A paragraph that runs on to the next page stays one."""
     try:
         reader = pypdf.PdfReader(path)
         if reader.is_encrypted and not reader.decrypt(""):  # many open with the empty password
             raise UnreadableFile("encrypted PDF (a password is needed)")
-        pages = [page.extract_text().strip().splitlines() for page in reader.pages]
+        read = [pdf_page_lines(page) for page in reader.pages]
         title = reader.metadata.title if reader.metadata else None
     except UnreadableFile:
         raise
     except Exception as err:  # pypdf raises many kinds on a damaged file: each is that file's bad row
         raise UnreadableFile(f"not a readable PDF ({type(err).__name__}: {err})") from err
-    text = "\n\n".join("\n".join(lines) for lines in without_page_furniture(pages) if lines)
+    sizes = sum((page_sizes for _, page_sizes in read), Counter())
+    body_size = sizes.most_common(1)[0][0] if sizes else 0.0
+    pages = without_page_furniture(pdf_markdown([lines for lines, _ in read], body_size))
+    text = ""
+    for lines in pages:
+        kept = "\n".join(lines).strip()
+        if not kept:
+            continue
+        last_line = text.rpartition("\n")[2]
+        runs_on = last_line[-1:] not in ".!?:" and not MARKDOWN_HEADING.match(last_line) and kept[0].islower()
+        text += ("\n" if text and runs_on else "\n\n" if text else "") + kept
     return (title.strip() if isinstance(title, str) else None), text
 
 
@@ -647,22 +753,23 @@ def decoded(raw: bytes, html: bool = False) -> str:
 
 def read_page(path: Path) -> tuple[str | None, str]:
     """(title, text) of a page of a text folder, read by its suffix (``TEXT_SUFFIXES``): a .pdf file its
-    stated title and text layer (``pdf_text``); a .docx file its stated title and text (``word_text``);
-    an .html or .htm page as a reader sees it (``html_text``); a .md file as it renders, without its
-    front matter and HTML comments, its setext headings written as ``#`` headings, titled by its front
-    matter or else its first heading; a Jupyter notebook (.ipynb) as the Markdown of its cells
-    (``notebook_markdown``), rendered the same way; a .rst file without its comments, its section titles
-    written as ``#`` headings (``rst_as_markdown``), and a .txt file as written, each titled by its first
-    heading.
+    text layer in Markdown (``pdf_text``) and a .docx file its text in Markdown (``word_text``), each
+    titled by its stated document title, else its first heading; an .html or .htm page as a reader sees
+    it (``html_text``); a .md file as it renders, without its front matter and HTML comments, its setext
+    headings written as ``#`` headings, titled by its front matter or else its first heading; a Jupyter
+    notebook (.ipynb) as the Markdown of its cells (``notebook_markdown``), rendered the same way; a .rst
+    file without its comments, its section titles written as ``#`` headings (``rst_as_markdown``), and a
+    .txt file as written, each titled by its first heading.
     """
-    if path.suffix == ".pdf":
-        return pdf_text(path)
-    if path.suffix == ".docx":
-        return word_text(path)
     if path.suffix in HTML_SUFFIXES:
         return html_text(decoded(path.read_bytes(), html=True))
-    text = decoded(path.read_bytes())
-    stated = None
+    stated: Any = None
+    if path.suffix == ".pdf":
+        stated, text = pdf_text(path)
+    elif path.suffix == ".docx":
+        stated, text = word_text(path)
+    else:
+        text = decoded(path.read_bytes())
     if path.suffix == ".ipynb":
         text = atx_headings(without_html_comments(notebook_markdown(text)))
     elif path.suffix == ".md":
