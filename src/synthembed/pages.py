@@ -336,12 +336,13 @@ def pdf_page_lines(page: pypdf.PageObject) -> tuple[list[PdfLine], Counter[float
     text, height, size = "", 0.0, math.inf
     for fragment, at, drawn in fragments:
         for k, piece in enumerate(fragment.split("\n")):
-            if k and text.strip():
-                lines.append((" ".join(text.split()), height, size))
-            if k:
+            if k:  # a line ends
+                if text.strip():
+                    lines.append((" ".join(text.split()), height, size))
                 text, size = "", math.inf
             if piece.strip():
-                height = at if not text.strip() else height
+                if not text.strip():  # a line is where its first character is drawn
+                    height = at
                 size = min(size, drawn)
                 sizes[drawn] += len(piece.strip())
             text += piece
@@ -390,7 +391,7 @@ def pdf_markdown(pages: list[list[PdfLine]], body_size: float) -> list[list[str]
         kept: list[str] = []
         for k, line in enumerate(lines):
             gap = lines[k - 1][1] - line[1] if k else 0.0
-            new_paragraph = k and (gap >= PARAGRAPH_GAP * spacing or gap < -spacing / 2)
+            new_paragraph = k > 0 and (gap >= PARAGRAPH_GAP * spacing or gap < -spacing / 2)
             mark = "#" * min(ranks.index(round(line[2])) + 1, 6) + " " if heading(line) else ""
             one_heading = mark and kept and kept[-1].startswith(mark) and lines[k - 1][2] == line[2]
             if one_heading and not new_paragraph:  # a heading on two lines
@@ -426,8 +427,10 @@ def pdf_text(path: Path) -> tuple[str | None, str]:
         if not kept:
             continue
         last_line = text.rpartition("\n")[2]
-        runs_on = last_line[-1:] not in ".!?:" and not MARKDOWN_HEADING.match(last_line) and kept[0].islower()
-        text += ("\n" if text and runs_on else "\n\n" if text else "") + kept
+        # a page that ends mid-sentence and a next one that goes on in lower case: one paragraph
+        runs_on = bool(text) and last_line[-1] not in ".!?:" and not MARKDOWN_HEADING.match(last_line)
+        runs_on = runs_on and kept[0].islower()
+        text += ("\n" if runs_on else "\n\n" if text else "") + kept
     return (title.strip() if isinstance(title, str) else None), text
 
 
