@@ -742,7 +742,7 @@ def test_a_json_array_of_records_is_a_corpus_and_anything_else_names_what_it_hol
                 list(read_corpus("json", str(tmp_path / name), on_bad_row=policy, fields=fields).docs)
 
 
-def test_an_excel_sheet_is_read_as_a_csv_export_of_it_would_be_and_a_stray_value_named(tmp_path):
+def test_excel_sheets_of_documents_are_read_as_csv_exports_of_them_would_be_and_others_named(tmp_path):
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.title = "Catalog"
@@ -751,18 +751,30 @@ def test_an_excel_sheet_is_read_as_a_csv_export_of_it_would_be_and_a_stray_value
     sheet.append([None, None, None, None])  # an empty row between two blocks
     sheet.append([1002, "Toaster", "Two slots.", 25, "see notes"])  # a value in a column without a name
     sheet.append(["1003", "Grill", 1800, None])  # a number in the text column
-    workbook.create_sheet("Notes").append(["only the first sheet is read"])
+    workbook.create_sheet("Notes").append(["Prices", "in euros"])  # not a sheet of documents
+    clearance = workbook.create_sheet("Clearance")  # another sheet of them, its columns in its own order
+    clearance.append(["description", "sku", "name"])
+    clearance.append(["Chrome, 1.5 litres.", 2001, "Old kettle"])
     workbook.save(tmp_path / "catalog.xlsx")
     fields = RecordFields(id="sku", title="name", text="description")
     corpus = read_corpus("xlsx", str(tmp_path / "catalog.xlsx"), on_bad_row="skip", fields=fields)
     assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
         ("1001", "Kettle", "Steel, 1.7 litres."),
         ("1003", "Grill", "1800"),
+        ("2001", "Old kettle", "Chrome, 1.5 litres."),
     ]
-    where = f"{tmp_path / 'catalog.xlsx'}: sheet Catalog, row"
+    where = f"{tmp_path / 'catalog.xlsx'}: sheet"
     assert [(r["location"], r["reason"]) for r in corpus.rejected] == [
-        (f"{where} 4", "1 value(s) in columns without a name in the header row")
+        (f"{where} Catalog, row 4", "1 value(s) in columns without a name in the header row"),
+        (f"{where} Notes", "no documents: its first row names Prices, in euros"),
     ]
+    with pytest.raises(  # the fields not named: BEIR's names are looked for
+        CorpusError,
+        match=r"catalog\.xlsx: no sheet's first row names an id column \(one of _id, doc_id, id\) and the"
+        r" text column \('text'; docs.fields names them\): sheet Catalog: sku, name, description, price;"
+        r" sheet Notes: Prices, in euros; sheet Clearance: description, sku, name",
+    ):
+        list(read_corpus("xlsx", str(tmp_path / "catalog.xlsx")).docs)
     (tmp_path / "renamed.xlsx").write_text("sku,name\n1,Kettle\n")  # a CSV under another name
     with pytest.raises(
         CorpusError,

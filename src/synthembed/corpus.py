@@ -435,29 +435,64 @@ def read_parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
         yield f"{path}: row {number}", row
 
 
-def read_xlsx_records(path: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
-    """Rows of an Excel workbook's first sheet as dicts under its first row's names, located as Excel
-    numbers them (``file: sheet S, row N``; the header is row 1), each cell as text, as a CSV export holds
-    it; empty rows are skipped. A value in a column without a name goes to the policy. The sheet is read
-    a row at a time: memory does not grow with it."""
+def names_documents(columns: list[str], fields: RecordFields) -> bool:
+    """Whether a header names an id column and the text column of ``fields``.
+
+    >>> names_documents(["sku", "name", "description"], RecordFields(id="sku", text="description"))
+    True
+    >>> names_documents(["_id", "title"], RecordFields()), names_documents(["About"], RecordFields())
+    (False, False)
+    """
+    return fields.text in columns and any(name in columns for name in fields.ids)
+
+
+def sheet_records(
+    location: str, header: list[str], rows: Iterator[tuple[Any, ...]], policy: RowPolicy
+) -> Iterator[tuple[str, Any]]:
+    """The rows under a sheet's header as dicts, located ``location, row N`` as Excel numbers them, each
+    cell as text, as a CSV export holds it; empty rows are skipped, and a row with a value in a column
+    without a name goes to the policy."""
+    for number, values in enumerate(rows, start=2):
+        cells = [value if value is None or isinstance(value, str) else str(value) for value in values]
+        if all(cell is None for cell in cells):
+            continue
+        unnamed = sum(cell is not None for name, cell in itertools.zip_longest(header, cells) if not name)
+        row = f"{location}, row {number}"
+        if unnamed:
+            policy.bad(row, f"{unnamed} value(s) in columns without a name in the header row")
+            continue
+        yield row, {name: cell for name, cell in zip(header, cells, strict=False) if name}
+
+
+def read_xlsx_records(
+    path: Path, policy: RowPolicy, fields: RecordFields = RecordFields()
+) -> Iterator[tuple[str, Any]]:
+    """Rows of an Excel workbook (``sheet_records``, located ``file: sheet S, row N``) from every sheet
+    whose first row names an id column and the text column of ``fields`` (``names_documents``), in the
+    workbook's order. Another sheet (a cover sheet, notes) is a rejected row naming its columns, and a
+    workbook without a sheet of documents stops. Sheets are read a row at a time: memory does not grow
+    with them."""
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as err:  # openpyxl raises several kinds for a file that is not a workbook
         raise CorpusError(f"{path}: not a readable Excel workbook ({type(err).__name__}: {err})") from None
     try:
-        sheet = workbook.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
-        header = ["" if name is None else str(name).strip() for name in next(rows, ())]
-        for number, values in enumerate(rows, start=2):
-            cells = [value if value is None or isinstance(value, str) else str(value) for value in values]
-            if all(cell is None for cell in cells):
+        other_sheets = []
+        for sheet in workbook.worksheets:
+            rows = sheet.iter_rows(values_only=True)
+            header = ["" if name is None else str(name).strip() for name in next(rows, ())]
+            if names_documents(header, fields):
+                yield from sheet_records(f"{path}: sheet {sheet.title}", header, rows, policy)
                 continue
-            location = f"{path}: sheet {sheet.title}, row {number}"
-            unnamed = sum(cell is not None for name, cell in itertools.zip_longest(header, cells) if not name)
-            if unnamed:
-                policy.bad(location, f"{unnamed} value(s) in columns without a name in the header row")
-                continue
-            yield location, {name: cell for name, cell in zip(header, cells, strict=False) if name}
+            named = ", ".join(name for name in header if name) or "nothing"
+            other_sheets.append(f"sheet {sheet.title}: {named}")
+            policy.reject(f"{path}: sheet {sheet.title}", f"no documents: its first row names {named}")
+        if len(other_sheets) == len(workbook.worksheets):
+            ids = f"'{fields.id}'" if fields.id else f"one of {', '.join(ID_FIELDS)}"
+            raise CorpusError(
+                f"{path}: no sheet's first row names an id column ({ids}) and the text column"
+                f" ('{fields.text}'; docs.fields names them): {'; '.join(other_sheets)}"
+            )
     finally:
         workbook.close()
 
@@ -476,8 +511,7 @@ def csv_delimiter(header: str, fields: RecordFields = RecordFields()) -> str:
     ';'
     """
     for delimiter in CSV_DELIMITERS:
-        columns = next(csv.reader([header], delimiter=delimiter), [])
-        if fields.text in columns and any(name in columns for name in fields.ids):
+        if names_documents(next(csv.reader([header], delimiter=delimiter), []), fields):
             return delimiter
     return ","
 
@@ -607,7 +641,7 @@ def records_for(
     if source == "csv":
         return read_csv_records(path, policy, fields)
     if source == "xlsx":
-        return read_xlsx_records(path, policy)
+        return read_xlsx_records(path, policy, fields)
     if source == "parquet":
         return read_parquet_records(path)
     if source == "textdir":
