@@ -349,8 +349,8 @@ def drawn(lines: list[tuple[int, int, int, str]]) -> str:
 def test_a_pdfs_paragraphs_columns_and_headings_are_read_from_where_and_how_large_it_draws_them(tmp_path):
     body = 11  # points, 14 apart within a paragraph; a wider gap, or a new column, starts another
     left_column = [
-        (72, 700, body, "Chaperones assist the folding"),
-        (72, 686, body, "of new proteins in the cell."),
+        (72, 700, body, "Chaperones assist the fold-"),  # a word hyphenated at the line's end
+        (72, 686, body, "ing of new proteins in the cell."),
         (72, 662, body, "Misfolded proteins aggregate"),
         (72, 648, body, "and are then degraded."),
     ]

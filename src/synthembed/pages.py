@@ -404,10 +404,38 @@ def pdf_markdown(pages: list[list[PdfLine]], body_size: float) -> list[list[str]
     return marked
 
 
+# a word hyphenated at a line's end, its second half going on in lower case on the next line
+LINE_END_HYPHEN = re.compile(r"([^\W\d_]+)-\n([^\W\d_A-Z]\w*)(\S*)( ?)")
+HYPHENATED_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+def without_line_end_hyphens(text: str) -> str:
+    """A text with the words its typesetter hyphenated at lines' ends whole again ("manip-\\nulation":
+    "manipulation", the line break after it), but for a word the text writes with its hyphen elsewhere
+    and never without ("non-\\nlinear" where "non-linear" is written and "nonlinear" is not).
+
+    >>> text = "Its manip-\\nulation, easy.\\nA non-\\nlinear map: non-linear. Its com-\\nposition"
+    >>> print(without_line_end_hyphens(text))
+    Its manipulation,
+    easy.
+    A non-linear
+    map: non-linear. Its composition
+    """
+    words = Counter(HYPHENATED_WORD.findall(text))
+
+    def whole(match: re.Match[str]) -> str:
+        head, tail, after, space = match.groups()
+        hyphen = "-" if words[f"{head}-{tail}"] and not words[head + tail] else ""
+        return f"{head}{hyphen}{tail}{after}" + ("\n" if space else "")  # a line break where it ended
+
+    return LINE_END_HYPHEN.sub(whole, text)
+
+
 def pdf_text(path: Path) -> tuple[str | None, str]:
     """(its document title, where it states one; its text layer in Markdown, page after page, with its
     paragraphs and headings (``pdf_markdown``), without running headers and footers
-    (``without_page_furniture``)) of a PDF. A paragraph that runs on to the next page stays one."""
+    (``without_page_furniture``) and hyphens at lines' ends (``without_line_end_hyphens``)) of a PDF. A
+    paragraph that runs on to the next page stays one."""
     try:
         reader = pypdf.PdfReader(path)
         if reader.is_encrypted and not reader.decrypt(""):  # many open with the empty password
@@ -431,7 +459,7 @@ def pdf_text(path: Path) -> tuple[str | None, str]:
         runs_on = bool(text) and last_line[-1] not in ".!?:" and not MARKDOWN_HEADING.match(last_line)
         runs_on = runs_on and kept[0].islower()
         text += ("\n" if runs_on else "\n\n" if text else "") + kept
-    return (title.strip() if isinstance(title, str) else None), text
+    return (title.strip() if isinstance(title, str) else None), without_line_end_hyphens(text)
 
 
 # elements whose content a reader does not see, or that are not the page's own: scripts, styles, forms'
