@@ -340,6 +340,31 @@ def test_a_pdf_is_its_text_layer_titled_by_its_document_title_and_a_locked_one_a
     ]
 
 
+def test_an_mdx_page_is_its_markdown_without_imports_jsx_or_a_site_generators_marks(tmp_path):
+    (tmp_path / "callout.mdx").write_text(
+        "---\ntitle: Callouts\n---\n\n"
+        "import Callout from 'nextra-theme-docs/callout'\nimport {\n  Tabs,\n} from 'nextra/components'\n\n"
+        "# Callout component {/* #callout */}\n\n"
+        '<Callout type="warning" emoji="⚠️">\n  This API will be deprecated soon.\n</Callout>\n\n'
+        ":::tip[Keep it short]\nOne sentence is best.\n:::\n\n"
+        "Write `<Callout>` in a page:\n\n```mdx\n<Callout>Hi</Callout>\n```\n\n"
+        "<Button onClick={() => alert('hi')}>Click me</Button>\n\n"
+        "export const meta = {\n  draft: true,\n}\n"
+    )
+    (tmp_path / "setup.markdown").write_text("# Setup {#setup}\n\n:::note\n\nRun it once.\n\n:::\n\nDone.\n")
+    docs = [(d["doc_id"], d["title"], d["text"]) for d in read_corpus("textdir", str(tmp_path)).docs]
+    assert docs == [
+        (
+            "callout.mdx",
+            "Callouts",
+            "# Callout component\n\n  This API will be deprecated soon.\n\n"
+            "Keep it short\nOne sentence is best.\n\n"
+            "Write `<Callout>` in a page:\n\n```mdx\n<Callout>Hi</Callout>\n```\n\nClick me",
+        ),
+        ("setup.markdown", "Setup", "# Setup\n\nRun it once.\n\nDone."),
+    ]
+
+
 def drawn(lines: list[tuple[int, int, int, str]]) -> str:
     """A PDF page's content stream drawing each (x, y, size, text) line by a text matrix scaled to its
     font size, as word processors write it."""

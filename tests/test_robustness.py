@@ -214,7 +214,7 @@ CASES = [
         "notes/slides.pptx: unsupported file type '.pptx'",
         {
             "notes/slides.pptx": "unsupported file type '.pptx'"
-            " (textdir reads .txt, .md, .rst, .ipynb, .pdf, .docx, .html and .htm)"
+            " (textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .html and .htm)"
         },
         source="textdir",
         path="notes",

@@ -1,9 +1,10 @@
 """Pages of a text folder as the rest of the ``docs`` stage reads them: a title and a text in Markdown.
 
-Markdown is read as it renders (no front matter, no HTML comments, one kind of heading), a notebook as
-the Markdown of its cells, reStructuredText with its section titles as Markdown headings, a PDF as its
-text layer without page furniture, a Word document as its paragraphs and tables, an HTML page as the
-text a reader sees. ``read_page`` picks the reader by the file's suffix.
+Markdown is read as it renders (no front matter, no HTML comments, no site generator's marks, one kind of
+heading; MDX without its JSX), a notebook as the Markdown of its cells, reStructuredText with its section
+titles as Markdown headings, a PDF as its text layer in paragraphs and headings without page furniture,
+a Word document as its paragraphs and tables, an HTML page as the text a reader sees. ``read_page``
+picks the reader by the file's suffix.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 HTML_SUFFIXES = (".html", ".htm")
-TEXT_SUFFIXES = (".txt", ".md", ".rst", ".ipynb", ".pdf", ".docx", *HTML_SUFFIXES)
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
+TEXT_SUFFIXES = (".txt", *MARKDOWN_SUFFIXES, ".rst", ".ipynb", ".pdf", ".docx", *HTML_SUFFIXES)
 READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
 # the assets beside the pages of a site or a docs folder: images, fonts, styles, scripts, media
 ASSET_SUFFIXES = {
@@ -39,7 +41,20 @@ MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
 # an ATX heading and its text, without a closing run of # ("## Install ##"; "# C#" keeps its #)
 ATX_HEADING = re.compile(r"^#{1,6}\s+(.+?)(?:\s+#+)?\s*$")
 CODE_FENCES = ("```", "~~~")
-HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+HTML_COMMENT = r"<!--.*?-->"
+# what MDX adds to Markdown: JSX comments, ESM blocks (import and export statements at a line's start, up to
+# a blank line), and JSX tags (a component's or an HTML element's, their attributes' strings and {...}
+# expressions included; fragments too)
+MDX_MARKUP = (
+    r"\{/\*.*?\*/\}"
+    r"|^(?:import|export)\s.*?(?=\n[ \t]*\n|\n?\Z)"
+    r"|</?(?:[A-Za-z][\w.:-]*(?:\s(?:[^<>{}\"']|\"[^\"]*\"|'[^']*'|\{(?:[^{}]|\{[^{}]*\})*\})*)?/?)?>"
+)
+INLINE_CODE = r"`[^`\n]+`"
+# an admonition's fence (Docusaurus, VitePress, MyST, Pandoc's fenced divs): ":::tip", ":::note[Title]",
+# "::: warning Title", "::: {.note}", ":::"; and an explicit heading id ("## Setup {#setup}")
+ADMONITION_FENCE = re.compile(r"\s*:{3,}\s*(?:\{[^}]*\}|[A-Za-z][\w-]*)?\s*(?:\[(.*)\]|(.*))\s*")
+HEADING_ID = re.compile(r"(#{1,6}\s.*?)\s*\{#[\w.:-]+\}\s*")
 
 
 class NotAPage(Exception):
@@ -83,30 +98,87 @@ def first_heading(markdown: str) -> str | None:
     return next(headings, None)
 
 
-def without_html_comments(markdown: str) -> str:
-    """A Markdown text as a reader sees it rendered: without its HTML comments (in a page of Node.js's
-    API reference, the YAML of each method's history), but with those in fenced code blocks, which show
-    HTML. A line a comment filled goes with it.
+def without_marks(markdown: str, marks: str) -> str:
+    """A Markdown text without what the pattern ``marks`` matches outside its code (fenced blocks and
+    inline code spans show markup as written); a line the marks filled goes with it.
 
     >>> page = "Intro.\\n\\n<!-- YAML\\nadded: v8.4.0\\n-->\\n\\nIt closes. <!-- a note -->\\n"
-    >>> without_html_comments(page + "```html\\n<!-- kept -->\\n```")
-    'Intro.\\n\\nIt closes.\\n```html\\n<!-- kept -->\\n```'
+    >>> without_marks(page + "Write `<!-- -->`.\\n```html\\n<!-- kept -->\\n```", HTML_COMMENT)
+    'Intro.\\n\\nIt closes.\\nWrite `<!-- -->`.\\n```html\\n<!-- kept -->\\n```'
     """
-    if not HTML_COMMENT.search(markdown):
+    pattern = re.compile(f"({INLINE_CODE})|{marks}", re.DOTALL | re.MULTILINE)
+
+    def marked(text: str) -> bool:
+        return any(match[1] is None for match in pattern.finditer(text))
+
+    if not marked(markdown):
         return markdown
     kept = []
     for fenced, lines in itertools.groupby(fenced_lines(markdown), itemgetter(1)):
         run = "\n".join(line for line, _ in lines)
-        if not fenced and HTML_COMMENT.search(run):
+        if not fenced and marked(run):
             shown = []
-            for line in HTML_COMMENT.sub("\0", run).split("\n"):  # \0 marks where a comment was
+            for line in pattern.sub(lambda match: match[1] or "\0", run).split("\n"):  # \0: where marks were
                 text = line.replace("\0", "").rstrip()
-                if text.strip() or "\0" not in line:  # a line a comment filled goes with it
+                if text.strip() or "\0" not in line:  # a line the marks filled goes with it
                     shown.append(text)
-            run = "\n".join(shown)
-            run = re.sub(r"\n{3,}", "\n\n", run)
+            run = re.sub(r"\n{3,}", "\n\n", "\n".join(shown))
         kept.append(run)
     return "\n".join(kept).strip("\n")
+
+
+def without_html_comments(markdown: str) -> str:
+    """A Markdown text as a reader sees it rendered: without its HTML comments (in a page of Node.js's
+    API reference, the YAML of each method's history), but with those in code, which shows HTML.
+
+    >>> without_html_comments("Intro. <!-- a note -->\\n<!--\\ndraft\\n-->\\nEnd.")
+    'Intro.\\nEnd.'
+    """
+    return without_marks(markdown, HTML_COMMENT)
+
+
+def mdx_markdown(mdx: str) -> str:
+    """The Markdown of an MDX page: without its ESM blocks (imports and exports), JSX comments and JSX
+    tags, the text inside its elements kept; code as written.
+
+    >>> page = "import Callout from 'nextra/callout'\\n\\n# Tips {/* #tips */}\\n\\n"
+    >>> page += '<Callout type="info">\\n  Use `<Callout>` for notes.\\n</Callout>\\n'
+    >>> print(mdx_markdown(page + "<Button onClick={() => go()}>Go</Button>"))
+    # Tips
+    <BLANKLINE>
+      Use `<Callout>` for notes.
+    Go
+    """
+    return without_marks(mdx, MDX_MARKUP)
+
+
+def without_site_marks(markdown: str) -> str:
+    """A Markdown page without the marks a site generator reads in it: admonitions' fences (their title
+    kept as a line) and explicit heading ids; code as written.
+
+    >>> print(without_site_marks(":::tip[Fast]\\nCache it.\\n:::\\n\\n## Setup {#setup}\\n```\\n:::\\n```"))
+    Fast
+    Cache it.
+    <BLANKLINE>
+    ## Setup
+    ```
+    :::
+    ```
+    """
+    lines: list[str] = []
+    changed = dropped = False
+    for line, fenced in fenced_lines(markdown):
+        fence = None if fenced else ADMONITION_FENCE.fullmatch(line)
+        heading = None if fenced else HEADING_ID.fullmatch(line)
+        changed = changed or bool(fence or heading)
+        if fence:
+            title = (fence[1] if fence[1] is not None else fence[2] or "").strip()
+            lines += [title] if title else []
+            dropped = not title
+        elif not (dropped and not line.strip() and lines and not lines[-1].strip()):  # no blank line twice
+            lines.append(heading[1] if heading else line)
+            dropped = dropped and not line.strip()
+    return "\n".join(lines).strip("\n") if changed else markdown
 
 
 FRONT_MATTER = re.compile(
@@ -786,11 +858,13 @@ def read_page(path: Path) -> tuple[str | None, str]:
     """(title, text) of a page of a text folder, read by its suffix (``TEXT_SUFFIXES``): a .pdf file its
     text layer in Markdown (``pdf_text``) and a .docx file its text in Markdown (``word_text``), each
     titled by its stated document title, else its first heading; an .html or .htm page as a reader sees
-    it (``html_text``); a .md file as it renders, without its front matter and HTML comments, its setext
-    headings written as ``#`` headings, titled by its front matter or else its first heading; a Jupyter
-    notebook (.ipynb) as the Markdown of its cells (``notebook_markdown``), rendered the same way; a .rst
-    file without its comments, its section titles written as ``#`` headings (``rst_as_markdown``), and a
-    .txt file as written, each titled by its first heading.
+    it (``html_text``); a Markdown page (.md, .markdown; .mdx without its JSX, ``mdx_markdown``) as it
+    renders, without its front matter, HTML comments and a site generator's marks
+    (``without_site_marks``), its setext headings written as ``#`` headings, titled by its front matter
+    or else its first heading; a Jupyter notebook (.ipynb) as the Markdown of its cells
+    (``notebook_markdown``), rendered the same way; a .rst file without its comments, its section titles
+    written as ``#`` headings (``rst_as_markdown``), and a .txt file as written, each titled by its first
+    heading.
     """
     if path.suffix in HTML_SUFFIXES:
         return html_text(decoded(path.read_bytes(), html=True))
@@ -802,11 +876,13 @@ def read_page(path: Path) -> tuple[str | None, str]:
     else:
         text = decoded(path.read_bytes())
     if path.suffix == ".ipynb":
-        text = atx_headings(without_html_comments(notebook_markdown(text)))
-    elif path.suffix == ".md":
+        text = atx_headings(without_site_marks(without_html_comments(notebook_markdown(text))))
+    elif path.suffix in MARKDOWN_SUFFIXES:
         metadata, text = front_matter(text)
         stated = metadata.get("title")
-        text = atx_headings(without_html_comments(text))
+        if path.suffix == ".mdx":
+            text = mdx_markdown(text)
+        text = atx_headings(without_site_marks(without_html_comments(text)))
     elif path.suffix == ".rst":
         text = rst_as_markdown(text)
     if isinstance(stated, str) and stated.strip():
