@@ -227,6 +227,39 @@ def test_docs_fields_name_the_columns_of_a_catalog(tmp_path):
         validate_params(default_params() | {"docs": docs | {"fields": {**docs["fields"], "body": "x"}}})
 
 
+def test_a_cms_export_names_nested_fields_by_their_path_and_its_html_is_read_as_a_page_is(tmp_path):
+    body = "<h2>Why</h2>\n<p>Scale slows a kettle&nbsp;down, so <em>descale</em> it.</p>"
+    body += "\n<ul><li>Vinegar</li></ul>"
+    posts = [  # as WordPress's REST API lists posts
+        {"id": 7, "title": {"rendered": "Descaling &#8217;n care"}, "content": {"rendered": body}},
+        {
+            "id": 8,
+            "title": {"rendered": "Moved"},
+            "content": {"rendered": '<meta http-equiv="refresh" content="0; url=/care">'},
+        },
+        {"id": 9, "title": {"rendered": "Draft"}},
+    ]
+    export = tmp_path / "posts.json"
+    export.write_text(json.dumps(posts))
+    docs = validate_params(default_params())["docs"] | {
+        "source": "json",
+        "path": str(export),
+        "fields": {"id": "id", "title": "title.rendered", "text": "content.rendered", "domain": None},
+        "text_format": "html",
+        "on_bad_row": "skip",
+    }
+    corpus = corpus_from_params(docs)
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        ("7", "Descaling \u2019n care", "## Why\n\nScale slows a kettle down, so descale it.\n\n- Vinegar")
+    ]
+    assert [(r["location"], r["reason"]) for r in corpus.rejected] == [
+        (f"{export}: record 2", "a page that redirects at once (to /care)"),
+        (f"{export}: record 3", "missing field 'content.rendered'"),
+    ]
+    as_written = corpus_from_params(docs | {"text_format": "plain"})
+    assert next(d["text"] for d in as_written.docs) == body
+
+
 def test_a_records_own_domain_labels_it_unless_docs_domain_labels_every_document(tmp_path):
     # A project's corpus: its functions and its prose pages in one file.
     mixed = tmp_path / "project.jsonl"

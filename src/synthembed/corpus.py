@@ -39,6 +39,7 @@ from synthembed.pages import (
     NotAPage,
     UnreadableFile,
     fenced_lines,
+    html_text,
     read_page,
 )
 
@@ -326,18 +327,43 @@ class RecordFields:
         return ID_FIELDS if self.id is None else (self.id,)
 
 
+def field_value(record: dict[str, Any], name: str) -> tuple[bool, Any]:
+    """Whether a record has the field ``name``, and its value: a key of the record, else a path of keys
+    through its nested objects (``content.rendered``: where a WordPress export holds a post's HTML).
+
+    >>> field_value({"content": {"rendered": "<p>Hi</p>"}}, "content.rendered")
+    (True, '<p>Hi</p>')
+    >>> field_value({"a.b": 1}, "a.b"), field_value({"a": 1}, "a.b")
+    ((True, 1), (False, None))
+    """
+    if name in record:
+        return True, record[name]
+    value: Any = record
+    for key in name.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return False, None
+        value = value[key]
+    return True, value
+
+
 def _record_to_doc(
-    record: Any, location: str, policy: RowPolicy, source: str, fields: RecordFields = RecordFields()
+    record: Any,
+    location: str,
+    policy: RowPolicy,
+    source: str,
+    fields: RecordFields = RecordFields(),
+    text_format: str = "plain",
 ) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         policy.bad(location, f"expected an object, got {type(record).__name__}")
         return None
-    key = next((k for k in fields.ids if record.get(k) is not None), None)
-    if key is None:
+    key, doc_id = next(
+        ((k, v) for k in fields.ids if (v := field_value(record, k)[1]) is not None), ("", None)
+    )
+    if doc_id is None:
         named = f"field '{fields.id}'" if fields.id else f"one of {', '.join(ID_FIELDS)}"
         policy.bad(location, f"missing id ({named})")
         return None
-    doc_id = record[key]
     if isinstance(doc_id, int) and not isinstance(doc_id, bool):
         doc_id = str(doc_id)
     if not isinstance(doc_id, str):
@@ -346,15 +372,21 @@ def _record_to_doc(
     if not doc_id.strip():
         policy.bad(location, f"field '{key}' is blank")
         return None
-    if fields.text not in record:
+    has_text, text = field_value(record, fields.text)
+    if not has_text:
         policy.bad(location, f"missing field '{fields.text}'", doc_id)
         return None
-    text = record[fields.text]
-    title = record.get(fields.title) if fields.title else None
-    domain = record.get(fields.domain) if fields.domain else None
+    title = field_value(record, fields.title)[1] if fields.title else None
+    domain = field_value(record, fields.domain)[1] if fields.domain else None
     for name, value in ((fields.text, text), (fields.title, title), (fields.domain, domain)):
         if value is not None and not isinstance(value, str):
             policy.bad(location, f"field '{name}' must be a string, got {type(value).__name__}", doc_id)
+            return None
+    if text_format == "html":  # a help centre's or a CMS's export: the text a reader of the page sees
+        try:
+            text, title = (html_text(value)[1] if value else value for value in (text, title))
+        except NotAPage as err:
+            policy.reject(location, str(err), doc_id)
             return None
     # A null text (a missing value of a Parquet column, JSON null) is an empty one; a record's own
     # domain ("code" for a function in a corpus of prose) labels it unless it is empty.
@@ -655,11 +687,16 @@ def records_for(
 
 
 def read_corpus(
-    source: str, path: str | None, on_bad_row: str = "error", fields: RecordFields = RecordFields()
+    source: str,
+    path: str | None,
+    on_bad_row: str = "error",
+    fields: RecordFields = RecordFields(),
+    text_format: str = "plain",
 ) -> Corpus:
     """Read any supported source into documents (not yet cleaned) and, for the stdlib source, its
     evaluation judgments; the documents of a file source come as a stream. ``fields`` names the fields of
-    a record of the ``RECORD_SOURCES``."""
+    a record of the ``RECORD_SOURCES``, whose text and title are HTML where ``text_format`` is ``html``
+    (read as a page is: ``html_text``)."""
     if source == "stdlib":
         return read_stdlib(Path(path) if path else None, on_bad_row)
     if path is None:
@@ -667,10 +704,11 @@ def read_corpus(
     corpus = Corpus()
     policy = RowPolicy(on_bad_row, corpus.rejected)
     if source not in RECORD_SOURCES:
-        fields = RecordFields()  # a BEIR corpus has BEIR's names, a folder's records ours
+        # a BEIR corpus has BEIR's names and plain text, a folder's records ours and Markdown
+        fields, text_format = RecordFields(), "plain"
     records = records_for(source, Path(path), policy, fields)
     documents = (
-        _record_to_doc(record, location, policy, f"{source}:{location}", fields)
+        _record_to_doc(record, location, policy, f"{source}:{location}", fields, text_format)
         for location, record in records
     )
     corpus.docs = (doc for doc in documents if doc is not None)
@@ -838,7 +876,9 @@ def clean_documents(
 def corpus_from_params(cfg: dict[str, Any]) -> Corpus:
     """The corpus the params' ``docs`` group names, read and cleaned (and split) as the group says."""
     return clean_documents(
-        read_corpus(cfg["source"], cfg["path"], cfg["on_bad_row"], RecordFields(**cfg["fields"])),
+        read_corpus(
+            cfg["source"], cfg["path"], cfg["on_bad_row"], RecordFields(**cfg["fields"]), cfg["text_format"]
+        ),
         min_chars=cfg["min_chars"],
         max_chars=cfg["max_chars"],
         split_words=cfg["split_words"],
