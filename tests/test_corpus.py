@@ -701,6 +701,32 @@ def test_a_record_with_a_title_and_no_text_is_a_document_of_its_title(tmp_path):
     ]
 
 
+def test_a_dataset_in_shards_is_read_from_its_folder_file_after_file(tmp_path):
+    data = tmp_path / "kettles" / "data"  # as a dataset repository holds its shards
+    data.mkdir(parents=True)
+    for shard, ids in enumerate([["k1", "k2"], ["k3"]]):
+        texts = [f"Kettle {i} boils a litre of water in three minutes." for i in ids]
+        pl.DataFrame({"_id": ids, "text": texts}).write_parquet(data / f"train-0000{shard}-of-00002.parquet")
+    (tmp_path / "kettles" / "README.md").write_text("# Kettles\n")
+    (tmp_path / "kettles" / ".gitattributes").write_text("*.parquet filter=lfs\n")  # hidden: not read
+    corpus = read_corpus("parquet", str(tmp_path / "kettles"))
+    assert [(d["doc_id"], d["source"]) for d in corpus.docs] == [
+        ("k1", f"parquet:{data / 'train-00000-of-00002.parquet'}: row 1"),
+        ("k2", f"parquet:{data / 'train-00000-of-00002.parquet'}: row 2"),
+        ("k3", f"parquet:{data / 'train-00001-of-00002.parquet'}: row 1"),
+    ]
+    readme = str(tmp_path / "kettles" / "README.md")
+    assert corpus.rejected == [
+        {"location": readme, "doc_id": None, "reason": "not a .parquet file (docs.source: parquet)"}
+    ]
+    (data / "extra.jsonl.gz").write_bytes(gzip.compress(b'{"_id": "k4", "text": "A kettle of glass."}\n'))
+    assert [d["doc_id"] for d in read_corpus("jsonl", str(data)).docs] == ["k4"]  # compressed, as streamed
+    with pytest.raises(
+        CorpusError, match=r"data: no \.csv or \.tsv file in the folder \(docs\.source: csv\)"
+    ):
+        list(read_corpus("csv", str(data)).docs)
+
+
 def toy_beir(folder: Path, qrels: str) -> Path:
     """Three documents (d2 titled), two queries and the dev judgments ``qrels``."""
     docs = [{"_id": f"d{i}", "title": "T" if i == 2 else "", "text": f"doc {i}"} for i in range(3)]

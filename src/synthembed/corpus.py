@@ -309,6 +309,16 @@ def read_stdlib(stdlib_dir: Path | None = None, on_bad_row: str = "error") -> Co
 ID_FIELDS = ("_id", "doc_id", "id")
 # the sources whose field names docs.fields gives
 RECORD_SOURCES = ("jsonl", "json", "parquet", "csv", "xlsx")
+# the files a record source reads in a folder (a dataset in shards, train-00000-of-00004.parquet); JSON
+# Lines and CSV files may be compressed
+RECORD_SUFFIXES = {
+    "jsonl": (".jsonl",),
+    "json": (".json",),
+    "parquet": (".parquet",),
+    "csv": (".csv", ".tsv"),
+    "xlsx": (".xlsx",),
+}
+STREAMED_SOURCES = ("jsonl", "csv")
 
 
 @dataclass(frozen=True)
@@ -572,14 +582,39 @@ def read_csv_records(
             yield location, row
 
 
+def folder_files(folder: Path) -> list[Path]:
+    """The files under a folder, in order of their paths, but hidden files and folders (.DS_Store, .git),
+    which hold no documents."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def record_files(folder: Path, source: str, policy: RowPolicy) -> list[Path]:
+    """The files under a folder that a record source reads, in order of their paths: those named with its
+    suffix (``RECORD_SUFFIXES``; a JSON Lines or CSV file compressed too). Another file (a dataset's README
+    or licence) is a rejected row; a folder without one of them stops."""
+    suffixes = RECORD_SUFFIXES[source]
+    files = []
+    for path in folder_files(folder):
+        compressed = source in STREAMED_SOURCES and path.suffix in OPENERS_BY_SUFFIX
+        if (path.with_suffix("") if compressed else path).suffix in suffixes:
+            files.append(path)
+        else:
+            policy.reject(str(path), f"not a {' or '.join(suffixes)} file (docs.source: {source})")
+    if not files:
+        raise CorpusError(f"{folder}: no {' or '.join(suffixes)} file in the folder (docs.source: {source})")
+    return files
+
+
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
     """One record per page of a folder (``read_page``), titled by the file's name where the page has no
     title. An asset beside the pages (an image, a font, a stylesheet) is a rejected row whatever the
     policy; a file of another type, or one that cannot be read as its type says, is a bad row.
     """
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
-            continue  # hidden files and folders (.DS_Store, .git) hold no documents
+    for path in folder_files(folder):
         if path.suffix.lower() in ASSET_SUFFIXES:  # no text to read, and no mistake: rejected, not bad
             policy.reject(str(path), f"an asset, not a page ('{path.suffix}')")
             continue
@@ -666,6 +701,9 @@ def records_for(
 ) -> Iterable[tuple[str, Any]]:
     if not path.exists():
         raise CorpusError(f"{path}: corpus source '{source}' not found")
+    if source in RECORD_SOURCES and path.is_dir():  # its files one after the other
+        files = record_files(path, source, policy)
+        return itertools.chain.from_iterable(records_for(source, file, policy, fields) for file in files)
     if source == "jsonl":
         return read_jsonl_records(path, policy)
     if source == "json":
