@@ -260,6 +260,27 @@ def test_a_cms_export_names_nested_fields_by_their_path_and_its_html_is_read_as_
     assert next(d["text"] for d in as_written.docs) == body
 
 
+def test_a_text_held_as_its_paragraphs_is_them_one_after_the_other(tmp_path):
+    pages = tmp_path / "kilt.jsonl"  # as KILT's Wikipedia holds an article
+    pages.write_text(
+        json.dumps(
+            {
+                "_id": "290",
+                "title": "A",
+                "text": ["A\n", "A is the first letter.\n", " ", "Section::::History.\n"],
+            }
+        )
+        + "\n"
+        + json.dumps({"_id": "291", "text": ["A letter.", 7]})
+        + "\n"
+    )
+    corpus = read_corpus("jsonl", str(pages), on_bad_row="skip")
+    assert [d["text"] for d in corpus.docs] == ["A\n\nA is the first letter.\n\nSection::::History."]
+    assert [r["reason"] for r in corpus.rejected] == [
+        "field 'text' must be a string or a list of strings, got list"
+    ]
+
+
 def test_a_records_own_domain_labels_it_unless_docs_domain_labels_every_document(tmp_path):
     # A project's corpus: its functions and its prose pages in one file.
     mixed = tmp_path / "project.jsonl"

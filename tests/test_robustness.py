@@ -111,8 +111,8 @@ CASES = [
     Case(
         "text of a wrong type",
         {"c.jsonl": jsonl(GOOD, {"_id": "x", "text": 42})},
-        "c.jsonl:2: field 'text' must be a string, got int",
-        {"c.jsonl:2": "field 'text' must be a string, got int"},
+        "c.jsonl:2: field 'text' must be a string or a list of strings, got int",
+        {"c.jsonl:2": "field 'text' must be a string or a list of strings, got int"},
     ),
     Case(
         "title of a wrong type",
@@ -198,8 +198,8 @@ CASES = [
     Case(
         "Parquet with a wrong-typed column",
         {"c.parquet": b""},  # written by the test: a text column of integers
-        "c.parquet: row 1: field 'text' must be a string, got int",
-        {"c.parquet: row 1": "field 'text' must be a string, got int"},
+        "c.parquet: row 1: field 'text' must be a string or a list of strings, got int",
+        {"c.parquet: row 1": "field 'text' must be a string or a list of strings, got int"},
         source="parquet",
         path="c.parquet",
         kept=0,
@@ -356,7 +356,7 @@ def test_hundred_thousand_documents_are_read_and_counted(tmp_path):
     stats = json.loads((project / "results" / "stats" / "docs.json").read_text())
     assert stats["read"] == 100_001
     assert stats["rejected"] == {
-        "field 'text' must be a string, got int": 1,
+        "field 'text' must be a string or a list of strings, got int": 1,
         "empty text": 1,
         "invalid JSON": 1,
     }

@@ -386,11 +386,15 @@ def _record_to_doc(
     if not has_text:
         policy.bad(location, f"missing field '{fields.text}'", doc_id)
         return None
+    if isinstance(text, list) and all(isinstance(paragraph, str) for paragraph in text):
+        # a text held as its paragraphs (KILT's Wikipedia): one after the other
+        text = "\n\n".join(paragraph.strip() for paragraph in text if paragraph.strip())
     title = field_value(record, fields.title)[1] if fields.title else None
     domain = field_value(record, fields.domain)[1] if fields.domain else None
     for name, value in ((fields.text, text), (fields.title, title), (fields.domain, domain)):
         if value is not None and not isinstance(value, str):
-            policy.bad(location, f"field '{name}' must be a string, got {type(value).__name__}", doc_id)
+            kinds = "a string or a list of strings" if name == fields.text else "a string"
+            policy.bad(location, f"field '{name}' must be {kinds}, got {type(value).__name__}", doc_id)
             return None
     if text_format == "html":  # a help centre's or a CMS's export: the text a reader of the page sees
         try:
