@@ -742,6 +742,8 @@ def test_a_dataset_in_shards_is_read_from_its_folder_file_after_file(tmp_path):
     ]
     (data / "extra.jsonl.gz").write_bytes(gzip.compress(b'{"_id": "k4", "text": "A kettle of glass."}\n'))
     assert [d["doc_id"] for d in read_corpus("jsonl", str(data)).docs] == ["k4"]  # compressed, as streamed
+    (data / "more.json.gz").write_bytes(gzip.compress(b'[{"_id": "k5", "text": "A kettle of steel."}]'))
+    assert [d["doc_id"] for d in read_corpus("json", str(data)).docs] == ["k5"]
     with pytest.raises(
         CorpusError, match=r"data: no \.csv or \.tsv file in the folder \(docs\.source: csv\)"
     ):

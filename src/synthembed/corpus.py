@@ -309,8 +309,7 @@ def read_stdlib(stdlib_dir: Path | None = None, on_bad_row: str = "error") -> Co
 ID_FIELDS = ("_id", "doc_id", "id")
 # the sources whose field names docs.fields gives
 RECORD_SOURCES = ("jsonl", "json", "parquet", "csv", "xlsx")
-# the files a record source reads in a folder (a dataset in shards, train-00000-of-00004.parquet); JSON
-# Lines and CSV files may be compressed
+# the files a record source reads in a folder (a dataset in shards, train-00000-of-00004.parquet)
 RECORD_SUFFIXES = {
     "jsonl": (".jsonl",),
     "json": (".json",),
@@ -318,7 +317,8 @@ RECORD_SUFFIXES = {
     "csv": (".csv", ".tsv"),
     "xlsx": (".xlsx",),
 }
-STREAMED_SOURCES = ("jsonl", "csv")
+# the record sources read through ``open_binary``, whose files may be compressed (``corpus.jsonl.gz``)
+COMPRESSIBLE_SOURCES = ("jsonl", "json", "csv")
 
 
 @dataclass(frozen=True)
@@ -598,12 +598,12 @@ def folder_files(folder: Path) -> list[Path]:
 
 def record_files(folder: Path, source: str, policy: RowPolicy) -> list[Path]:
     """The files under a folder that a record source reads, in order of their paths: those named with its
-    suffix (``RECORD_SUFFIXES``; a JSON Lines or CSV file compressed too). Another file (a dataset's README
-    or licence) is a rejected row; a folder without one of them stops."""
+    suffix (``RECORD_SUFFIXES``; compressed too, for the ``COMPRESSIBLE_SOURCES``). Another file (a
+    dataset's README or licence) is a rejected row; a folder without one of them stops."""
     suffixes = RECORD_SUFFIXES[source]
     files = []
     for path in folder_files(folder):
-        compressed = source in STREAMED_SOURCES and path.suffix in OPENERS_BY_SUFFIX
+        compressed = source in COMPRESSIBLE_SOURCES and path.suffix in OPENERS_BY_SUFFIX
         if (path.with_suffix("") if compressed else path).suffix in suffixes:
             files.append(path)
         else:

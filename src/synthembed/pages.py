@@ -406,7 +406,7 @@ def pdf_page_lines(page: pypdf.PageObject) -> tuple[list[PdfLine], Counter[float
     lines: list[PdfLine] = []
     sizes: Counter[float] = Counter()
     text, height, size = "", 0.0, math.inf
-    for fragment, at, drawn in fragments:
+    for fragment, at, drawn in [*fragments, ("\n", 0.0, 0.0)]:  # a last line break ends the last line
         for k, piece in enumerate(fragment.split("\n")):
             if k:  # a line ends
                 if text.strip():
@@ -418,8 +418,6 @@ def pdf_page_lines(page: pypdf.PageObject) -> tuple[list[PdfLine], Counter[float
                 size = min(size, drawn)
                 sizes[drawn] += len(piece.strip())
             text += piece
-    if text.strip():
-        lines.append((" ".join(text.split()), height, size))
     return lines, sizes
 
 
