@@ -376,12 +376,15 @@ def test_a_pdf_is_its_text_layer_titled_by_its_document_title_and_a_locked_one_a
     paper = pdf_bytes(pages, title="Folding in the cell")
     (folder / "folding.pdf").write_bytes(paper)
     (folder / "untitled.pdf").write_bytes(pdf_bytes([["A report without a stated title."]]))
+    # a title property naming the file it was printed from is not the document's title
+    (folder / "printed.pdf").write_bytes(pdf_bytes([["Printed from Word."]], title="Microsoft Word - a.docx"))
     (folder / "restricted.pdf").write_bytes(encrypted(paper, user_password=""))  # opens, prints nothing
     (folder / "locked.pdf").write_bytes(encrypted(paper, user_password="secret"))
     corpus = read_corpus("textdir", str(folder), on_bad_row="skip")
     text = "Protein folding\nChaperones help proteins fold.\n\nMisfolded proteins aggregate."  # no blank page
     assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
         ("folding.pdf", "Folding in the cell", text),
+        ("printed.pdf", "printed", "Printed from Word."),
         ("restricted.pdf", "Folding in the cell", text),
         ("untitled.pdf", "untitled", "A report without a stated title."),
     ]
@@ -427,11 +430,12 @@ def drawn(lines: list[tuple[int, int, int, str]]) -> str:
 
 def test_a_pdfs_paragraphs_columns_and_headings_are_read_from_where_and_how_large_it_draws_them(tmp_path):
     body = 11  # points, 14 apart within a paragraph; a wider gap, or a new column, starts another
+    title = [(72, 752, 18, "Protein folding"), (72, 730, 18, "in the cell")]  # spaced as its size is
     left_column = [
         (72, 700, body, "Chaperones assist the fold-"),  # a word hyphenated at the line's end
         (72, 686, body, "ing of new proteins in the cell."),
         (72, 662, body, "Misfolded proteins aggregate"),
-        (72, 648, body, "and are then degraded."),
+        (72, 648, body, "and are then degraded by \\256ve enzymes."),  # fi as one glyph (ligature)
     ]
     right_column = [
         (320, 700, 14, "Methods of"),  # a heading on two lines
@@ -440,22 +444,22 @@ def test_a_pdfs_paragraphs_columns_and_headings_are_read_from_where_and_how_larg
         (320, 646, body, "by fluorescence and found"),  # runs on to the next page
     ]
     pages = [
-        drawn([(72, 740, 18, "Protein folding"), *left_column, *right_column]),
+        drawn([*title, *left_column, *right_column]),
         drawn([(72, 700, body, "that rates double with heat."), (72, 676, body, "A new paragraph.")]),
     ]
     (tmp_path / "folding.pdf").write_bytes(pdf_bytes(pages))
     [doc] = read_corpus("textdir", str(tmp_path)).docs
-    assert doc["title"] == "Protein folding"  # no stated title: its first heading
+    assert doc["title"] == "Protein folding in the cell"  # no stated title: its first heading
     assert doc["text"] == (
-        "# Protein folding\n\n"
+        "# Protein folding in the cell\n\n"
         "Chaperones assist the folding\nof new proteins in the cell.\n\n"
-        "Misfolded proteins aggregate\nand are then degraded.\n\n"
+        "Misfolded proteins aggregate\nand are then degraded by five enzymes.\n\n"
         "## Methods of measurement\n\n"
         "We measured folding rates\nby fluorescence and found\nthat rates double with heat.\n\n"
         "A new paragraph."
     )
     headings = [heading for heading, _ in heading_pairs(doc["text"])]
-    assert headings == ["Protein folding", "Methods of measurement"]
+    assert headings == ["Protein folding in the cell", "Methods of measurement"]
 
 
 def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title_else_heading(tmp_path):

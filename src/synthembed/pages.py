@@ -14,6 +14,7 @@ import json
 import math
 import re
 import tomllib
+import unicodedata
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -96,6 +97,24 @@ def first_heading(markdown: str) -> str | None:
         match[1] for ln, fenced in fenced_lines(markdown) if not fenced and (match := ATX_HEADING.match(ln))
     )
     return next(headings, None)
+
+
+# a title property that names a file: what a word processor or a print driver puts there by default
+FILE_NAME = re.compile(r"\.(?:docx?|odt|rtf|pdf|e?ps|dvi|tex|indd|qxd|pptx?|xlsx?|txt)$", re.IGNORECASE)
+
+
+def document_title(stated: str | None) -> str | None:
+    """A PDF's or Word document's title property, or None where it states none or names a file or a job,
+    not the document: one word holding a digit (a producer's "Untitled-1", "Document1", a typesetting
+    job's "sag-39-3-4-0902-21:sag-0"), "Untitled", or a file's name ("Microsoft Word - draft.docx").
+
+    >>> titles = ["Folding in the cell ", "Document1", "Microsoft Word - draft.docx", "Untitled", ""]
+    >>> [document_title(title) for title in titles]
+    ['Folding in the cell', None, None, None, None]
+    """
+    title = (stated or "").strip()
+    job = len(title.split()) == 1 and any(character.isdigit() for character in title)
+    return None if not title or job or title.casefold() == "untitled" or FILE_NAME.search(title) else title
 
 
 def without_marks(markdown: str, marks: str) -> str:
@@ -384,6 +403,9 @@ def without_page_furniture(pages: list[list[str]], min_pages: int = 3) -> list[l
 # a line of a PDF page's text layer: its text, the height of its baseline on the page and the smallest
 # font size its characters are drawn at, both in points
 PdfLine = tuple[str, float, float]
+# typesetters draw ff, fi, fl, ffi, ffl and st as one glyph, and a text layer keeps its code point
+# (U+FB00-FB06), which a tokenizer does not know ("ﬁrst": "ﬁ", "##rst"): the letters instead
+LIGATURES = str.maketrans({chr(c): unicodedata.normalize("NFKC", chr(c)) for c in range(0xFB00, 0xFB07)})
 # a gap above a line this many times the document's usual line spacing ends a paragraph (TeX's parskip
 # widens it by a quarter, a word processor's by a half or more); a line drawn this many times larger
 # than most of the text is a heading
@@ -407,7 +429,7 @@ def pdf_page_lines(page: pypdf.PageObject) -> tuple[list[PdfLine], Counter[float
     sizes: Counter[float] = Counter()
     text, height, size = "", 0.0, math.inf
     for fragment, at, drawn in [*fragments, ("\n", 0.0, 0.0)]:  # a last line break ends the last line
-        for k, piece in enumerate(fragment.split("\n")):
+        for k, piece in enumerate(fragment.translate(LIGATURES).split("\n")):
             if k:  # a line ends
                 if text.strip():
                     lines.append((" ".join(text.split()), height, size))
@@ -426,7 +448,9 @@ def pdf_markdown(pages: list[list[PdfLine]], body_size: float) -> list[list[str]
     line is ``PARAGRAPH_GAP`` times the document's usual line spacing or more, or where the text moves up
     the page (a new column); a short line drawn ``HEADING_SIZE`` times the body text's size
     (``body_size``) or larger a ``#`` heading, the largest size ranked first, and the lines of one
-    heading one heading.
+    heading one heading: a line of its size below it with no paragraph's gap, or one that goes on in lower
+    case at the spacing of its size (the usual line spacing scaled by its size over ``body_size``; names
+    stacked on a title page are spaced so too, but each starts a heading of its own).
 
     >>> page = [("2 Syntax", 700, 17.0), ("The parser is strict.", 680, 10.9), ("It stops.", 667, 10.9),
     ...         ("Comments end a line", 651, 10.9), ("or a block.", 638, 10.9), ("2.1 Types", 612, 14.0),
@@ -443,6 +467,22 @@ def pdf_markdown(pages: list[list[PdfLine]], body_size: float) -> list[list[str]
     ## 2.1 Types
     <BLANKLINE>
     Each is a type.
+
+    A title on two lines, spaced as its size is, and two authors' names below it:
+
+    >>> page = [("Kettles for", 700, 18.0), ("a small kitchen", 678, 18.0), ("Ada Lovelace", 640, 14.0),
+    ...         ("Alan Turing", 623, 14.0), ("They boil.", 590, 11.0), ("They pour.", 576, 11.0),
+    ...         ("They whistle.", 562, 11.0)]
+    >>> print("\\n".join(pdf_markdown([page], body_size=11.0)[0]))
+    # Kettles for a small kitchen
+    <BLANKLINE>
+    ## Ada Lovelace
+    <BLANKLINE>
+    ## Alan Turing
+    <BLANKLINE>
+    They boil.
+    They pour.
+    They whistle.
     """
     steps = Counter(
         round((above[1] - line[1]) * 2) / 2
@@ -453,7 +493,8 @@ def pdf_markdown(pages: list[list[PdfLine]], body_size: float) -> list[list[str]
     spacing = steps.most_common(1)[0][0] if steps else math.inf
 
     def heading(line: PdfLine) -> bool:
-        return line[2] >= HEADING_SIZE * body_size and len(line[0].split()) <= HEADING_MAX_WORDS
+        large = body_size > 0 and line[2] >= HEADING_SIZE * body_size  # text drawn at size 0: no body
+        return large and len(line[0].split()) <= HEADING_MAX_WORDS
 
     ranks = sorted({round(line[2]) for lines in pages for line in lines if heading(line)}, reverse=True)
     marked = []
@@ -464,7 +505,8 @@ def pdf_markdown(pages: list[list[PdfLine]], body_size: float) -> list[list[str]
             new_paragraph = k > 0 and (gap >= PARAGRAPH_GAP * spacing or gap < -spacing / 2)
             mark = "#" * min(ranks.index(round(line[2])) + 1, 6) + " " if heading(line) else ""
             one_heading = mark and kept and kept[-1].startswith(mark) and lines[k - 1][2] == line[2]
-            if one_heading and not new_paragraph:  # a heading on two lines
+            goes_on = line[0][0].islower() and 0 < gap < PARAGRAPH_GAP * spacing * line[2] / body_size
+            if one_heading and (goes_on or not new_paragraph):  # a heading on two lines
                 kept[-1] += " " + line[0]
                 continue
             if kept and (new_paragraph or mark or MARKDOWN_HEADING.match(kept[-1])):
@@ -502,10 +544,10 @@ def without_line_end_hyphens(text: str) -> str:
 
 
 def pdf_text(path: Path) -> tuple[str | None, str]:
-    """(its document title, where it states one; its text layer in Markdown, page after page, with its
-    paragraphs and headings (``pdf_markdown``), without running headers and footers
-    (``without_page_furniture``) and hyphens at lines' ends (``without_line_end_hyphens``)) of a PDF. A
-    paragraph that runs on to the next page stays one."""
+    """(its document title, where it states one (``document_title``); its text layer in Markdown, page
+    after page, with its paragraphs and headings (``pdf_markdown``), its ligatures as their letters,
+    without running headers and footers (``without_page_furniture``) and hyphens at lines' ends
+    (``without_line_end_hyphens``)) of a PDF. A paragraph that runs on to the next page stays one."""
     try:
         reader = pypdf.PdfReader(path)
         if reader.is_encrypted and not reader.decrypt(""):  # many open with the empty password
@@ -529,7 +571,7 @@ def pdf_text(path: Path) -> tuple[str | None, str]:
         runs_on = bool(text) and last_line[-1] not in ".!?:" and not MARKDOWN_HEADING.match(last_line)
         runs_on = runs_on and kept[0].islower()
         text += ("\n" if runs_on else "\n\n" if text else "") + kept
-    return (title.strip() if isinstance(title, str) else None), without_line_end_hyphens(text)
+    return document_title(title if isinstance(title, str) else None), without_line_end_hyphens(text)
 
 
 # elements whose content a reader does not see, or that are not the page's own: scripts, styles, forms'
@@ -780,8 +822,8 @@ def word_block(item: Paragraph | Table) -> str:
 
 
 def word_text(path: Path) -> tuple[str | None, str]:
-    """(its document title, where it states one; its text in Markdown, ``word_block`` after block) of a
-    Word document (.docx)."""
+    """(its document title, where it states one (``document_title``); its text in Markdown, ``word_block``
+    after block) of a Word document (.docx)."""
     if not zipfile.is_zipfile(path):  # python-docx would say only that it found no package
         raise UnreadableFile("not a readable Word document (not a zip archive: a .doc renamed, or damaged)")
     try:
@@ -790,7 +832,7 @@ def word_text(path: Path) -> tuple[str | None, str]:
         title = document.core_properties.title
     except Exception as err:  # python-docx raises many kinds on a damaged file: each is that file's bad row
         raise UnreadableFile(f"not a readable Word document ({type(err).__name__}: {err})") from err
-    return title.strip() or None, "\n\n".join(block for block in blocks if block)
+    return document_title(title), "\n\n".join(block for block in blocks if block)
 
 
 def notebook_markdown(notebook: str) -> str:
