@@ -754,6 +754,32 @@ def test_a_dataset_in_shards_is_read_from_its_folder_file_after_file(tmp_path):
         list(read_corpus("csv", str(data)).docs)
 
 
+def test_a_compressed_page_is_read_as_its_page(tmp_path):
+    docs = tmp_path / "doc" / "kettle"  # as a Debian package's documentation is installed
+    docs.mkdir(parents=True)
+    (docs / "README.md.gz").write_bytes(gzip.compress(b"# Kettle\n\nIt boils a litre in three minutes.\n"))
+    (docs / "NEWS.txt.bz2").write_bytes(bz2.compress(b"Version 2 whistles when the water boils.\n"))
+    (docs / "manual.pdf.xz").write_bytes(lzma.compress(pdf_bytes([["Descale it monthly."]], title="Manual")))
+    (docs / "changelog.gz").write_bytes(gzip.compress(b"kettle (2.0) stable; urgency=low\n"))
+    (docs / "usage.html.gz").write_bytes(b"<html><p>not gzip at all</p></html>")  # misnamed
+    (docs / "logo.svg.gz").write_bytes(gzip.compress(b"<svg/>"))
+    corpus = read_corpus("textdir", str(tmp_path / "doc"), on_bad_row="skip")
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        ("kettle/NEWS.txt.bz2", "NEWS", "Version 2 whistles when the water boils.\n"),
+        ("kettle/README.md.gz", "Kettle", "# Kettle\n\nIt boils a litre in three minutes.\n"),
+        ("kettle/manual.pdf.xz", "Manual", "Descale it monthly."),
+    ]
+    reads = "textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .html and .htm"
+    assert [(row["location"], row["reason"]) for row in corpus.rejected] == [
+        (
+            str(docs / "changelog.gz"),
+            f"unsupported file type '.gz' ({reads}, each plain or compressed: .gz, .bz2, .xz)",
+        ),
+        (str(docs / "logo.svg.gz"), "an asset, not a page ('.svg')"),
+        (str(docs / "usage.html.gz"), "cannot be read (Not a gzipped file (b'<h'))"),
+    ]
+
+
 def toy_beir(folder: Path, qrels: str) -> Path:
     """Three documents (d2 titled), two queries and the dev judgments ``qrels``."""
     docs = [{"_id": f"d{i}", "title": "T" if i == 2 else "", "text": f"doc {i}"} for i in range(3)]

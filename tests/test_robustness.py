@@ -214,7 +214,8 @@ CASES = [
         "notes/slides.pptx: unsupported file type '.pptx'",
         {
             "notes/slides.pptx": "unsupported file type '.pptx'"
-            " (textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .html and .htm)"
+            " (textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .html and .htm,"
+            " each plain or compressed: .gz, .bz2, .xz)"
         },
         source="textdir",
         path="notes",

@@ -614,27 +614,36 @@ def record_files(folder: Path, source: str, policy: RowPolicy) -> list[Path]:
 
 
 def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any]]:
-    """One record per page of a folder (``read_page``), titled by the file's name where the page has no
-    title. An asset beside the pages (an image, a font, a stylesheet) is a rejected row whatever the
-    policy; a file of another type, or one that cannot be read as its type says, is a bad row.
+    """One record per page of a folder (``read_page``; a page compressed as ``open_binary`` reads,
+    ``README.md.gz``, is read as its page), titled by the file's name where the page has no title. An
+    asset beside the pages (an image, a font, a stylesheet) is a rejected row whatever the policy; a
+    file of another type, or one that cannot be read as its type says, is a bad row.
     """
     for path in folder_files(folder):
-        if path.suffix.lower() in ASSET_SUFFIXES:  # no text to read, and no mistake: rejected, not bad
-            policy.reject(str(path), f"an asset, not a page ('{path.suffix}')")
+        page = path.with_suffix("") if path.suffix in OPENERS_BY_SUFFIX else path
+        if page.suffix.lower() in ASSET_SUFFIXES:  # no text to read, and no mistake: rejected, not bad
+            policy.reject(str(path), f"an asset, not a page ('{page.suffix}')")
             continue
-        if path.suffix not in TEXT_SUFFIXES:
-            reason = f"unsupported file type '{path.suffix or path.name}' (textdir reads {READ_SUFFIXES})"
-            policy.bad(str(path), reason)
+        if page.suffix not in TEXT_SUFFIXES:
+            kind = page.suffix + path.suffix if page != path else path.suffix
+            reads = f"textdir reads {READ_SUFFIXES}, each plain or compressed: {', '.join(OPENERS_BY_SUFFIX)}"
+            policy.bad(str(path), f"unsupported file type '{kind or path.name}' ({reads})")
             continue
         try:
-            title, text = read_page(path)
+            with open_binary(path) as handle:
+                data = handle.read()
+        except UNREADABLE as err:
+            policy.bad(str(path), f"cannot be read ({err})")
+            continue
+        try:
+            title, text = read_page(page.suffix, data)
         except UnreadableFile as err:
             policy.bad(str(path) if err.line is None else f"{path}:{err.line}", str(err))
             continue
         except NotAPage as err:
             policy.reject(str(path), str(err), str(path.relative_to(folder)))
             continue
-        yield str(path), {"doc_id": str(path.relative_to(folder)), "title": title or path.stem, "text": text}
+        yield str(path), {"doc_id": str(path.relative_to(folder)), "title": title or page.stem, "text": text}
 
 
 @dataclass

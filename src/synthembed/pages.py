@@ -9,6 +9,7 @@ picks the reader by the file's suffix.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -20,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 import docx
@@ -543,13 +543,13 @@ def without_line_end_hyphens(text: str) -> str:
     return LINE_END_HYPHEN.sub(whole, text)
 
 
-def pdf_text(path: Path) -> tuple[str | None, str]:
+def pdf_text(data: bytes) -> tuple[str | None, str]:
     """(its document title, where it states one (``document_title``); its text layer in Markdown, page
     after page, with its paragraphs and headings (``pdf_markdown``), its ligatures as their letters,
     without running headers and footers (``without_page_furniture``) and hyphens at lines' ends
     (``without_line_end_hyphens``)) of a PDF. A paragraph that runs on to the next page stays one."""
     try:
-        reader = pypdf.PdfReader(path)
+        reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):  # many open with the empty password
             raise UnreadableFile("encrypted PDF (a password is needed)")
         read = [pdf_page_lines(page) for page in reader.pages]
@@ -821,13 +821,13 @@ def word_block(item: Paragraph | Table) -> str:
     return f"- {text}" if text and style.lower().startswith("list") else text
 
 
-def word_text(path: Path) -> tuple[str | None, str]:
+def word_text(data: bytes) -> tuple[str | None, str]:
     """(its document title, where it states one (``document_title``); its text in Markdown, ``word_block``
     after block) of a Word document (.docx)."""
-    if not zipfile.is_zipfile(path):  # python-docx would say only that it found no package
+    if not zipfile.is_zipfile(io.BytesIO(data)):  # python-docx would say only that it found no package
         raise UnreadableFile("not a readable Word document (not a zip archive: a .doc renamed, or damaged)")
     try:
-        document = docx.Document(str(path))
+        document = docx.Document(io.BytesIO(data))
         blocks = [word_block(item) for item in document.iter_inner_content()]
         title = document.core_properties.title
     except Exception as err:  # python-docx raises many kinds on a damaged file: each is that file's bad row
@@ -894,8 +894,9 @@ def decoded(raw: bytes, html: bool = False) -> str:
         raise UnreadableFile(f"not {charset}, the charset it declares ({err})") from err
 
 
-def read_page(path: Path) -> tuple[str | None, str]:
-    """(title, text) of a page of a text folder, read by its suffix (``TEXT_SUFFIXES``): a .pdf file its
+def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
+    """(title, text) of a page of a text folder, its bytes ``data`` read by the ``suffix`` of its name
+    (``TEXT_SUFFIXES``): a .pdf file its
     text layer in Markdown (``pdf_text``) and a .docx file its text in Markdown (``word_text``), each
     titled by its stated document title, else its first heading; an .html or .htm page as a reader sees
     it (``html_text``); a Markdown page (.md, .markdown; .mdx without its JSX, ``mdx_markdown``) as it
@@ -906,24 +907,24 @@ def read_page(path: Path) -> tuple[str | None, str]:
     written as ``#`` headings (``rst_as_markdown``), and a .txt file as written, each titled by its first
     heading.
     """
-    if path.suffix in HTML_SUFFIXES:
-        return html_text(decoded(path.read_bytes(), html=True))
+    if suffix in HTML_SUFFIXES:
+        return html_text(decoded(data, html=True))
     stated: Any = None
-    if path.suffix == ".pdf":
-        stated, text = pdf_text(path)
-    elif path.suffix == ".docx":
-        stated, text = word_text(path)
+    if suffix == ".pdf":
+        stated, text = pdf_text(data)
+    elif suffix == ".docx":
+        stated, text = word_text(data)
     else:
-        text = decoded(path.read_bytes())
-    if path.suffix == ".ipynb":
+        text = decoded(data)
+    if suffix == ".ipynb":
         text = atx_headings(without_site_marks(without_html_comments(notebook_markdown(text))))
-    elif path.suffix in MARKDOWN_SUFFIXES:
+    elif suffix in MARKDOWN_SUFFIXES:
         metadata, text = front_matter(text)
         stated = metadata.get("title")
-        if path.suffix == ".mdx":
+        if suffix == ".mdx":
             text = mdx_markdown(text)
         text = atx_headings(without_site_marks(without_html_comments(text)))
-    elif path.suffix == ".rst":
+    elif suffix == ".rst":
         text = rst_as_markdown(text)
     if isinstance(stated, str) and stated.strip():
         return stated.strip(), text
