@@ -12,9 +12,12 @@ from pathlib import Path
 import docx
 import openpyxl
 import polars as pl
+import pptx
 import pypdf
 import pytest
 from conftest import default_params, pdf_bytes, write_beir
+from pptx.enum.shapes import PP_PLACEHOLDER
+from pptx.util import Inches
 
 from synthembed.corpus import (
     DOC_SCHEMA,
@@ -500,6 +503,53 @@ def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title_el
     ]
 
 
+def test_a_presentation_is_its_slides_titles_text_tables_and_notes_in_reading_order(tmp_path):
+    deck = pptx.Presentation()  # python-pptx's default template: PowerPoint's own layouts
+    deck.core_properties.title = "PowerPoint Presentation"  # PowerPoint's default: not the deck's title
+    cover = deck.slides.add_slide(deck.slide_layouts[0])
+    cover.shapes.title.text = "Kettle care"
+    cover.placeholders[1].text = "A guide for owners"
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Descaling"
+    body = slide.placeholders[1].text_frame
+    body.text = "Fill it with vinegar"
+    detail = body.add_paragraph()
+    detail.text, detail.level = "one part in four", 1
+    body.add_paragraph().text = "Boil and rinse"
+
+    def slide_number(placeholders):
+        return next(p for p in placeholders if p.placeholder_format.type == PP_PLACEHOLDER.SLIDE_NUMBER)
+
+    slide.shapes.clone_placeholder(slide_number(slide.slide_layout.placeholders))
+    slide_number(slide.placeholders).text = "2"  # the master's furniture, not the slide's text
+    table = slide.shapes.add_table(2, 3, Inches(1), Inches(6), Inches(6), Inches(1)).table
+    for cell, text in zip(table.rows[0].cells, ["Size", "Litres", "Watts"], strict=True):
+        cell.text = text
+    table.cell(1, 0).merge(table.cell(1, 1))
+    table.cell(1, 0).text, table.cell(1, 2).text = "Small, 1.0", "2200"
+    group = slide.shapes.add_group_shape()
+    note = group.shapes.add_textbox(Inches(6), Inches(5), Inches(3), Inches(1)).text_frame
+    note.text = "Safety first\vunplug it"  # a line break within the paragraph
+    slide.notes_slide.notes_text_frame.text = "Do this monthly.\nSay why."
+    hidden = deck.slides.add_slide(deck.slide_layouts[1])
+    hidden.shapes.title.text = "Draft"
+    hidden.element.set("show", "0")
+    deck.save(tmp_path / "kettle.pptx")
+    (tmp_path / "old.pptx").write_bytes(b"\xd0\xcf\x11\xe0 an old binary .ppt renamed")
+    corpus = read_corpus("textdir", str(tmp_path), on_bad_row="skip")
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        (
+            "kettle.pptx",
+            "Kettle care",
+            "# Kettle care\n\nA guide for owners\n\n"
+            "## Descaling\n\n- Fill it with vinegar\n  - one part in four\n- Boil and rinse\n\n"
+            "Safety first\nunplug it\n\nSize Litres Watts\nSmall, 1.0 2200\n\nDo this monthly.\n\nSay why.",
+        )
+    ]
+    reason = "not a readable PowerPoint presentation (not a zip archive: a .ppt renamed, or damaged)"
+    assert corpus.rejected == [{"location": str(tmp_path / "old.pptx"), "doc_id": None, "reason": reason}]
+
+
 def test_a_notebook_is_the_markdown_of_its_cells_and_one_that_is_not_a_bad_row_at_its_line(tmp_path):
     cells = [
         {
@@ -545,8 +595,8 @@ def test_a_docs_folders_images_and_styles_are_rejected_rows_not_errors(tmp_path)
         ("images/diagram.PNG", "an asset, not a page ('.PNG')"),
         ("theme.css", "an asset, not a page ('.css')"),
     ]
-    (tmp_path / "slides.pptx").write_bytes(b"PK\x03\x04")  # a document of a type not read: an error
-    with pytest.raises(CorpusError, match=r"slides\.pptx: unsupported file type '\.pptx'"):
+    (tmp_path / "slides.key").write_bytes(b"PK\x03\x04")  # a document of a type not read: an error
+    with pytest.raises(CorpusError, match=r"slides\.key: unsupported file type '\.key'"):
         list(read_corpus("textdir", str(tmp_path), on_bad_row="error").docs)
 
 
@@ -769,7 +819,7 @@ def test_a_compressed_page_is_read_as_its_page(tmp_path):
         ("kettle/README.md.gz", "Kettle", "# Kettle\n\nIt boils a litre in three minutes.\n"),
         ("kettle/manual.pdf.xz", "Manual", "Descale it monthly."),
     ]
-    reads = "textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .html and .htm"
+    reads = "textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .pptx, .html and .htm"
     assert [(row["location"], row["reason"]) for row in corpus.rejected] == [
         (
             str(docs / "changelog.gz"),

@@ -208,13 +208,13 @@ CASES = [
         "unknown file types in a text folder",
         {
             "notes/a.md": b"# Folding\nA good document about protein folding and how it is measured.",
-            "notes/slides.pptx": b"PK\x03\x04 binary",
+            "notes/slides.key": b"PK\x03\x04 binary",
             "notes/.DS_Store": b"\x00\x01",
         },
-        "notes/slides.pptx: unsupported file type '.pptx'",
+        "notes/slides.key: unsupported file type '.key'",
         {
-            "notes/slides.pptx": "unsupported file type '.pptx'"
-            " (textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .html and .htm,"
+            "notes/slides.key": "unsupported file type '.key'"
+            " (textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .pptx, .html and .htm,"
             " each plain or compressed: .gz, .bz2, .xz)"
         },
         source="textdir",

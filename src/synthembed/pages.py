@@ -3,7 +3,8 @@
 Markdown is read as it renders (no front matter, no HTML comments, no site generator's marks, one kind of
 heading; MDX without its JSX), a notebook as the Markdown of its cells, reStructuredText with its section
 titles as Markdown headings, a PDF as its text layer in paragraphs and headings without page furniture,
-a Word document as its paragraphs and tables, an HTML page as the text a reader sees. ``read_page``
+a Word document as its paragraphs and tables, a presentation as its slides' titles, text, tables and
+speaker notes, an HTML page as the text a reader sees. ``read_page``
 picks the reader by the file's suffix.
 """
 
@@ -18,20 +19,24 @@ import tomllib
 import unicodedata
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from html.parser import HTMLParser
 from operator import itemgetter
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import docx
+import pptx
 import pypdf
 import yaml
 from docx.table import Table
 from docx.text.paragraph import Paragraph
+from pptx.enum.shapes import MSO_SHAPE_TYPE, PP_PLACEHOLDER
+from pptx.shapes.base import BaseShape
+from pptx.slide import Slide
 
 HTML_SUFFIXES = (".html", ".htm")
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
-TEXT_SUFFIXES = (".txt", *MARKDOWN_SUFFIXES, ".rst", ".ipynb", ".pdf", ".docx", *HTML_SUFFIXES)
+TEXT_SUFFIXES = (".txt", *MARKDOWN_SUFFIXES, ".rst", ".ipynb", ".pdf", ".docx", ".pptx", *HTML_SUFFIXES)
 READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
 # the assets beside the pages of a site or a docs folder: images, fonts, styles, scripts, media
 ASSET_SUFFIXES = {
@@ -39,6 +44,7 @@ ASSET_SUFFIXES = {
     *(".woff", ".woff2", ".ttf", ".otf", ".eot", ".css", ".js", ".map", ".mp3", ".mp4", ".webm", ".wav"),
 }
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
+T = TypeVar("T")
 # an ATX heading and its text, without a closing run of # ("## Install ##"; "# C#" keeps its #)
 ATX_HEADING = re.compile(r"^#{1,6}\s+(.+?)(?:\s+#+)?\s*$")
 CODE_FENCES = ("```", "~~~")
@@ -101,20 +107,24 @@ def first_heading(markdown: str) -> str | None:
 
 # a title property that names a file: what a word processor or a print driver puts there by default
 FILE_NAME = re.compile(r"\.(?:docx?|odt|rtf|pdf|e?ps|dvi|tex|indd|qxd|pptx?|xlsx?|txt)$", re.IGNORECASE)
+# the title properties applications give a new file
+DEFAULT_TITLES = {"untitled", "presentation", "powerpoint presentation"}
 
 
 def document_title(stated: str | None) -> str | None:
-    """A PDF's or Word document's title property, or None where it states none or names a file or a job,
-    not the document: one word holding a digit (a producer's "Untitled-1", "Document1", a typesetting
-    job's "sag-39-3-4-0902-21:sag-0"), "Untitled", or a file's name ("Microsoft Word - draft.docx").
+    """A PDF's, Word document's or presentation's title property, or None where it states none or names
+    a file or a job, not the document: one word holding a digit (a producer's "Untitled-1", "Document1",
+    a typesetting job's "sag-39-3-4-0902-21:sag-0"), an application's default ("Untitled",
+    "PowerPoint Presentation"), or a file's name ("Microsoft Word - draft.docx").
 
-    >>> titles = ["Folding in the cell ", "Document1", "Microsoft Word - draft.docx", "Untitled", ""]
+    >>> titles = ["Folding in the cell ", "Document1", "Microsoft Word - draft.docx", "Presentation", ""]
     >>> [document_title(title) for title in titles]
     ['Folding in the cell', None, None, None, None]
     """
     title = (stated or "").strip()
     job = len(title.split()) == 1 and any(character.isdigit() for character in title)
-    return None if not title or job or title.casefold() == "untitled" or FILE_NAME.search(title) else title
+    default = title.casefold() in DEFAULT_TITLES
+    return None if not title or job or default or FILE_NAME.search(title) else title
 
 
 def without_marks(markdown: str, marks: str) -> str:
@@ -803,17 +813,37 @@ def html_text(html: str) -> tuple[str | None, str]:
 WORD_HEADING = re.compile(r"heading ([1-6])|(title)", re.IGNORECASE)
 
 
+def table_text(rows: Iterable[Iterable[str]]) -> str:
+    """A table as one line of its cells' text per row (a merged cell's text given once), without empty
+    cells and rows.
+
+    >>> print(table_text([["Size", "", "Litres"], ["", ""], ["Small", "", "1.0\\n(half full)"]]))
+    Size Litres
+    Small 1.0 (half full)
+    """
+    lines = (" ".join(text for cell in row if (text := " ".join(cell.split()))) for row in rows)
+    return "\n".join(line for line in lines if line)
+
+
+def office_file(data: bytes, kind: str, old_format: str, read: Callable[[IO[bytes]], T]) -> T:
+    """What ``read`` makes of an Office file's bytes (a Word document, a presentation); a file that is not
+    a zip archive (the ``old_format`` binary file renamed) or that ``read`` fails on is unreadable."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):  # the libraries would say only that they found no package
+        raise UnreadableFile(f"not a readable {kind} (not a zip archive: a {old_format} renamed, or damaged)")
+    try:
+        return read(io.BytesIO(data))
+    except Exception as err:  # the libraries raise many kinds on a damaged file: each is that file's bad row
+        raise UnreadableFile(f"not a readable {kind} ({type(err).__name__}: {err})") from err
+
+
 def word_block(item: Paragraph | Table) -> str:
     """A paragraph of a Word document in Markdown (a "Title" or "Heading N" paragraph as a ``#`` heading,
     one of a "List" style as a ``- `` line), or a table as one line of its cells' text per row."""
-    if isinstance(item, Table):
-        rows = []
-        for row in item.rows:
-            cells = [
-                cell for k, cell in enumerate(row.cells) if k == 0 or cell._tc is not row.cells[k - 1]._tc
-            ]
-            rows.append(" ".join(" ".join(cell.text.split()) for cell in cells))  # a merged cell once
-        return "\n".join(row for row in rows if row.strip())
+    if isinstance(item, Table):  # a merged cell is the same cell in each column it spans
+        return table_text(
+            [cell.text for k, cell in enumerate(row.cells) if k == 0 or cell._tc is not row.cells[k - 1]._tc]
+            for row in item.rows
+        )
     text = item.text.strip()
     style = item.style.name if item.style is not None else ""
     if text and (heading := WORD_HEADING.fullmatch(style)):
@@ -824,15 +854,90 @@ def word_block(item: Paragraph | Table) -> str:
 def word_text(data: bytes) -> tuple[str | None, str]:
     """(its document title, where it states one (``document_title``); its text in Markdown, ``word_block``
     after block) of a Word document (.docx)."""
-    if not zipfile.is_zipfile(io.BytesIO(data)):  # python-docx would say only that it found no package
-        raise UnreadableFile("not a readable Word document (not a zip archive: a .doc renamed, or damaged)")
-    try:
-        document = docx.Document(io.BytesIO(data))
-        blocks = [word_block(item) for item in document.iter_inner_content()]
-        title = document.core_properties.title
-    except Exception as err:  # python-docx raises many kinds on a damaged file: each is that file's bad row
-        raise UnreadableFile(f"not a readable Word document ({type(err).__name__}: {err})") from err
+
+    def read(stream: IO[bytes]) -> tuple[str, list[str]]:
+        document = docx.Document(stream)
+        return document.core_properties.title, [word_block(item) for item in document.iter_inner_content()]
+
+    title, blocks = office_file(data, "Word document", ".doc", read)
     return document_title(title), "\n\n".join(block for block in blocks if block)
+
+
+# a slide's title, as a heading: the title slide's the presentation's
+SLIDE_TITLES = {
+    PP_PLACEHOLDER.CENTER_TITLE: "#",
+    PP_PLACEHOLDER.TITLE: "##",
+    PP_PLACEHOLDER.VERTICAL_TITLE: "##",
+}
+# placeholders whose paragraphs a layout shows as bullets
+SLIDE_BULLETS = {
+    PP_PLACEHOLDER.BODY,
+    PP_PLACEHOLDER.OBJECT,
+    PP_PLACEHOLDER.VERTICAL_BODY,
+    PP_PLACEHOLDER.VERTICAL_OBJECT,
+}
+# placeholders that repeat on every slide from its master: not the slide's own text
+SLIDE_FURNITURE = {
+    PP_PLACEHOLDER.DATE,
+    PP_PLACEHOLDER.FOOTER,
+    PP_PLACEHOLDER.HEADER,
+    PP_PLACEHOLDER.SLIDE_NUMBER,
+}
+
+
+def slide_shapes(shapes: Iterable[BaseShape]) -> Iterator[BaseShape]:
+    """A slide's shapes in reading order, top to bottom and left to right, a group's shapes in its place."""
+    for shape in sorted(shapes, key=lambda shape: (shape.top or 0, shape.left or 0)):
+        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+            yield from slide_shapes(shape.shapes)
+        else:
+            yield shape
+
+
+def shape_block(shape: BaseShape) -> str:
+    """A slide's shape in Markdown: a title placeholder a heading (``SLIDE_TITLES``), a table a line per
+    row, a body placeholder's paragraphs ``- `` items indented by their level, another text box's
+    paragraphs lines; a picture, a chart or a placeholder of the master's furniture nothing."""
+    kind = shape.placeholder_format.type if shape.is_placeholder else None
+    if kind in SLIDE_FURNITURE:
+        return ""
+    if shape.has_table:
+        return table_text(
+            [cell.text for cell in row.cells if not cell.is_spanned] for row in shape.table.rows
+        )
+    if not shape.has_text_frame:
+        return ""
+    if kind in SLIDE_TITLES:
+        title = " ".join(shape.text_frame.text.split())
+        return f"{SLIDE_TITLES[kind]} {title}" if title else ""
+    lines = []
+    for paragraph in shape.text_frame.paragraphs:
+        text = "\n".join(line.strip() for line in paragraph.text.split("\v")).strip()  # \v: a line break
+        if text:
+            lines.append(f"{'  ' * paragraph.level}- {text}" if kind in SLIDE_BULLETS else text)
+    return "\n".join(lines)
+
+
+def slide_markdown(slide: Slide) -> str:
+    """A slide in Markdown: its shapes (``shape_block``) in reading order, then its speaker notes."""
+    blocks = [shape_block(shape) for shape in slide_shapes(slide.shapes)]
+    notes = slide.notes_slide.notes_text_frame if slide.has_notes_slide else None
+    if notes is not None:
+        blocks += notes.text.splitlines()
+    return "\n\n".join(block.strip("\n") for block in blocks if block.strip())
+
+
+def slides_text(data: bytes) -> tuple[str | None, str]:
+    """(its document title, where it states one (``document_title``); its slides in Markdown
+    (``slide_markdown``) one after the other, but hidden ones) of a PowerPoint presentation (.pptx)."""
+
+    def read(stream: IO[bytes]) -> tuple[str, list[str]]:
+        presentation = pptx.Presentation(stream)
+        shown = [slide for slide in presentation.slides if slide.element.get("show") not in ("0", "false")]
+        return presentation.core_properties.title, [slide_markdown(slide) for slide in shown]
+
+    title, slides = office_file(data, "PowerPoint presentation", ".ppt", read)
+    return document_title(title), "\n\n".join(slide for slide in slides if slide)
 
 
 def notebook_markdown(notebook: str) -> str:
@@ -896,9 +1001,9 @@ def decoded(raw: bytes, html: bool = False) -> str:
 
 def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
     """(title, text) of a page of a text folder, its bytes ``data`` read by the ``suffix`` of its name
-    (``TEXT_SUFFIXES``): a .pdf file its
-    text layer in Markdown (``pdf_text``) and a .docx file its text in Markdown (``word_text``), each
-    titled by its stated document title, else its first heading; an .html or .htm page as a reader sees
+    (``TEXT_SUFFIXES``): a .pdf file its text layer in Markdown (``pdf_text``), a .docx file its text in
+    Markdown (``word_text``) and a .pptx file its slides in Markdown (``slides_text``), each titled by its
+    stated document title, else its first heading; an .html or .htm page as a reader sees
     it (``html_text``); a Markdown page (.md, .markdown; .mdx without its JSX, ``mdx_markdown``) as it
     renders, without its front matter, HTML comments and a site generator's marks
     (``without_site_marks``), its setext headings written as ``#`` headings, titled by its front matter
@@ -914,6 +1019,8 @@ def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
         stated, text = pdf_text(data)
     elif suffix == ".docx":
         stated, text = word_text(data)
+    elif suffix == ".pptx":
+        stated, text = slides_text(data)
     else:
         text = decoded(data)
     if suffix == ".ipynb":
