@@ -33,6 +33,7 @@ from docx.text.paragraph import Paragraph
 from pptx.enum.shapes import MSO_SHAPE_TYPE, PP_PLACEHOLDER
 from pptx.shapes.base import BaseShape
 from pptx.slide import Slide
+from pptx.text.text import TextFrame
 
 HTML_SUFFIXES = (".html", ".htm")
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
@@ -894,6 +895,17 @@ def slide_shapes(shapes: Iterable[BaseShape]) -> Iterator[BaseShape]:
             yield shape
 
 
+def frame_paragraphs(frame: TextFrame, bullets: bool) -> list[str]:
+    """The paragraphs of a slide's text frame, its line breaks kept (python-pptx gives each as a ``\\v``),
+    as ``- `` items indented by their level where the frame shows ``bullets``."""
+    paragraphs = []
+    for paragraph in frame.paragraphs:
+        text = "\n".join(line.strip() for line in paragraph.text.split("\v")).strip()
+        if text:
+            paragraphs.append(f"{'  ' * paragraph.level}- {text}" if bullets else text)
+    return paragraphs
+
+
 def shape_block(shape: BaseShape) -> str:
     """A slide's shape in Markdown: a title placeholder a heading (``SLIDE_TITLES``), a table a line per
     row, a body placeholder's paragraphs ``- `` items indented by their level, another text box's
@@ -910,21 +922,17 @@ def shape_block(shape: BaseShape) -> str:
     if kind in SLIDE_TITLES:
         title = " ".join(shape.text_frame.text.split())
         return f"{SLIDE_TITLES[kind]} {title}" if title else ""
-    lines = []
-    for paragraph in shape.text_frame.paragraphs:
-        text = "\n".join(line.strip() for line in paragraph.text.split("\v")).strip()  # \v: a line break
-        if text:
-            lines.append(f"{'  ' * paragraph.level}- {text}" if kind in SLIDE_BULLETS else text)
-    return "\n".join(lines)
+    return "\n".join(frame_paragraphs(shape.text_frame, bullets=kind in SLIDE_BULLETS))
 
 
 def slide_markdown(slide: Slide) -> str:
-    """A slide in Markdown: its shapes (``shape_block``) in reading order, then its speaker notes."""
+    """A slide in Markdown: its shapes (``shape_block``) in reading order, then its speaker notes, a
+    paragraph each."""
     blocks = [shape_block(shape) for shape in slide_shapes(slide.shapes)]
     notes = slide.notes_slide.notes_text_frame if slide.has_notes_slide else None
     if notes is not None:
-        blocks += notes.text.splitlines()
-    return "\n\n".join(block.strip("\n") for block in blocks if block.strip())
+        blocks += frame_paragraphs(notes, bullets=False)
+    return "\n\n".join(block for block in blocks if block)
 
 
 def slides_text(data: bytes) -> tuple[str | None, str]:
