@@ -35,6 +35,7 @@ from pptx.shapes.base import BaseShape
 from pptx.slide import Slide
 from pptx.text.text import TextFrame
 
+T = TypeVar("T")
 HTML_SUFFIXES = (".html", ".htm")
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
 TEXT_SUFFIXES = (".txt", *MARKDOWN_SUFFIXES, ".rst", ".ipynb", ".pdf", ".docx", ".pptx", *HTML_SUFFIXES)
@@ -45,7 +46,6 @@ ASSET_SUFFIXES = {
     *(".woff", ".woff2", ".ttf", ".otf", ".eot", ".css", ".js", ".map", ".mp3", ".mp4", ".webm", ".wav"),
 }
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
-T = TypeVar("T")
 # an ATX heading and its text, without a closing run of # ("## Install ##"; "# C#" keeps its #)
 ATX_HEADING = re.compile(r"^#{1,6}\s+(.+?)(?:\s+#+)?\s*$")
 CODE_FENCES = ("```", "~~~")
