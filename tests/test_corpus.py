@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import docx
@@ -550,6 +551,69 @@ def test_a_presentation_is_its_slides_titles_text_tables_and_notes_in_reading_or
     assert corpus.rejected == [{"location": str(tmp_path / "old.pptx"), "doc_id": None, "reason": reason}]
 
 
+def epub_bytes(chapters: dict[str, str], spine: str, encrypted: tuple[str, ...] = ()) -> bytes:
+    """An EPUB book: its package document in OEBPS/, titled "Kettles", its ``chapters`` (path under OEBPS/:
+    XHTML body) in the manifest, the ``spine``'s itemrefs, and ``encrypted`` chapters listed as encrypted."""
+    container = (
+        '<container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>'
+        '<rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+        "</rootfiles></container>"
+    )
+    items = "".join(
+        f'<item id="c{k}" href="{path.replace(" ", "%20")}" media-type="application/xhtml+xml"/>'
+        for k, path in enumerate(chapters)
+    )
+    package = (
+        '<package xmlns="http://www.idpf.org/2007/opf" version="3.0"><metadata'
+        ' xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>Kettles</dc:title></metadata>'
+        f"<manifest>{items}</manifest><spine>{spine}</spine></package>"
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as book:
+        book.writestr("mimetype", "application/epub+zip")
+        book.writestr("META-INF/container.xml", container)
+        book.writestr("OEBPS/content.opf", package)
+        for path, body in chapters.items():
+            book.writestr(
+                f"OEBPS/{path}", f'<html xmlns="http://www.w3.org/1999/xhtml"><body>{body}</body></html>'
+            )
+        if encrypted:
+            references = "".join(
+                f'<EncryptedData xmlns="http://www.w3.org/2001/04/xmlenc#"><CipherData>'
+                f'<CipherReference URI="OEBPS/{path}"/></CipherData></EncryptedData>'
+                for path in encrypted
+            )
+            ocf = "urn:oasis:names:tc:opendocument:xmlns:container"
+            book.writestr("META-INF/encryption.xml", f'<encryption xmlns="{ocf}">{references}</encryption>')
+    return out.getvalue()
+
+
+def test_an_epub_book_is_its_chapters_in_reading_order_and_one_under_drm_a_bad_row(tmp_path):
+    chapters = {
+        "cover.xhtml": "<p>Cover</p>",
+        "text/boiling water.xhtml": "<h1>Boiling</h1><p>A kettle boils a litre in three minutes.</p>",
+        "text/scale.xhtml": "<h1>Scale</h1><p>Descale it <em>monthly</em>.</p>",
+    }
+    spine = '<itemref idref="c0" linear="no"/><itemref idref="c2"/><itemref idref="c1"/>'  # the spine's order
+    (tmp_path / "kettles.epub").write_bytes(epub_bytes(chapters, spine))
+    (tmp_path / "locked.epub").write_bytes(epub_bytes(chapters, spine, encrypted=("text/scale.xhtml",)))
+    (tmp_path / "fonts.epub").write_bytes(epub_bytes(chapters, spine, encrypted=("fonts/serif.otf",)))
+    (tmp_path / "book.epub").write_bytes(b"BOOKMOBI a Kindle book renamed")
+    corpus = read_corpus("textdir", str(tmp_path), on_bad_row="skip")
+    text = "# Scale\n\nDescale it monthly.\n\n# Boiling\n\nA kettle boils a litre in three minutes."
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        ("fonts.epub", "Kettles", text),  # an obfuscated font is not a locked chapter
+        ("kettles.epub", "Kettles", text),
+    ]
+    assert [(row["location"], row["reason"]) for row in corpus.rejected] == [
+        (
+            str(tmp_path / "book.epub"),
+            "not a readable EPUB book (not a zip archive: a .mobi renamed, or damaged)",
+        ),
+        (str(tmp_path / "locked.epub"), "encrypted EPUB (its chapters need a DRM key)"),
+    ]
+
+
 def test_a_notebook_is_the_markdown_of_its_cells_and_one_that_is_not_a_bad_row_at_its_line(tmp_path):
     cells = [
         {
@@ -819,7 +883,9 @@ def test_a_compressed_page_is_read_as_its_page(tmp_path):
         ("kettle/README.md.gz", "Kettle", "# Kettle\n\nIt boils a litre in three minutes.\n"),
         ("kettle/manual.pdf.xz", "Manual", "Descale it monthly."),
     ]
-    reads = "textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .pptx, .html and .htm"
+    reads = (
+        "textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .pptx, .epub, .html and .htm"
+    )
     assert [(row["location"], row["reason"]) for row in corpus.rejected] == [
         (
             str(docs / "changelog.gz"),

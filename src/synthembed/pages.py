@@ -4,7 +4,7 @@ Markdown is read as it renders (no front matter, no HTML comments, no site gener
 heading; MDX without its JSX), a notebook as the Markdown of its cells, reStructuredText with its section
 titles as Markdown headings, a PDF as its text layer in paragraphs and headings without page furniture,
 a Word document as its paragraphs and tables, a presentation as its slides' titles, text, tables and
-speaker notes, an HTML page as the text a reader sees. ``read_page``
+speaker notes, an EPUB book as its chapters, an HTML page as the text a reader sees. ``read_page``
 picks the reader by the file's suffix.
 """
 
@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import math
+import posixpath
 import re
 import tomllib
 import unicodedata
@@ -23,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from html.parser import HTMLParser
 from operator import itemgetter
 from typing import IO, Any, TypeVar
+from urllib.parse import unquote
+from xml.etree import ElementTree
 
 import docx
 import pptx
@@ -38,7 +41,17 @@ from pptx.text.text import TextFrame
 T = TypeVar("T")
 HTML_SUFFIXES = (".html", ".htm")
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
-TEXT_SUFFIXES = (".txt", *MARKDOWN_SUFFIXES, ".rst", ".ipynb", ".pdf", ".docx", ".pptx", *HTML_SUFFIXES)
+TEXT_SUFFIXES = (
+    ".txt",
+    *MARKDOWN_SUFFIXES,
+    ".rst",
+    ".ipynb",
+    ".pdf",
+    ".docx",
+    ".pptx",
+    ".epub",
+    *HTML_SUFFIXES,
+)
 READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
 # the assets beside the pages of a site or a docs folder: images, fonts, styles, scripts, media
 ASSET_SUFFIXES = {
@@ -826,13 +839,16 @@ def table_text(rows: Iterable[Iterable[str]]) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def office_file(data: bytes, kind: str, old_format: str, read: Callable[[IO[bytes]], T]) -> T:
-    """What ``read`` makes of an Office file's bytes (a Word document, a presentation); a file that is not
-    a zip archive (the ``old_format`` binary file renamed) or that ``read`` fails on is unreadable."""
+def zipped_document(data: bytes, kind: str, old_format: str, read: Callable[[IO[bytes]], T]) -> T:
+    """What ``read`` makes of the bytes of a document packed as a zip archive (a Word document, a
+    presentation, an EPUB book); a file that is not a zip archive (the ``old_format`` file renamed) or
+    that ``read`` fails on is unreadable."""
     if not zipfile.is_zipfile(io.BytesIO(data)):  # the libraries would say only that they found no package
         raise UnreadableFile(f"not a readable {kind} (not a zip archive: a {old_format} renamed, or damaged)")
     try:
         return read(io.BytesIO(data))
+    except UnreadableFile:
+        raise
     except Exception as err:  # the libraries raise many kinds on a damaged file: each is that file's bad row
         raise UnreadableFile(f"not a readable {kind} ({type(err).__name__}: {err})") from err
 
@@ -860,7 +876,7 @@ def word_text(data: bytes) -> tuple[str | None, str]:
         document = docx.Document(stream)
         return document.core_properties.title, [word_block(item) for item in document.iter_inner_content()]
 
-    title, blocks = office_file(data, "Word document", ".doc", read)
+    title, blocks = zipped_document(data, "Word document", ".doc", read)
     return document_title(title), "\n\n".join(block for block in blocks if block)
 
 
@@ -944,8 +960,52 @@ def slides_text(data: bytes) -> tuple[str | None, str]:
         shown = [slide for slide in presentation.slides if slide.element.get("show") not in ("0", "false")]
         return presentation.core_properties.title, [slide_markdown(slide) for slide in shown]
 
-    title, slides = office_file(data, "PowerPoint presentation", ".ppt", read)
+    title, slides = zipped_document(data, "PowerPoint presentation", ".ppt", read)
     return document_title(title), "\n\n".join(slide for slide in slides if slide)
+
+
+EPUB = {
+    "container": "urn:oasis:names:tc:opendocument:xmlns:container",
+    "opf": "http://www.idpf.org/2007/opf",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "enc": "http://www.w3.org/2001/04/xmlenc#",
+}
+
+
+def epub_text(data: bytes) -> tuple[str | None, str]:
+    """(its title (``document_title`` of its package's ``dc:title``); its chapters in reading order, those
+    of its spine but the ones it marks non-linear (a cover, notes), each read as an HTML page is
+    (``html_text``), one after the other) of an EPUB book (.epub, EPUB 2 or 3). A book whose chapters are
+    encrypted (DRM) is unreadable."""
+
+    def read(stream: IO[bytes]) -> tuple[str | None, list[str]]:
+        with zipfile.ZipFile(stream) as book:
+            container = ElementTree.fromstring(book.read("META-INF/container.xml"))
+            rootfile = container.find(".//container:rootfile[@full-path]", EPUB)
+            if rootfile is None:
+                raise UnreadableFile("not a readable EPUB book (its container names no package document)")
+            package_path = rootfile.get("full-path", "")
+            package = ElementTree.fromstring(book.read(package_path))
+            folder = posixpath.dirname(package_path)
+            hrefs = {
+                item.get("id"): posixpath.normpath(posixpath.join(folder, unquote(item.get("href", ""))))
+                for item in package.iterfind("opf:manifest/opf:item", EPUB)
+            }
+            chapters = [
+                hrefs[itemref.get("idref")]
+                for itemref in package.iterfind("opf:spine/opf:itemref", EPUB)
+                if itemref.get("linear") != "no"
+            ]
+            if "META-INF/encryption.xml" in book.namelist():  # fonts may be obfuscated; text must not be
+                encryption = ElementTree.fromstring(book.read("META-INF/encryption.xml"))
+                encrypted = {ref.get("URI") for ref in encryption.iterfind(".//enc:CipherReference", EPUB)}
+                if encrypted & set(chapters):
+                    raise UnreadableFile("encrypted EPUB (its chapters need a DRM key)")
+            texts = [html_text(decoded(book.read(chapter), html=True))[1] for chapter in chapters]
+            return package.findtext("opf:metadata/dc:title", namespaces=EPUB), texts
+
+    title, chapters = zipped_document(data, "EPUB book", ".mobi", read)
+    return document_title(title), "\n\n".join(chapter for chapter in chapters if chapter)
 
 
 def notebook_markdown(notebook: str) -> str:
@@ -1010,8 +1070,9 @@ def decoded(raw: bytes, html: bool = False) -> str:
 def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
     """(title, text) of a page of a text folder, its bytes ``data`` read by the ``suffix`` of its name
     (``TEXT_SUFFIXES``): a .pdf file its text layer in Markdown (``pdf_text``), a .docx file its text in
-    Markdown (``word_text``) and a .pptx file its slides in Markdown (``slides_text``), each titled by its
-    stated document title, else its first heading; an .html or .htm page as a reader sees
+    Markdown (``word_text``), a .pptx file its slides in Markdown (``slides_text``) and an .epub book its
+    chapters in Markdown (``epub_text``), each titled by its stated document title, else its first
+    heading; an .html or .htm page as a reader sees
     it (``html_text``); a Markdown page (.md, .markdown; .mdx without its JSX, ``mdx_markdown``) as it
     renders, without its front matter, HTML comments and a site generator's marks
     (``without_site_marks``), its setext headings written as ``#`` headings, titled by its front matter
@@ -1029,6 +1090,8 @@ def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
         stated, text = word_text(data)
     elif suffix == ".pptx":
         stated, text = slides_text(data)
+    elif suffix == ".epub":
+        stated, text = epub_text(data)
     else:
         text = decoded(data)
     if suffix == ".ipynb":
