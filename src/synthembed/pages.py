@@ -33,8 +33,9 @@ import pypdf
 import yaml
 from docx.table import Table
 from docx.text.paragraph import Paragraph
-from pptx.enum.shapes import MSO_SHAPE_TYPE, PP_PLACEHOLDER
+from pptx.enum.shapes import PP_PLACEHOLDER
 from pptx.shapes.base import BaseShape
+from pptx.shapes.group import GroupShape
 from pptx.slide import Slide
 from pptx.text.text import TextFrame
 
@@ -905,7 +906,7 @@ SLIDE_FURNITURE = {
 def slide_shapes(shapes: Iterable[BaseShape]) -> Iterator[BaseShape]:
     """A slide's shapes in reading order, top to bottom and left to right, a group's shapes in its place."""
     for shape in sorted(shapes, key=lambda shape: (shape.top or 0, shape.left or 0)):
-        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+        if isinstance(shape, GroupShape):  # not shape_type, which raises on a shape of no known kind
             yield from slide_shapes(shape.shapes)
         else:
             yield shape
