@@ -134,6 +134,15 @@ UNREADABLE = (OSError, EOFError, zlib.error, lzma.LZMAError)
 Line = TypeVar("Line", str, bytes)
 
 
+def uncompressed(path: Path) -> Path:
+    """The name of the file that ``open_binary`` reads out of ``path``: without its compression suffix.
+
+    >>> uncompressed(Path("docs/README.md.gz")), uncompressed(Path("corpus.jsonl"))
+    (PosixPath('docs/README.md'), PosixPath('corpus.jsonl'))
+    """
+    return path.with_suffix("") if path.suffix in OPENERS_BY_SUFFIX else path
+
+
 def open_binary(path: Path) -> IO[bytes]:
     """A file's bytes, decompressed when its name ends in .gz, .bz2 or .xz (``corpus.jsonl.gz``)."""
     return OPENERS_BY_SUFFIX.get(path.suffix, open)(path, "rb")
@@ -603,8 +612,7 @@ def record_files(folder: Path, source: str, policy: RowPolicy) -> list[Path]:
     suffixes = RECORD_SUFFIXES[source]
     files = []
     for path in folder_files(folder):
-        compressed = source in COMPRESSIBLE_SOURCES and path.suffix in OPENERS_BY_SUFFIX
-        if (path.with_suffix("") if compressed else path).suffix in suffixes:
+        if (uncompressed(path) if source in COMPRESSIBLE_SOURCES else path).suffix in suffixes:
             files.append(path)
         else:
             policy.reject(str(path), f"not a {' or '.join(suffixes)} file (docs.source: {source})")
@@ -620,12 +628,12 @@ def read_text_folder(folder: Path, policy: RowPolicy) -> Iterator[tuple[str, Any
     file of another type, or one that cannot be read as its type says, is a bad row.
     """
     for path in folder_files(folder):
-        page = path.with_suffix("") if path.suffix in OPENERS_BY_SUFFIX else path
+        page = uncompressed(path)
         if page.suffix.lower() in ASSET_SUFFIXES:  # no text to read, and no mistake: rejected, not bad
             policy.reject(str(path), f"an asset, not a page ('{page.suffix}')")
             continue
         if page.suffix not in TEXT_SUFFIXES:
-            kind = page.suffix + path.suffix if page != path else path.suffix
+            kind = path.name.removeprefix(page.stem)  # '.json.gz' of a compressed file
             reads = f"textdir reads {READ_SUFFIXES}, each plain or compressed: {', '.join(OPENERS_BY_SUFFIX)}"
             policy.bad(str(path), f"unsupported file type '{kind or path.name}' ({reads})")
             continue
