@@ -614,6 +614,86 @@ def test_an_epub_book_is_its_chapters_in_reading_order_and_one_under_drm_a_bad_r
     ]
 
 
+ODF_SCHEMAS = {"office": "office", "style": "style", "text": "text", "table": "table", "draw": "drawing"}
+ODF_NAMESPACES = " ".join(
+    f'xmlns:{prefix}="urn:oasis:names:tc:opendocument:xmlns:{name}:1.0"'
+    for prefix, name in ODF_SCHEMAS.items()
+)
+
+
+def odt_bytes(body: str, title: str | None) -> bytes:
+    """An OpenDocument text as LibreOffice writes one: ``body`` in its content's text, an automatic style
+    P1 based on "Heading 2" and a page footer in its styles, ``title`` its document title."""
+    content = (
+        f'<office:document-content {ODF_NAMESPACES}><office:automatic-styles><style:style style:name="P1"'
+        ' style:family="paragraph" style:parent-style-name="Heading_20_2"/></office:automatic-styles>'
+        f"<office:body><office:text>{body}</office:text></office:body></office:document-content>"
+    )
+    stated = f"<dc:title>{title}</dc:title>" if title else ""
+    meta = (
+        '<office:document-meta xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        ' xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        f"<office:meta>{stated}</office:meta></office:document-meta>"
+    )
+    styles = (
+        f"<office:document-styles {ODF_NAMESPACES}><office:master-styles><style:master-page>"
+        "<style:footer><text:p>Page 1</text:p></style:footer></style:master-page></office:master-styles>"
+        "</office:document-styles>"
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as document:
+        document.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        for name, xml in [("content.xml", content), ("meta.xml", meta), ("styles.xml", styles)]:
+            document.writestr(name, xml)
+    return out.getvalue()
+
+
+def test_an_opendocument_text_is_its_headings_lists_tables_and_text_boxes_without_notes_or_indexes(tmp_path):
+    body = (
+        '<text:p text:style-name="Title">Kettle care</text:p>'
+        '<text:p text:style-name="Title">for owners</text:p>'
+        "<text:table-of-content><text:index-body><text:p>Descaling 1</text:p></text:index-body>"
+        "</text:table-of-content>"
+        '<text:h text:outline-level="2"><text:number>1.</text:number>Descaling</text:h>'
+        "<text:p>Fill it with <text:span>vinegar</text:span>"
+        "<text:note><text:note-citation>1</text:note-citation>"
+        "<text:note-body><text:p>White vinegar.</text:p></text:note-body></text:note>"
+        "<office:annotation><text:p>Check this</text:p></office:annotation>, then boil.</text:p>"
+        "<text:tracked-changes><text:changed-region><text:deletion><text:p>Use lemon.</text:p>"
+        "</text:deletion></text:changed-region></text:tracked-changes>"
+        "<text:list><text:list-item><text:p>Unplug it</text:p></text:list-item><text:list-item><text:p>Rinse"
+        "</text:p><text:list><text:list-item><text:p>twice</text:p></text:list-item></text:list></text:list-item>"
+        "</text:list>"
+        '<text:section><text:p text:style-name="P1">Sizes</text:p>'
+        "<table:table><table:table-header-rows><table:table-row><table:table-cell><text:p>Size</text:p>"
+        "</table:table-cell><table:table-cell><text:p>Litres</text:p></table:table-cell><table:table-cell>"
+        "<text:p>Watts</text:p></table:table-cell></table:table-row></table:table-header-rows>"
+        '<table:table-row><table:table-cell table:number-columns-spanned="2"><text:p>Small, 1.0</text:p>'
+        "</table:table-cell><table:covered-table-cell/><table:table-cell><text:p>2200</text:p></table:table-cell>"
+        "</table:table-row></table:table></text:section>"
+        '<text:p>if hard:<text:line-break/><text:s text:c="4"/>repeat<draw:frame><draw:text-box>'
+        "<text:p>Safety first</text:p></draw:text-box></draw:frame></text:p>"
+    )
+    (tmp_path / "kettle.odt").write_bytes(odt_bytes(body, title=None))
+    (tmp_path / "manual.odt").write_bytes(
+        odt_bytes("<text:p>A kettle boils water.</text:p>", "Kettle manual")
+    )
+    (tmp_path / "old.odt").write_bytes(b"\xd0\xcf\x11\xe0 an old binary .doc renamed")
+    corpus = read_corpus("textdir", str(tmp_path), on_bad_row="skip")
+    assert [(d["doc_id"], d["title"], d["text"]) for d in corpus.docs] == [
+        (
+            "kettle.odt",
+            "Kettle care for owners",
+            "# Kettle care for owners\n\n## Descaling\n\nFill it with vinegar, then boil.\n\n"
+            "- Unplug it\n- Rinse\n  - twice\n\n## Sizes\n\nSize Litres Watts\nSmall, 1.0 2200\n\n"
+            "if hard:\n    repeat\n\nSafety first",
+        ),
+        ("manual.odt", "Kettle manual", "A kettle boils water."),
+    ]
+    reason = "not a readable OpenDocument text (not a zip archive: a .doc renamed, or damaged)"
+    assert corpus.rejected == [{"location": str(tmp_path / "old.odt"), "doc_id": None, "reason": reason}]
+
+
 def test_a_notebook_is_the_markdown_of_its_cells_and_one_that_is_not_a_bad_row_at_its_line(tmp_path):
     cells = [
         {
@@ -884,7 +964,8 @@ def test_a_compressed_page_is_read_as_its_page(tmp_path):
         ("kettle/manual.pdf.xz", "Manual", "Descale it monthly."),
     ]
     reads = (
-        "textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .pptx, .epub, .html and .htm"
+        "textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .odt, .pptx, .epub,"
+        " .html and .htm"
     )
     assert [(row["location"], row["reason"]) for row in corpus.rejected] == [
         (

@@ -214,7 +214,7 @@ CASES = [
         "notes/slides.key: unsupported file type '.key'",
         {
             "notes/slides.key": "unsupported file type '.key'"
-            " (textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .pptx, .epub,"
+            " (textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .odt, .pptx, .epub,"
             " .html and .htm, each plain or compressed: .gz, .bz2, .xz)"
         },
         source="textdir",

@@ -3,9 +3,9 @@
 Markdown is read as it renders (no front matter, no HTML comments, no site generator's marks, one kind of
 heading; MDX without its JSX), a notebook as the Markdown of its cells, reStructuredText with its section
 titles as Markdown headings, a PDF as its text layer in paragraphs and headings without page furniture,
-a Word document as its paragraphs and tables, a presentation as its slides' titles, text, tables and
-speaker notes, an EPUB book as its chapters, an HTML page as the text a reader sees. ``read_page``
-picks the reader by the file's suffix.
+a Word or OpenDocument text as its paragraphs, lists and tables, a presentation as its slides' titles,
+text, tables and speaker notes, an EPUB book as its chapters, an HTML page as the text a reader sees.
+``read_page`` picks the reader by the file's suffix.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ TEXT_SUFFIXES = (
     ".ipynb",
     ".pdf",
     ".docx",
+    ".odt",
     ".pptx",
     ".epub",
     *HTML_SUFFIXES,
@@ -881,6 +882,176 @@ def word_text(data: bytes) -> tuple[str | None, str]:
     return document_title(title), "\n\n".join(block for block in blocks if block)
 
 
+ODF = {
+    "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
+    "style": "urn:oasis:names:tc:opendocument:xmlns:style:1.0",
+    "text": "urn:oasis:names:tc:opendocument:xmlns:text:1.0",
+    "table": "urn:oasis:names:tc:opendocument:xmlns:table:1.0",
+    "draw": "urn:oasis:names:tc:opendocument:xmlns:drawing:1.0",
+    "dc": "http://purl.org/dc/elements/1.1/",
+}
+
+
+def odf(name: str) -> str:
+    """The ElementTree tag of an OpenDocument element or attribute named ``prefix:local``.
+
+    >>> odf("text:p")
+    '{urn:oasis:names:tc:opendocument:xmlns:text:1.0}p'
+    """
+    prefix, local = name.split(":")
+    return f"{{{ODF[prefix]}}}{local}"
+
+
+# generated or hidden text: footnotes and comments (not the paragraph's), heading numbers, deleted text
+# kept for tracked changes, and indexes (a table of contents repeats the headings); and frames (pictures,
+# text boxes: a text box's paragraphs follow its paragraph's, ``odf_text_boxes``)
+ODF_LEFT_OUT = {
+    odf(f"text:{name}")
+    for name in (
+        "note",
+        "number",
+        "tracked-changes",
+        "table-of-content",
+        "alphabetical-index",
+        "illustration-index",
+        "table-index",
+        "object-index",
+        "user-index",
+        "bibliography",
+    )
+} | {odf("office:annotation"), odf("draw:frame")}
+ODF_STYLE_ESCAPE = re.compile(r"_([0-9A-Fa-f]{2})_")  # a style name's "Heading_20_1" is "Heading 1"
+
+
+XML_SPACE = re.compile(r"[ \t\r\n]+")
+
+
+def odf_inline(element: ElementTree.Element) -> str:
+    """The text of an OpenDocument paragraph or heading as a reader sees it, without footnotes, comments or
+    heading numbers (``ODF_LEFT_OUT``): the file's own white space collapsed and trimmed at line ends, the
+    spaces, tabs and line breaks it marks up kept (a code line's indentation).
+
+    >>> ns = 'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+    >>> odf_inline(ElementTree.fromstring(f'<text:p {ns}> if x:<text:line-break/><text:s text:c="4"/>go'
+    ...                                   '<text:span> on</text:span></text:p>'))
+    'if x:\\n    go on'
+    """
+
+    def marked(element: ElementTree.Element) -> Iterator[str]:
+        yield XML_SPACE.sub(" ", element.text or "")
+        for child in element:
+            if child.tag == odf("text:line-break"):
+                yield "\n"
+            elif child.tag == odf("text:tab"):
+                yield "\t"
+            elif child.tag == odf("text:s"):  # NUL, which XML text cannot hold, marks a space to keep
+                yield "\0" * int(child.get(odf("text:c"), "1"))
+            elif child.tag not in ODF_LEFT_OUT:
+                yield from marked(child)
+            yield XML_SPACE.sub(" ", child.tail or "")
+
+    lines = "".join(marked(element)).split("\n")
+    return "\n".join(line.strip(" ").replace("\0", " ").rstrip() for line in lines).strip("\n")
+
+
+ODF_ROW_GROUPS = {odf(f"table:{name}") for name in ("table-header-rows", "table-rows", "table-row-group")}
+
+
+def odf_rows(table: ElementTree.Element) -> Iterator[ElementTree.Element]:
+    """A table's rows in order, those of its header and row groups included (not a nested table's)."""
+    for child in table:
+        if child.tag == odf("table:table-row"):
+            yield child
+        elif child.tag in ODF_ROW_GROUPS:
+            yield from odf_rows(child)
+
+
+def odf_text_boxes(element: ElementTree.Element) -> Iterator[ElementTree.Element]:
+    """The text boxes drawn in a paragraph (a caption's frame, a sidebar), not those inside them."""
+    for child in element:
+        if child.tag == odf("draw:text-box"):
+            yield child
+        else:
+            yield from odf_text_boxes(child)
+
+
+def odt_list(element: ElementTree.Element, styles: dict[str, str], level: int = 0) -> str:
+    """An OpenDocument list as ``- `` items, a nested list's indented by its level."""
+    lines = []
+    for item in element:
+        for child in item:
+            if child.tag == odf("text:list"):
+                lines.append(odt_list(child, styles, level + 1))
+            elif child.tag in (odf("text:p"), odf("text:h")):
+                if text := odf_inline(child):
+                    lines.append(f"{'  ' * level}- {text}")
+            else:
+                lines.extend(odt_blocks(child, styles))
+    return "\n".join(line for line in lines if line)
+
+
+def odt_blocks(element: ElementTree.Element, styles: dict[str, str]) -> Iterator[str]:
+    """The blocks of an OpenDocument text's body (or a section of it) in Markdown: a heading as a ``#``
+    heading of its outline level, a paragraph of a "Heading N" style too and a run of "Title" paragraphs
+    as one ``#`` heading (``WORD_HEADING``), a list's items as ``- `` lines (``odt_list``), a table as a
+    line per row (a merged cell once), a paragraph as its text followed by its text boxes' blocks."""
+
+    def style(paragraph: ElementTree.Element) -> str:
+        name = paragraph.get(odf("text:style-name"), "")
+        return ODF_STYLE_ESCAPE.sub(lambda code: chr(int(code[1], 16)), styles.get(name, name))
+
+    for is_title, run in itertools.groupby(
+        element, key=lambda child: child.tag == odf("text:p") and style(child).lower() == "title"
+    ):
+        if is_title:
+            title = " ".join(text for paragraph in run if (text := odf_inline(paragraph)))
+            yield f"# {' '.join(title.split())}" if title else ""
+            continue
+        for child in run:
+            if child.tag in (odf("text:h"), odf("text:p")):
+                text = odf_inline(child)
+                level = child.get(odf("text:outline-level"), "1") if child.tag == odf("text:h") else None
+                if level is None and (heading := WORD_HEADING.fullmatch(style(child))):
+                    level = heading[1] or "1"
+                yield f"{'#' * min(int(level), 6)} {' '.join(text.split())}" if text and level else text
+                for box in odf_text_boxes(child):
+                    yield from odt_blocks(box, styles)
+            elif child.tag == odf("text:list"):
+                yield odt_list(child, styles)
+            elif child.tag == odf("table:table"):  # a merged cell's neighbours are covered-table-cells
+                yield table_text(
+                    [" ".join(odt_blocks(cell, styles)) for cell in row.iterfind("table:table-cell", ODF)]
+                    for row in odf_rows(child)
+                )
+            elif child.tag == odf("text:section"):
+                yield from odt_blocks(child, styles)
+
+
+def odt_text(data: bytes) -> tuple[str | None, str]:
+    """(its document title, where it states one (``document_title`` of its ``dc:title``); its body in
+    Markdown, ``odt_blocks``) of an OpenDocument text (.odt: LibreOffice, OpenOffice, Google Docs' export).
+    Page headers and footers live apart from the body, in its styles, and are left out."""
+
+    def read(stream: IO[bytes]) -> tuple[str | None, list[str]]:
+        with zipfile.ZipFile(stream) as document:
+            content = ElementTree.fromstring(document.read("content.xml"))
+            meta = document.read("meta.xml") if "meta.xml" in document.namelist() else b"<meta/>"
+        title = ElementTree.fromstring(meta).findtext(".//dc:title", namespaces=ODF)
+        styles = {  # an automatic style (a paragraph's direct formatting) names the style it is based on
+            name: parent
+            for style in content.iterfind("office:automatic-styles/style:style", ODF)
+            if (name := style.get(odf("style:name")))
+            and (parent := style.get(odf("style:parent-style-name")))
+        }
+        body = content.find("office:body/office:text", ODF)
+        if body is None:
+            raise UnreadableFile("not a readable OpenDocument text (its content holds no text body)")
+        return title, list(odt_blocks(body, styles))
+
+    title, blocks = zipped_document(data, "OpenDocument text", ".doc", read)
+    return document_title(title), "\n\n".join(block for block in blocks if block)
+
+
 # a slide's title, as a heading: the title slide's the presentation's
 SLIDE_TITLES = {
     PP_PLACEHOLDER.CENTER_TITLE: "#",
@@ -1070,11 +1241,11 @@ def decoded(raw: bytes, html: bool = False) -> str:
 
 def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
     """(title, text) of a page of a text folder, its bytes ``data`` read by the ``suffix`` of its name
-    (``TEXT_SUFFIXES``): a .pdf file its text layer in Markdown (``pdf_text``), a .docx file its text in
-    Markdown (``word_text``), a .pptx file its slides in Markdown (``slides_text``) and an .epub book its
-    chapters in Markdown (``epub_text``), each titled by its stated document title, else its first
-    heading; an .html or .htm page as a reader sees
-    it (``html_text``); a Markdown page (.md, .markdown; .mdx without its JSX, ``mdx_markdown``) as it
+    (``TEXT_SUFFIXES``): a .pdf file its text layer in Markdown (``pdf_text``), a .docx file and an .odt
+    file their text in Markdown (``word_text``, ``odt_text``), a .pptx file its slides in Markdown
+    (``slides_text``) and an .epub book its chapters in Markdown (``epub_text``), each titled by its
+    stated document title, else its first heading; an .html or .htm page as a reader sees it
+    (``html_text``); a Markdown page (.md, .markdown; .mdx without its JSX, ``mdx_markdown``) as it
     renders, without its front matter, HTML comments and a site generator's marks
     (``without_site_marks``), its setext headings written as ``#`` headings, titled by its front matter
     or else its first heading; a Jupyter notebook (.ipynb) as the Markdown of its cells
@@ -1089,6 +1260,8 @@ def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
         stated, text = pdf_text(data)
     elif suffix == ".docx":
         stated, text = word_text(data)
+    elif suffix == ".odt":
+        stated, text = odt_text(data)
     elif suffix == ".pptx":
         stated, text = slides_text(data)
     elif suffix == ".epub":
