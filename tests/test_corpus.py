@@ -17,6 +17,7 @@ import pptx
 import pypdf
 import pytest
 from conftest import default_params, pdf_bytes, write_beir
+from docx.enum.style import WD_STYLE_TYPE
 from pptx.enum.shapes import PP_PLACEHOLDER
 from pptx.util import Inches
 
@@ -469,7 +470,8 @@ def test_a_pdfs_paragraphs_columns_and_headings_are_read_from_where_and_how_larg
 def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title_else_heading(tmp_path):
     document = docx.Document()  # python-docx's default template: Word's own styles
     document.core_properties.title = "Kettle manual"
-    document.add_heading("Steel kettle", level=0)  # the "Title" style
+    document.add_heading("Steel kettle", level=0)  # the "Title" style, here on two lines
+    document.add_heading("for owners", level=0)
     document.add_heading("Safety", level=2)
     document.add_paragraph("Do not fill it above the MAX line.")
     document.add_paragraph("Unplug it first.", style="List Bullet")
@@ -483,6 +485,9 @@ def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title_el
     lines.add_run().add_break()
     lines.add_run("Dry it after use.")
     document.add_paragraph("")
+    code = document.styles.add_style("Source Code", WD_STYLE_TYPE.PARAGRAPH)  # as pandoc names it
+    for line in ["while scaled(kettle):", "", "    descale(kettle)"]:
+        document.add_paragraph(line, style=code)
     document.save(tmp_path / "kettle.docx")
     untitled = docx.Document()
     untitled.add_paragraph("A note without a stated title or a heading.")
@@ -497,8 +502,10 @@ def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title_el
         (
             "kettle.docx",
             "Kettle manual",
-            "# Steel kettle\n\n## Safety\n\nDo not fill it above the MAX line.\n\n- Unplug it first.\n\n"
-            "Size Litres Watts\nSmall, 1.0 2200\n\nDescale it monthly.\nDry it after use.",
+            "# Steel kettle for owners\n\n## Safety\n\nDo not fill it above the MAX line.\n\n"
+            "- Unplug it first.\n\nSize Litres Watts\nSmall, 1.0 2200\n\n"
+            "Descale it monthly.\nDry it after use.\n\n"
+            "```\nwhile scaled(kettle):\n\n    descale(kettle)\n```",
         ),
         ("note.docx", "note", "A note without a stated title or a heading."),
     ]
@@ -622,11 +629,13 @@ ODF_NAMESPACES = " ".join(
 
 
 def odt_bytes(body: str, title: str | None) -> bytes:
-    """An OpenDocument text as LibreOffice writes one: ``body`` in its content's text, an automatic style
-    P1 based on "Heading 2" and a page footer in its styles, ``title`` its document title."""
+    """An OpenDocument text as LibreOffice writes one: ``body`` in its content's text, automatic styles P1
+    based on "Heading 2" and P2 on "Preformatted Text", a page footer in its styles, ``title`` its document
+    title."""
     content = (
         f'<office:document-content {ODF_NAMESPACES}><office:automatic-styles><style:style style:name="P1"'
-        ' style:family="paragraph" style:parent-style-name="Heading_20_2"/></office:automatic-styles>'
+        ' style:family="paragraph" style:parent-style-name="Heading_20_2"/><style:style style:name="P2"'
+        ' style:family="paragraph" style:parent-style-name="Preformatted_20_Text"/></office:automatic-styles>'
         f"<office:body><office:text>{body}</office:text></office:body></office:document-content>"
     )
     stated = f"<dc:title>{title}</dc:title>" if title else ""
@@ -671,8 +680,10 @@ def test_an_opendocument_text_is_its_headings_lists_tables_and_text_boxes_withou
         '<table:table-row><table:table-cell table:number-columns-spanned="2"><text:p>Small, 1.0</text:p>'
         "</table:table-cell><table:covered-table-cell/><table:table-cell><text:p>2200</text:p></table:table-cell>"
         "</table:table-row></table:table></text:section>"
-        '<text:p>if hard:<text:line-break/><text:s text:c="4"/>repeat<draw:frame><draw:text-box>'
-        "<text:p>Safety first</text:p></draw:text-box></draw:frame></text:p>"
+        "<text:p>Descale it<draw:frame><draw:text-box><text:p>Safety first</text:p></draw:text-box>"
+        "</draw:frame></text:p>"
+        '<text:p text:style-name="P2">while scaled(kettle):</text:p><text:p text:style-name="P2"/>'
+        '<text:p text:style-name="Preformatted_20_Text"><text:s text:c="4"/>descale(kettle)</text:p>'
     )
     (tmp_path / "kettle.odt").write_bytes(odt_bytes(body, title=None))
     (tmp_path / "manual.odt").write_bytes(
@@ -686,7 +697,7 @@ def test_an_opendocument_text_is_its_headings_lists_tables_and_text_boxes_withou
             "Kettle care for owners",
             "# Kettle care for owners\n\n## Descaling\n\nFill it with vinegar, then boil.\n\n"
             "- Unplug it\n- Rinse\n  - twice\n\n## Sizes\n\nSize Litres Watts\nSmall, 1.0 2200\n\n"
-            "if hard:\n    repeat\n\nSafety first",
+            "Descale it\n\nSafety first\n\n```\nwhile scaled(kettle):\n\n    descale(kettle)\n```",
         ),
         ("manual.odt", "Kettle manual", "A kettle boils water."),
     ]

@@ -826,7 +826,39 @@ def html_text(html: str) -> tuple[str | None, str]:
     return first_heading(text) or stated, text
 
 
-WORD_HEADING = re.compile(r"heading ([1-6])|(title)", re.IGNORECASE)
+STYLE_HEADING = re.compile(r"heading ([1-6])", re.IGNORECASE)  # Word's and OpenDocument's "Heading N"
+# paragraph styles of Word and OpenDocument whose runs are one block: a title set on several lines, and
+# code a line a paragraph (LibreOffice's "Preformatted Text", pandoc's "Source Code", Word's "HTML
+# Preformatted")
+PARAGRAPH_KINDS = {
+    "title": "title",
+    "preformatted text": "code",
+    "source code": "code",
+    "html preformatted": "code",
+}
+
+
+def styled_markdown(paragraphs: Iterable[tuple[str, str]]) -> Iterator[str]:
+    """The Markdown blocks of a document's (kind, text) paragraphs in order: a run of ``title`` paragraphs
+    one ``#`` heading, a run of ``code`` paragraphs one fenced code block (its inner empty lines kept,
+    fenced by more backticks than it holds in a row), any other (kind ``""``) the block it is.
+
+    >>> paragraphs = [("title", "Kettle care"), ("title", "for owners"), ("", "Boil it:"),
+    ...               ("code", "boil()"), ("code", ""), ("code", "  rinse()"), ("", "")]
+    >>> list(styled_markdown(paragraphs))
+    ['# Kettle care for owners', 'Boil it:', '```\\nboil()\\n\\n  rinse()\\n```']
+    """
+    for kind, run in itertools.groupby(paragraphs, key=itemgetter(0)):
+        texts = [text for _, text in run]
+        if kind == "title":
+            if title := " ".join(" ".join(texts).split()):
+                yield f"# {title}"
+        elif kind == "code":
+            if code := "\n".join(texts).strip("\n"):
+                fence = "`" * max(3, 1 + max(map(len, re.findall("`+", code)), default=0))
+                yield f"{fence}\n{code}\n{fence}"
+        else:
+            yield from (text for text in texts if text)
 
 
 def table_text(rows: Iterable[Iterable[str]]) -> str:
@@ -855,31 +887,34 @@ def zipped_document(data: bytes, kind: str, old_format: str, read: Callable[[IO[
         raise UnreadableFile(f"not a readable {kind} ({type(err).__name__}: {err})") from err
 
 
-def word_block(item: Paragraph | Table) -> str:
-    """A paragraph of a Word document in Markdown (a "Title" or "Heading N" paragraph as a ``#`` heading,
-    one of a "List" style as a ``- `` line), or a table as one line of its cells' text per row."""
+def word_block(item: Paragraph | Table) -> tuple[str, str]:
+    """A paragraph of a Word document as (its kind, its Markdown): a "Heading N" paragraph a ``#`` heading,
+    one of a "List" style a ``- `` line, a "Title" or code paragraph (``PARAGRAPH_KINDS``) its text for
+    ``styled_markdown`` to join with its neighbours; or a table as one line of its cells' text per row."""
     if isinstance(item, Table):  # a merged cell is the same cell in each column it spans
-        return table_text(
+        return "", table_text(
             [cell.text for k, cell in enumerate(row.cells) if k == 0 or cell._tc is not row.cells[k - 1]._tc]
             for row in item.rows
         )
-    text = item.text.strip()
     style = item.style.name if item.style is not None else ""
-    if text and (heading := WORD_HEADING.fullmatch(style)):
-        return f"{'#' * int(heading[1] or 1)} {' '.join(text.split())}"
-    return f"- {text}" if text and style.lower().startswith("list") else text
+    if kind := PARAGRAPH_KINDS.get(style.lower()):
+        return kind, item.text.rstrip()
+    text = item.text.strip()
+    if text and (heading := STYLE_HEADING.fullmatch(style)):
+        return "", f"{'#' * int(heading[1])} {' '.join(text.split())}"
+    return "", f"- {text}" if text and style.lower().startswith("list") else text
 
 
 def word_text(data: bytes) -> tuple[str | None, str]:
-    """(its document title, where it states one (``document_title``); its text in Markdown, ``word_block``
-    after block) of a Word document (.docx)."""
+    """(its document title, where it states one (``document_title``); its text in Markdown, its blocks
+    (``word_block``) joined by ``styled_markdown``) of a Word document (.docx)."""
 
-    def read(stream: IO[bytes]) -> tuple[str, list[str]]:
+    def read(stream: IO[bytes]) -> tuple[str, list[tuple[str, str]]]:
         document = docx.Document(stream)
         return document.core_properties.title, [word_block(item) for item in document.iter_inner_content()]
 
     title, blocks = zipped_document(data, "Word document", ".doc", read)
-    return document_title(title), "\n\n".join(block for block in blocks if block)
+    return document_title(title), "\n\n".join(styled_markdown(blocks))
 
 
 ODF = {
@@ -990,41 +1025,43 @@ def odt_list(element: ElementTree.Element, styles: dict[str, str], level: int = 
     return "\n".join(line for line in lines if line)
 
 
-def odt_blocks(element: ElementTree.Element, styles: dict[str, str]) -> Iterator[str]:
-    """The blocks of an OpenDocument text's body (or a section of it) in Markdown: a heading as a ``#``
-    heading of its outline level, a paragraph of a "Heading N" style too and a run of "Title" paragraphs
-    as one ``#`` heading (``WORD_HEADING``), a list's items as ``- `` lines (``odt_list``), a table as a
-    line per row (a merged cell once), a paragraph as its text followed by its text boxes' blocks."""
-
-    def style(paragraph: ElementTree.Element) -> str:
-        name = paragraph.get(odf("text:style-name"), "")
-        return ODF_STYLE_ESCAPE.sub(lambda code: chr(int(code[1], 16)), styles.get(name, name))
-
-    for is_title, run in itertools.groupby(
-        element, key=lambda child: child.tag == odf("text:p") and style(child).lower() == "title"
-    ):
-        if is_title:
-            title = " ".join(text for paragraph in run if (text := odf_inline(paragraph)))
-            yield f"# {' '.join(title.split())}" if title else ""
-            continue
-        for child in run:
-            if child.tag in (odf("text:h"), odf("text:p")):
-                text = odf_inline(child)
-                level = child.get(odf("text:outline-level"), "1") if child.tag == odf("text:h") else None
-                if level is None and (heading := WORD_HEADING.fullmatch(style(child))):
-                    level = heading[1] or "1"
-                yield f"{'#' * min(int(level), 6)} {' '.join(text.split())}" if text and level else text
-                for box in odf_text_boxes(child):
-                    yield from odt_blocks(box, styles)
-            elif child.tag == odf("text:list"):
-                yield odt_list(child, styles)
-            elif child.tag == odf("table:table"):  # a merged cell's neighbours are covered-table-cells
-                yield table_text(
+def odt_paragraphs(element: ElementTree.Element, styles: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """The blocks of an OpenDocument text's body (or a section, a text box or a table cell of it) as (kind,
+    Markdown), for ``styled_markdown``: a heading as a ``#`` heading of its outline level, a paragraph of a
+    "Heading N" style too, a "Title" or code paragraph (``PARAGRAPH_KINDS``) its text of that kind, a list's
+    items as ``- `` lines (``odt_list``), a table as a line per row (a merged cell once), a paragraph as
+    its text followed by its text boxes' blocks."""
+    for child in element:
+        if child.tag in (odf("text:h"), odf("text:p")):
+            name = child.get(odf("text:style-name"), "")
+            style = ODF_STYLE_ESCAPE.sub(lambda code: chr(int(code[1], 16)), styles.get(name, name))
+            text = odf_inline(child)
+            heading = STYLE_HEADING.fullmatch(style)
+            if child.tag == odf("text:h") or heading:
+                level = int(child.get(odf("text:outline-level")) or (heading[1] if heading else 1))
+                yield "", f"{'#' * min(level, 6)} {' '.join(text.split())}" if text else ""
+            else:
+                yield PARAGRAPH_KINDS.get(style.lower(), ""), text
+            for box in odf_text_boxes(child):
+                yield from odt_paragraphs(box, styles)
+        elif child.tag == odf("text:list"):
+            yield "", odt_list(child, styles)
+        elif child.tag == odf("table:table"):  # a merged cell's neighbours are covered-table-cells
+            yield (
+                "",
+                table_text(
                     [" ".join(odt_blocks(cell, styles)) for cell in row.iterfind("table:table-cell", ODF)]
                     for row in odf_rows(child)
-                )
-            elif child.tag == odf("text:section"):
-                yield from odt_blocks(child, styles)
+                ),
+            )
+        elif child.tag == odf("text:section"):
+            yield from odt_paragraphs(child, styles)
+
+
+def odt_blocks(element: ElementTree.Element, styles: dict[str, str]) -> Iterator[str]:
+    """The Markdown blocks of an OpenDocument text's body or a part of it (``odt_paragraphs``, joined by
+    ``styled_markdown``)."""
+    return styled_markdown(odt_paragraphs(element, styles))
 
 
 def odt_text(data: bytes) -> tuple[str | None, str]:
