@@ -335,6 +335,36 @@ def test_a_markdown_file_is_read_as_it_renders_without_html_comments_and_titled_
     assert docs["notes.txt"]["text"] == "Plain text: <!-- shown as written -->"
 
 
+def test_a_markdown_pages_links_read_as_their_text_without_images_or_link_definitions(tmp_path):
+    page = (
+        "# [Kettle](https://example.com/kettle)\n\n"
+        'Read the [care guide](care.md#top "Care") and [`descale()`][descale], or [the safety\n'
+        "notes][]. ![A kettle](kettle.png) See [Scale] and [[Limescale|scale notes]] ![[diagram.png]].\n\n"
+        "- [ ] buy vinegar, <https://example.com/shop>\n"
+        "- \\[0, [`MAX`][]] litres[^1]\n\n"
+        "[descale]: api.md#descale\n"
+        "[the safety notes]: safety.md 'Safety'\n"
+        "[scale]: <scale.md>\n"
+        "[`MAX`]: api.md#max\n"
+        "[^1]: Litres.\n\n"
+        "```md\n[kept](as-written.md)\n```\n"
+        "Write `[text](url)` for a link."
+    )
+    (tmp_path / "kettle.md").write_text(page)
+    (doc,) = read_corpus("textdir", str(tmp_path)).docs
+    assert (doc["title"], doc["text"]) == (
+        "Kettle",
+        "# Kettle\n\n"
+        "Read the care guide and `descale()`, or the safety\n"
+        "notes. See Scale and scale notes.\n\n"
+        "- [ ] buy vinegar, https://example.com/shop\n"
+        "- \\[0, `MAX`] litres[^1]\n\n"
+        "[^1]: Litres.\n\n"
+        "```md\n[kept](as-written.md)\n```\n"
+        "Write `[text](url)` for a link.",
+    )
+
+
 def test_a_markdown_pages_front_matter_names_it_and_is_not_its_text(tmp_path):
     pages = {
         # npm's and Jekyll's YAML, whose title wins over the first heading

@@ -143,9 +143,10 @@ def document_title(stated: str | None) -> str | None:
     return None if not title or job or default or FILE_NAME.search(title) else title
 
 
-def without_marks(markdown: str, marks: str) -> str:
+def without_marks(markdown: str, marks: str, shown: Callable[[re.Match[str]], str] | None = None) -> str:
     """A Markdown text without what the pattern ``marks`` matches outside its code (fenced blocks and
-    inline code spans show markup as written); a line the marks filled goes with it.
+    inline code spans show markup as written), or with what ``shown`` makes of each match in its place;
+    a line the removed marks filled goes with it.
 
     >>> page = "Intro.\\n\\n<!-- YAML\\nadded: v8.4.0\\n-->\\n\\nIt closes. <!-- a note -->\\n"
     >>> without_marks(page + "Write `<!-- -->`.\\n```html\\n<!-- kept -->\\n```", HTML_COMMENT)
@@ -156,18 +157,21 @@ def without_marks(markdown: str, marks: str) -> str:
     def marked(text: str) -> bool:
         return any(match[1] is None for match in pattern.finditer(text))
 
+    def in_place(match: re.Match[str]) -> str:  # \0: where a mark was removed
+        return match[1] or (shown(match) if shown else "") or "\0"
+
     if not marked(markdown):
         return markdown
     kept = []
     for fenced, lines in itertools.groupby(fenced_lines(markdown), itemgetter(1)):
         run = "\n".join(line for line, _ in lines)
-        if not fenced and marked(run):
-            shown = []
-            for line in pattern.sub(lambda match: match[1] or "\0", run).split("\n"):  # \0: where marks were
-                text = line.replace("\0", "").rstrip()
+        if not fenced and (replaced := pattern.sub(in_place, run)) != run:
+            visible = []
+            for line in replaced.split("\n"):
+                text = re.sub(r"[ \t]*\0+", "", line).rstrip()  # no space left twice
                 if text.strip() or "\0" not in line:  # a line the marks filled goes with it
-                    shown.append(text)
-            run = re.sub(r"\n{3,}", "\n\n", "\n".join(shown))
+                    visible.append(text)
+            run = re.sub(r"\n{3,}", "\n\n", "\n".join(visible))
         kept.append(run)
     return "\n".join(kept).strip("\n")
 
@@ -180,6 +184,60 @@ def without_html_comments(markdown: str) -> str:
     'Intro.\\nEnd.'
     """
     return without_marks(markdown, HTML_COMMENT)
+
+
+# a link reference definition ("[node]: https://nodejs.org 'Node'"; not a footnote's "[^1]: ..."): its label
+MARKDOWN_DEFINITION = re.compile(
+    r"^ {0,3}\[(?!\^)([^\]\n]+)\]:[ \t]*\S+(?:[ \t]+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?[ \t]*$",
+    re.MULTILINE,
+)
+# a link or an image (inline, a reference, or a shortcut to a definition; its text on one line or more,
+# with one level of brackets inside; not an escaped "\["), a wiki link ("[[Page]]", "[[Page|shown text]]",
+# Obsidian's embed "![[picture.png]]"), an autolink ("<https://nodejs.org>"); and first a link reference
+# definition
+MARKDOWN_LINKS = (
+    f"{MARKDOWN_DEFINITION.pattern}|"
+    r"(?P<wiki_embed>!)?\[\[(?P<page>[^\[\]|\n]+)(?:\|(?P<alias>[^\[\]\n]+))?\]\]"
+    r"|(?P<image>!)?(?<!\\)\[(?P<text>(?:[^\[\]\n]|\n(?![ \t]*\n)|\[[^\[\]\n]*\])*)\]"
+    r"(?:(?P<target>\((?:[^()\s]|\([^()\s]*\))*(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\))|\[(?P<label>[^\]\n]*)\])?"
+    r"|<(?P<url>[A-Za-z][\w+.-]+:[^<>\s]+)>"
+)
+
+
+def markdown_links_as_text(markdown: str) -> str:
+    """A Markdown text as a reader sees its links: a link as its text, an autolink as its address, a wiki
+    link as its page or the text it shows; images and link reference definitions left out, as an HTML
+    page's are (``html_text``). A bracketed text that refers to no definition (a task's ``[ ]``, an index
+    ``[0]``) and code stay as written.
+
+    >>> page = "See [the `fs` guide](fs.md#top 'Files') and [Buffer][], ![a kettle](k.png) [x].\\n\\n"
+    >>> page += "Vault: [[Kettle care|kettles]], [[Scale]] ![[scale.png]], <https://nodejs.org>.\\n\\n"
+    >>> print(markdown_links_as_text(page + "[Buffer]: buffer.md\\n`[x](y)`"))
+    See the `fs` guide and Buffer, [x].
+    <BLANKLINE>
+    Vault: kettles, Scale, https://nodejs.org.
+    <BLANKLINE>
+    `[x](y)`
+    """
+    labels = {
+        " ".join(match[1].casefold().split())
+        for line, fenced in fenced_lines(markdown)
+        if not fenced and (match := MARKDOWN_DEFINITION.match(line))
+    }
+
+    def shown(link: re.Match[str]) -> str:
+        if link["page"] is not None:
+            return "" if link["wiki_embed"] else (link["alias"] or link["page"]).strip()
+        if link["url"] is not None:
+            return link["url"]
+        if link["text"] is None:  # a definition
+            return ""
+        label = link["label"] or link["text"]  # a full reference names its label; others are their text
+        if link["target"] is None and " ".join(label.casefold().split()) not in labels:
+            return link[0]
+        return "" if link["image"] else link["text"]
+
+    return without_marks(markdown, MARKDOWN_LINKS, shown)
 
 
 def mdx_markdown(mdx: str) -> str:
@@ -1306,13 +1364,15 @@ def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
     else:
         text = decoded(data)
     if suffix == ".ipynb":
-        text = atx_headings(without_site_marks(without_html_comments(notebook_markdown(text))))
+        text = atx_headings(
+            markdown_links_as_text(without_site_marks(without_html_comments(notebook_markdown(text))))
+        )
     elif suffix in MARKDOWN_SUFFIXES:
         metadata, text = front_matter(text)
         stated = metadata.get("title")
         if suffix == ".mdx":
             text = mdx_markdown(text)
-        text = atx_headings(without_site_marks(without_html_comments(text)))
+        text = atx_headings(markdown_links_as_text(without_site_marks(without_html_comments(text))))
     elif suffix == ".rst":
         text = rst_as_markdown(text)
     if isinstance(stated, str) and stated.strip():
