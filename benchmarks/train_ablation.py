@@ -3,7 +3,8 @@ training pairs from a run's balanced (and structural) pairs, mines their hard ne
 scored by nDCG@10 on a BEIR folder (its own corpus, its judged queries only).
 
 A variant is a name, data choices (`balanced` names another run's balanced pairs, e.g. one generated
-with other queries params) and `train` params overrides (deep-merged):
+with other queries params; `structural` another run's structural pairs) and `train` params overrides
+(deep-merged):
 
     {"name": "defaults"}
     {"name": "full fine-tune", "train": {"method": "full", "learning_rate": 2e-5}}
@@ -14,6 +15,7 @@ with other queries params) and `train` params overrides (deep-merged):
     {"name": "distilled", "train": {"loss": "mnrl", "distillation": 1.0}}
     {"name": "softer teacher", "train": {"loss": "mnrl", "distillation": 1.0, "teacher_temperature": 10}}
     {"name": "corpus examples", "balanced": "runs/corpus-examples/balanced.parquet"}
+    {"name": "other pseudo-queries", "structural": "runs/other/structural.parquet", "structural_share": 1.0}
 
     python benchmarks/train_ablation.py --params params.yaml --docs results/docs.parquet \\
         --balanced results/balanced.parquet --structural results/structural.parquet \\
@@ -177,7 +179,6 @@ def main() -> None:
     device, seeds = args.device or params["runtime"]["device"], args.seeds or [params["seed"]]
     runtime = params["runtime"] | {"device": device}
     docs = pl.read_parquet(args.docs)
-    structural = pl.read_parquet(args.structural)
     dev = (
         pl.read_parquet(args.balanced)
         .filter(pl.col("split") == "dev")
@@ -200,10 +201,11 @@ def main() -> None:
     mined: dict[str, pl.DataFrame] = {}
     variants = json.loads(Path(args.variants).read_text())
     for seed, variant in itertools.product(seeds, variants):
-        data_choices = ("balanced", "generated", "task_types", "structural_share")
+        data_choices = ("balanced", "structural", "generated", "task_types", "structural_share")
         data_key = json.dumps({k: variant.get(k) for k in data_choices} | {"seed": seed})
         if data_key not in mined:  # the base model mines; variants that only train differently share it
             balanced = pl.read_parquet(variant.get("balanced", args.balanced))
+            structural = pl.read_parquet(variant.get("structural", args.structural))
             train_rows = training_rows(balanced, structural, variant, seed)
             mined[data_key], _ = mine_training_pairs(
                 train_rows, docs, base_documents, emb, params["negatives"], params["search"], seed
