@@ -10,6 +10,7 @@ text, tables and speaker notes, an EPUB book as its chapters, an HTML page as th
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -985,6 +986,7 @@ ODF = {
 }
 
 
+@functools.cache  # called for every element of a document
 def odf(name: str) -> str:
     """The ElementTree tag of an OpenDocument element or attribute named ``prefix:local``.
 
@@ -1013,7 +1015,17 @@ ODF_LEFT_OUT = {
         "bibliography",
     )
 } | {odf("office:annotation"), odf("draw:frame")}
-ODF_STYLE_ESCAPE = re.compile(r"_([0-9A-Fa-f]{2})_")  # a style name's "Heading_20_1" is "Heading 1"
+ODF_STYLE_ESCAPE = re.compile(r"_([0-9A-Fa-f]{2})_")
+
+
+@functools.cache  # a document names a few styles over and over
+def odf_style_name(name: str) -> str:
+    """A style's name as its application shows it.
+
+    >>> odf_style_name("Heading_20_1")
+    'Heading 1'
+    """
+    return ODF_STYLE_ESCAPE.sub(lambda code: chr(int(code[1], 16)), name)
 
 
 XML_SPACE = re.compile(r"[ \t\r\n]+")
@@ -1092,7 +1104,7 @@ def odt_paragraphs(element: ElementTree.Element, styles: dict[str, str]) -> Iter
     for child in element:
         if child.tag in (odf("text:h"), odf("text:p")):
             name = child.get(odf("text:style-name"), "")
-            style = ODF_STYLE_ESCAPE.sub(lambda code: chr(int(code[1], 16)), styles.get(name, name))
+            style = odf_style_name(styles.get(name, name))
             text = odf_inline(child)
             heading = STYLE_HEADING.fullmatch(style)
             if child.tag == odf("text:h") or heading:
