@@ -735,6 +735,87 @@ def test_an_opendocument_text_is_its_headings_lists_tables_and_text_boxes_withou
     assert corpus.rejected == [{"location": str(tmp_path / "old.odt"), "doc_id": None, "reason": reason}]
 
 
+def test_an_asciidoc_page_is_read_as_asciidoctor_renders_it_in_markdown(tmp_path):
+    page = r"""= Kettle Guide
+J. Doe <jd@example.com>
+v2.0, 2026-01-05
+:product: Kettle 2
+:doctitle: The {product} Guide
+
+// a note to the editors
+////
+A draft paragraph.
+////
+The {product} boils{nbsp}water; write \{product} for its name.
+See <<care,Care>> and xref:safety.adoc[Safety, in short].footnote:[Since 2024.]
+image:logo.png[Logo] Buy at https://example.com/shop[the shop^].
+
+include::shared/warranty.adoc[]
+
+Care
+----
+ifdef::pro[]
+Descale it monthly.
+endif::pro[]
+
+[source,python]
+----
+// not a comment in code
+== not a heading in code
+kettle.descale()
+----
+
+.Limescale table
+|===
+|Litres |Minutes
+|1.7 |3
+|===
+
+* Unplug it.
+** Let it cool.
++
+[NOTE]
+====
+Vinegar works.
+====
+. Fill it.
+
+Limescale::
+	The white crust
+	on the element.
+
+	$ kettle --status
+	scaled
+
+Crash report
+~~~~~~~~~~~~
+....
+== kept as written
+....
+"""
+    (tmp_path / "guide.adoc").write_text(page)
+    (tmp_path / "notes.asciidoc").write_text("A page\n======\n\nNo doctitle.\n")
+    docs = {d["doc_id"]: d for d in read_corpus("textdir", str(tmp_path)).docs}
+    assert (docs["guide.adoc"]["title"], docs["guide.adoc"]["text"]) == (
+        "The Kettle 2 Guide",
+        "# Kettle Guide\n\n"
+        "The Kettle 2 boils\u00a0water; write {product} for its name.\n"
+        "See Care and Safety, in short.\n"
+        "Buy at the shop.\n\n"
+        "## Care\nDescale it monthly.\n\n"
+        "```python\n// not a comment in code\n== not a heading in code\nkettle.descale()\n```\n\n"
+        "Limescale table\n|Litres |Minutes\n|1.7 |3\n\n"
+        "- Unplug it.\n  - Let it cool.\nVinegar works.\n1. Fill it.\n\n"
+        "Limescale\n\tThe white crust\n\ton the element.\n\n"
+        "```\n$ kettle --status\nscaled\n```\n\n"
+        "### Crash report\n```\n== kept as written\n```",
+    )
+    assert (docs["notes.asciidoc"]["title"], docs["notes.asciidoc"]["text"]) == (
+        "A page",
+        "# A page\n\nNo doctitle.",
+    )
+
+
 def test_a_notebook_is_the_markdown_of_its_cells_and_one_that_is_not_a_bad_row_at_its_line(tmp_path):
     cells = [
         {
@@ -798,7 +879,8 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
   in <em>three</em> minutes.<br>Dishwasher safe.</p>
 <div aria-hidden="true">decoration</div><button>Add to cart</button>
 <h2>Sizes<a href="#sizes">#</a></h2>
-<table><tr><th>Size</th><th>Litres</th></tr><tr><td>Small</td><td>1.0</td></tr></table>
+<table><tr><th>Size</th><th>Litres</th></tr><tr><td>Small</td><td>1.0</td></tr>
+<tr><td><p class="tableblock">Large</p></td><td><p>1.7</p><p>(2.0 brimful)</p></td></tr></table>
 <ul><li>Steel<li>Glass</ul><pre><code>kettle.boil()
 </code></pre></article></main>
 <footer>&copy; Shop</footer></body></html>"""
@@ -822,7 +904,8 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
             "kettle.html",
             "Steel kettle",
             "# Steel kettle\n\nBoils 1.7 litres in three minutes.\nDishwasher safe.\n\n## Sizes\n\n"
-            "Size Litres\n\nSmall 1.0\n\n- Steel\n\n- Glass\n\n```\nkettle.boil()\n```",
+            "Size Litres\n\nSmall 1.0\n\nLarge 1.7 (2.0 brimful)\n\n"
+            "- Steel\n\n- Glass\n\n```\nkettle.boil()\n```",
         ),
         ("menu.htm", "Caf\u00e9 menu", "Caf\u00e9 au lait."),
         ("notice.html", "notice", "We moved."),
@@ -1005,8 +1088,8 @@ def test_a_compressed_page_is_read_as_its_page(tmp_path):
         ("kettle/manual.pdf.xz", "Manual", "Descale it monthly."),
     ]
     reads = (
-        "textdir reads .txt, .md, .markdown, .mdx, .rst, .ipynb, .pdf, .docx, .odt, .pptx, .epub,"
-        " .html and .htm"
+        "textdir reads .txt, .md, .markdown, .mdx, .rst, .adoc, .asciidoc, .ipynb, .pdf, .docx, .odt,"
+        " .pptx, .epub, .html and .htm"
     )
     assert [(row["location"], row["reason"]) for row in corpus.rejected] == [
         (

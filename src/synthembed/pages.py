@@ -17,6 +17,7 @@ import json
 import math
 import posixpath
 import re
+import textwrap
 import tomllib
 import unicodedata
 import zipfile
@@ -43,10 +44,12 @@ from pptx.text.text import TextFrame
 T = TypeVar("T")
 HTML_SUFFIXES = (".html", ".htm")
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
+ADOC_SUFFIXES = (".adoc", ".asciidoc")
 TEXT_SUFFIXES = (
     ".txt",
     *MARKDOWN_SUFFIXES,
     ".rst",
+    *ADOC_SUFFIXES,
     ".ipynb",
     ".pdf",
     ".docx",
@@ -169,7 +172,7 @@ def without_marks(markdown: str, marks: str, shown: Callable[[re.Match[str]], st
         if not fenced and (replaced := pattern.sub(in_place, run)) != run:
             visible = []
             for line in replaced.split("\n"):
-                text = re.sub(r"[ \t]*\0+", "", line).rstrip()  # no space left twice
+                text = re.sub(r"^\0+[ \t]*|[ \t]*\0+", "", line).rstrip()  # no space left twice, or first
                 if text.strip() or "\0" not in line:  # a line the marks filled goes with it
                     visible.append(text)
             run = re.sub(r"\n{3,}", "\n\n", "\n".join(visible))
@@ -462,6 +465,194 @@ def rst_as_markdown(rst: str) -> str:
     return "\n".join(kept) + ("\n" if rst.endswith("\n") else "")
 
 
+# AsciiDoc (Asciidoctor's rules): a delimited block opens and closes with the same line; listing and
+# literal blocks are code, a comment block is left out, a passthrough block is HTML, and the others
+# (example, sidebar, quote, open, table) hold text
+ADOC_DELIMITER = re.compile(r"-{4,}|\.{4,}|/{4,}|\+{4,}|={4,}|\*{4,}|_{4,}|--|[|,:!]={3,}")
+ADOC_SECTION = re.compile(r"(={1,6})[ \t]+(\S.*?)(?:[ \t]+=+)?")
+ADOC_UNDERLINE_LEVELS = {"=": 1, "-": 2, "~": 3, "^": 4, "+": 5}  # a two-line title's underline
+ADOC_ATTRIBUTE_ENTRY = re.compile(r":(!?)(\w[\w-]*)(!?):(?:[ \t]+(.*))?")
+ADOC_BLOCK_ATTRIBUTES = re.compile(r"\[\[.*\]\]|\[(|[#.%\w{,\"'].*)\]")
+ADOC_BLOCK_MACRO = re.compile(r"[a-z][\w-]*::\S*?\[.*\]")  # image::, toc::, video::
+# a directive read before the blocks, on any line: the page alone cannot resolve an include, and both
+# sides of a condition are kept, as one page may be included under either
+ADOC_PREPROCESSOR = re.compile(r"(?:include|ifn?def|ifeval|endif)::\S*?\[.*\]")
+ADOC_BLOCK_TITLE = re.compile(r"\.(\.?[^ \t.].*)")
+ADOC_LIST_ITEM = re.compile(r"[ \t]*(\*{1,5}|\.{1,5}|-|\d+\.)[ \t]+(\S.*)")
+ADOC_TERM = re.compile(r"(?!//)[ \t]*([^ \t].*?)(?::{2,4}|;;)(?:[ \t]+(.*))?")
+ADOC_ATTRIBUTE_REFERENCE = re.compile(r"(\\)?\{(\w[\w-]*)\}")
+# the attributes every document has that stand for a character
+ADOC_CHARACTERS = {
+    **{"empty": "", "zwsp": "", "sp": " ", "nbsp": "\u00a0", "plus": "+", "amp": "&", "lt": "<", "gt": ">"},
+    **{"startsb": "[", "endsb": "]", "vbar": "|", "caret": "^", "asterisk": "*", "tilde": "~"},
+    **{"backslash": "\\", "backtick": "`", "two-colons": "::", "two-semicolons": ";;", "cpp": "C++"},
+    **{"pp": "++", "quot": '"', "apos": "'", "deg": "\u00b0", "ldquo": "\u201c", "rdquo": "\u201d"},
+}
+# inline marks as a reader sees them: links and cross references as their text (else their target),
+# keys, buttons and menus as their labels; footnotes, images and anchors left out
+ADOC_INLINE = (
+    r"(?P<left_out>footnote(?:ref)?:[\w-]*\[(?:[^\]\\\n]|\\.)*\]|image:[^\s\[]+\[[^\]\n]*\]"
+    r"|anchor:[\w:.-]+\[[^\]\n]*\]|\[\[[\w:.-]+(?:,[^\]\n]*)?\]\])"
+    r"|(?:link|xref|mailto):(?P<target>[^\s\[]*)\[(?P<text>[^\]\n]*)\]"
+    r"|(?P<url>\b(?:https?|ftp|irc)://[^\s\[<>]+)\[(?P<url_text>[^\]\n]*)\]"
+    r"|<<(?P<ref>[^,<>\n]+?)(?:,[ \t]*(?P<ref_text>[^<>\n]+))?>>"
+    r"|(?:kbd|btn):\[(?P<label>[^\]\n]*)\]|menu:(?P<menu>[^\s\[]+)\[(?P<item>[^\]\n]*)\]"
+    r"|pass:[a-z,]*\[(?P<passed>[^\]\n]*)\]"
+)
+
+
+def adoc_inline_text(match: re.Match[str]) -> str:
+    """What a reader sees of an AsciiDoc inline mark that ``ADOC_INLINE`` matched."""
+    if (text := match["text"] if match["target"] is not None else match["url_text"]) is not None:
+        # a link's text: quoted, or before its named attributes (",window=_blank"), without the caret
+        # that opens a new window
+        quoted = re.match(r'\s*"((?:[^"\\]|\\.)*)"', text)
+        text = quoted[1] if quoted else re.split(r",\s*\w[\w-]*=", text)[0]
+        return text.strip().rstrip("^") or match["target"] or match["url"]
+    if match["ref"] is not None:
+        return match["ref_text"] or match["ref"]
+    if match["menu"] is not None:
+        return " > ".join(filter(None, [match["menu"].replace("_", " "), match["item"].strip()]))
+    return match["label"] or match["passed"] or ""
+
+
+def adoc_as_markdown(adoc: str) -> tuple[str | None, str]:
+    """(its ``doctitle`` attribute, its text in Markdown) of an AsciiDoc page as Asciidoctor renders it:
+    section titles (``== Title``, or a title underlined by ``=``, ``-``, ``~``, ``^`` or ``+``) become
+    ``#`` headings of their level; listing and literal blocks and indented (literal) paragraphs fenced
+    code, in a ``[source]`` block's language; list items ``- `` and ``1. `` lines, a description list's
+    term a line of its own; links, cross references, keys and menus their text. Comments, attribute
+    entries (their values stand in for their references), block attribute lines, the header's author
+    and revision lines, block macros (``image::``, ``toc::``), includes (which a page alone cannot
+    resolve), conditional directives (both sides are kept), footnotes, images and delimiters are left
+    out. Tables, emphasis and custom macros stay as written.
+
+    >>> page = (
+    ...     "= Kettle Guide\\nJ. Doe <jd@example.com>\\n:product: Kettle 2\\n\\n// a draft\\n"
+    ...     "The {product} boils water, see <<care,Care>>.\\n\\nCare\\n----\\n\\n[source,python]\\n"
+    ...     "----\\n// not a comment here\\nkettle.descale()\\n----\\n\\n* Unplug it.\\n** Let it cool.\\n"
+    ...     "+\\n[NOTE]\\n====\\nUse https://example.com/vinegar[vinegar^].footnote:[Or citric acid.]\\n"
+    ...     "====\\n\\nLimescale:: the white crust.\\n"
+    ... )
+    >>> print(adoc_as_markdown(page)[1])
+    # Kettle Guide
+    <BLANKLINE>
+    The Kettle 2 boils water, see Care.
+    <BLANKLINE>
+    ## Care
+    <BLANKLINE>
+    ```python
+    // not a comment here
+    kettle.descale()
+    ```
+    <BLANKLINE>
+    - Unplug it.
+      - Let it cool.
+    Use vinegar.
+    <BLANKLINE>
+    Limescale
+    the white crust.
+    """
+    lines = adoc.splitlines()
+    attributes = dict(ADOC_CHARACTERS)
+    kept: list[str] = []
+    language = ""  # a [source] block attribute's, for the block after it
+    # block_start: the line may open a block; described: a term without its description went before, so
+    # the next paragraph, indented or not, is that description, not a literal one
+    block_start, in_header, described = True, False, False
+
+    def substituted(line: str) -> str:
+        def value(match: re.Match[str]) -> str:
+            if match[1]:  # an escaped reference stays as written, without its backslash
+                return match[0][1:]
+            return attributes.get(match[2].lower(), match[0])
+
+        return ADOC_ATTRIBUTE_REFERENCE.sub(value, line)
+
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        i += 1
+        if in_header and line and not line.startswith(":"):
+            continue  # the header's author and revision lines
+        if not line.strip():
+            kept.append("")
+            block_start, in_header, language = True, False, ""
+            continue
+        if line.startswith("//") and not line.startswith("////"):
+            continue
+        if block_start and (entry := ADOC_ATTRIBUTE_ENTRY.fullmatch(line)):
+            if entry[1] or entry[3]:
+                attributes.pop(entry[2].lower(), None)
+            else:
+                attributes[entry[2].lower()] = substituted(entry[4] or "")
+            continue
+        if block_start and (attribute_list := ADOC_BLOCK_ATTRIBUTES.fullmatch(line)):
+            positional = [part.strip() for part in (attribute_list[1] or "").split(",")]
+            style = re.split(r"[#.%]", positional[0])[0]
+            if style in ("source", "") and len(positional) > 1 and "=" not in positional[1]:
+                language = positional[1]
+            continue
+        if ADOC_PREPROCESSOR.fullmatch(line) or (block_start and ADOC_BLOCK_MACRO.fullmatch(line)):
+            continue
+        if ADOC_DELIMITER.fullmatch(line):
+            if line[0] in "-./+" and line != "--":  # a verbatim block: its lines as written
+                end = next((k for k in range(i, len(lines)) if lines[k].rstrip() == line), len(lines))
+                if line[0] in "-.":
+                    kept += [f"```{language}", *lines[i:end], "```"]
+                elif line[0] == "+":  # passed through to the page's HTML
+                    kept.append(html_text("\n".join(lines[i:end]))[1])
+                i = end + 1
+            block_start, language = True, ""  # the other blocks' delimiters, opening or closing, go
+            continue
+        level, title = 0, ""
+        if block_start and (section := ADOC_SECTION.fullmatch(line)):
+            level, title = len(section[1]), section[2]
+        elif (
+            block_start
+            and i < len(lines)
+            and line.lstrip()[0] != "."
+            and re.search(r"\w", line)
+            and (underline := lines[i].rstrip())
+            and underline[0] in ADOC_UNDERLINE_LEVELS
+            and underline == underline[0] * len(underline)
+            and abs(len(underline) - len(line)) < 2
+        ):
+            level, title = ADOC_UNDERLINE_LEVELS[underline[0]], line.strip()
+            i += 1
+        if level:
+            in_header = level == 1 and not any(kept_line.strip() for kept_line in kept)
+            kept.append(f"{'#' * level} {substituted(title)}")
+            block_start, language = True, ""
+            continue
+        if block_start and (block_title := ADOC_BLOCK_TITLE.fullmatch(line)):
+            kept.append(substituted(block_title[1]))
+            continue
+        indented = not described and line[0].isspace()
+        if block_start and indented and not (ADOC_LIST_ITEM.fullmatch(line) or ADOC_TERM.fullmatch(line)):
+            end = next((k for k in range(i, len(lines)) if not lines[k].strip()), len(lines))
+            paragraph = textwrap.dedent("\n".join(lines[i - 1 : end])).rstrip()  # a literal paragraph
+            kept += [f"```{language}", paragraph, "```"]
+            i, language = end, ""
+            continue
+        if line == "+":  # a list continuation: a block attached to the item follows
+            block_start = True
+            continue
+        described = False
+        if item := ADOC_LIST_ITEM.fullmatch(line):
+            marker = item[1]
+            if marker[0] in "*.":  # its depth told by the marker's length
+                line = "  " * (len(marker) - 1) + ("- " if marker[0] == "*" else "1. ") + item[2]
+            else:  # "-" and "3." as Markdown writes them
+                line = f"{marker} {item[2]}"
+        elif term := ADOC_TERM.fullmatch(line):
+            line, described = "\n".join(filter(None, [term[1], term[2]])), not term[2]
+        kept.append(substituted(line.removesuffix(" +")).rstrip())
+        block_start, language = False, ""
+    markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
+    return attributes.get("doctitle"), without_marks(markdown, ADOC_INLINE, adoc_inline_text)
+
+
 def without_page_furniture(pages: list[list[str]], min_pages: int = 3) -> list[list[str]]:
     """The lines of a document's pages without their running headers and footers: a first or last line
     that, its numbers masked, opens or closes at least ``min_pages`` pages (a page number, a book's
@@ -745,6 +936,10 @@ class HtmlText(HTMLParser):
     def visible(self) -> bool:
         return not self.skips and (self.mains > 0 or not self.main_only)
 
+    @property
+    def in_cell(self) -> bool:  # a block inside a table's cell (Asciidoctor's <p> in each) stays in its row
+        return any(name in ("td", "th") for name, _ in self.open)
+
     def end_block(self) -> None:
         lines = [" ".join("".join(chunks).split()) for chunks in self.lines]  # spaces as a browser shows them
         if text := "\n".join(line for line in lines if line):
@@ -794,12 +989,12 @@ class HtmlText(HTMLParser):
         elif re.fullmatch(r"h[1-6]", tag):
             self.end_block()
             self.prefix = "#" * int(tag[1]) + " "
+        elif tag in ("td", "th") or (tag in BLOCK_ELEMENTS and self.in_cell):
+            self.lines[-1].append(" ")
         elif tag in BLOCK_ELEMENTS:
             self.end_block()
             if tag == "li":
                 self.prefix = "- "
-        elif tag in ("td", "th"):
-            self.lines[-1].append(" ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
@@ -827,7 +1022,7 @@ class HtmlText(HTMLParser):
             if code.strip():
                 self.blocks.append(f"```\n{code}\n```")
             self.pre = None
-        elif re.fullmatch(r"h[1-6]", tag) or tag in BLOCK_ELEMENTS:
+        elif re.fullmatch(r"h[1-6]", tag) or (tag in BLOCK_ELEMENTS and not self.in_cell):
             self.end_block()
 
     def handle_data(self, data: str) -> None:
@@ -1357,8 +1552,9 @@ def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
     (``without_site_marks``), its setext headings written as ``#`` headings, titled by its front matter
     or else its first heading; a Jupyter notebook (.ipynb) as the Markdown of its cells
     (``notebook_markdown``), rendered the same way; a .rst file without its comments, its section titles
-    written as ``#`` headings (``rst_as_markdown``), and a .txt file as written, each titled by its first
-    heading.
+    written as ``#`` headings (``rst_as_markdown``), an AsciiDoc page (.adoc, .asciidoc) as Asciidoctor
+    renders it, titled by its ``doctitle`` attribute (``adoc_as_markdown``), and a .txt file as written,
+    each titled by its first heading.
     """
     if suffix in HTML_SUFFIXES:
         return html_text(decoded(data, html=True))
@@ -1387,6 +1583,8 @@ def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
         text = atx_headings(markdown_links_as_text(without_site_marks(without_html_comments(text))))
     elif suffix == ".rst":
         text = rst_as_markdown(text)
+    elif suffix in ADOC_SUFFIXES:
+        stated, text = adoc_as_markdown(text)
     if isinstance(stated, str) and stated.strip():
         return stated.strip(), text
     return first_heading(text), text
