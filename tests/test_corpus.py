@@ -480,7 +480,13 @@ def test_a_pdfs_paragraphs_columns_and_headings_are_read_from_where_and_how_larg
     ]
     pages = [
         drawn([*title, *left_column, *right_column]),
-        drawn([(72, 700, body, "that rates double with heat."), (72, 676, body, "A new paragraph.")]),
+        drawn(
+            [
+                (72, 700, body, "that rates double with heat."),
+                (72, 676, body, "A new paragraph."),
+                (72, 662, body, "# fold --rate"),  # a shell comment set as text: no heading
+            ]
+        ),
     ]
     (tmp_path / "folding.pdf").write_bytes(pdf_bytes(pages))
     [doc] = read_corpus("textdir", str(tmp_path)).docs
@@ -491,7 +497,7 @@ def test_a_pdfs_paragraphs_columns_and_headings_are_read_from_where_and_how_larg
         "Misfolded proteins aggregate\nand are then degraded by five enzymes.\n\n"
         "## Methods of measurement\n\n"
         "We measured folding rates\nby fluorescence and found\nthat rates double with heat.\n\n"
-        "A new paragraph."
+        "A new paragraph.\n\\# fold --rate"
     )
     headings = [heading for heading, _ in heading_pairs(doc["text"])]
     assert headings == ["Protein folding in the cell", "Methods of measurement"]
@@ -504,6 +510,7 @@ def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title_el
     document.add_heading("for owners", level=0)
     document.add_heading("Safety", level=2)
     document.add_paragraph("Do not fill it above the MAX line.")
+    document.add_paragraph("# kettle --check")  # a shell comment typed as text: no heading
     document.add_paragraph("Unplug it first.", style="List Bullet")
     table = document.add_table(rows=2, cols=3)
     for cell, text in zip(table.rows[0].cells, ["Size", "Litres", "Watts"], strict=True):
@@ -533,7 +540,7 @@ def test_a_word_document_is_its_text_in_markdown_titled_by_its_document_title_el
             "kettle.docx",
             "Kettle manual",
             "# Steel kettle for owners\n\n## Safety\n\nDo not fill it above the MAX line.\n\n"
-            "- Unplug it first.\n\nSize Litres Watts\nSmall, 1.0 2200\n\n"
+            "\\# kettle --check\n\n- Unplug it first.\n\nSize Litres Watts\nSmall, 1.0 2200\n\n"
             "Descale it monthly.\nDry it after use.\n\n"
             "```\nwhile scaled(kettle):\n\n    descale(kettle)\n```",
         ),
@@ -881,6 +888,7 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
 <h2>Sizes<a href="#sizes">#</a></h2>
 <table><tr><th>Size</th><th>Litres</th></tr><tr><td>Small</td><td>1.0</td></tr>
 <tr><td><p class="tableblock">Large</p></td><td><p>1.7</p><p>(2.0 brimful)</p></td></tr></table>
+<p><code># kettle --boil</code></p>
 <ul><li>Steel<li>Glass</ul><pre><code>kettle.boil()
 </code></pre></article></main>
 <footer>&copy; Shop</footer></body></html>"""
@@ -904,7 +912,7 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
             "kettle.html",
             "Steel kettle",
             "# Steel kettle\n\nBoils 1.7 litres in three minutes.\nDishwasher safe.\n\n## Sizes\n\n"
-            "Size Litres\n\nSmall 1.0\n\nLarge 1.7 (2.0 brimful)\n\n"
+            "Size Litres\n\nSmall 1.0\n\nLarge 1.7 (2.0 brimful)\n\n\\# kettle --boil\n\n"
             "- Steel\n\n- Glass\n\n```\nkettle.boil()\n```",
         ),
         ("menu.htm", "Caf\u00e9 menu", "Caf\u00e9 au lait."),

@@ -112,6 +112,18 @@ def fenced_lines(text: str) -> Iterator[tuple[str, bool]]:
             fence = stripped[:3] if fence is None else (None if stripped[:3] == fence else fence)
 
 
+def as_text(text: str) -> str:
+    """A document's text (not Markdown: a web page's, a Word document's, a PDF's) as Markdown writes it:
+    a ``#`` at a line's start that would make it a heading escaped (a shell comment in inline code, a
+    table's "#" column).
+
+    >>> print(as_text("# apt-get install libtalloc-dev\\n#1 in sales"))
+    \\# apt-get install libtalloc-dev
+    #1 in sales
+    """
+    return re.sub(r"^(?=#{1,6}\s)", r"\\", text, flags=re.MULTILINE)
+
+
 def first_heading(markdown: str) -> str | None:
     """The text of a Markdown text's first ``#`` heading (without a closing run of ``#``), not a ``#``
     line of a fenced code block.
@@ -787,7 +799,7 @@ def pdf_markdown(pages: list[list[PdfLine]], body_size: float) -> list[list[str]
                 continue
             if kept and (new_paragraph or mark or MARKDOWN_HEADING.match(kept[-1])):
                 kept.append("")
-            kept.append(mark + line[0])
+            kept.append(mark + line[0] if mark else as_text(line[0]))
         marked.append(kept)
     return marked
 
@@ -941,7 +953,8 @@ class HtmlText(HTMLParser):
         return any(name in ("td", "th") for name, _ in self.open)
 
     def end_block(self) -> None:
-        lines = [" ".join("".join(chunks).split()) for chunks in self.lines]  # spaces as a browser shows them
+        # spaces as a browser shows them
+        lines = [as_text(" ".join("".join(chunks).split())) for chunks in self.lines]
         if text := "\n".join(line for line in lines if line):
             self.blocks.append(self.prefix + text)
         self.lines, self.prefix = [[]], ""
@@ -1124,7 +1137,7 @@ def table_text(rows: Iterable[Iterable[str]]) -> str:
     Small 1.0 (half full)
     """
     lines = (" ".join(text for cell in row if (text := " ".join(cell.split()))) for row in rows)
-    return "\n".join(line for line in lines if line)
+    return as_text("\n".join(line for line in lines if line))
 
 
 def zipped_document(data: bytes, kind: str, old_format: str, read: Callable[[IO[bytes]], T]) -> T:
@@ -1156,7 +1169,7 @@ def word_block(item: Paragraph | Table) -> tuple[str, str]:
     text = item.text.strip()
     if text and (heading := STYLE_HEADING.fullmatch(style)):
         return "", f"{'#' * int(heading[1])} {' '.join(text.split())}"
-    return "", f"- {text}" if text and style.lower().startswith("list") else text
+    return "", f"- {text}" if text and style.lower().startswith("list") else as_text(text)
 
 
 def word_text(data: bytes) -> tuple[str | None, str]:
@@ -1305,8 +1318,10 @@ def odt_paragraphs(element: ElementTree.Element, styles: dict[str, str]) -> Iter
             if child.tag == odf("text:h") or heading:
                 level = int(child.get(odf("text:outline-level")) or (heading[1] if heading else 1))
                 yield "", f"{'#' * min(level, 6)} {' '.join(text.split())}" if text else ""
+            elif kind := PARAGRAPH_KINDS.get(style.lower()):
+                yield kind, text
             else:
-                yield PARAGRAPH_KINDS.get(style.lower(), ""), text
+                yield "", as_text(text)
             for box in odf_text_boxes(child):
                 yield from odt_paragraphs(box, styles)
         elif child.tag == odf("text:list"):
@@ -1390,7 +1405,7 @@ def frame_paragraphs(frame: TextFrame, bullets: bool) -> list[str]:
     as ``- `` items indented by their level where the frame shows ``bullets``."""
     paragraphs = []
     for paragraph in frame.paragraphs:
-        text = "\n".join(line.strip() for line in paragraph.text.split("\v")).strip()
+        text = as_text("\n".join(line.strip() for line in paragraph.text.split("\v")).strip())
         if text:
             paragraphs.append(f"{'  ' * paragraph.level}- {text}" if bullets else text)
     return paragraphs
