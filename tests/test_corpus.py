@@ -901,6 +901,7 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
     (folder / "fs.html").write_text(api)
     latin = '<meta charset="windows-1252"><title>Caf\u00e9 menu</title><p>Caf\u00e9 au lait.</p>'
     (folder / "menu.htm").write_bytes(latin.encode("cp1252"))  # no heading: its <title> names it
+    (folder / "notes.html").write_text("<title>Untitled</title><p>Descale monthly.</p>")  # a default title
     (folder / "broken.html").write_bytes("<p>Caf\u00e9</p>".encode("cp1252"))  # no charset named
     moved = '<meta http-equiv="Refresh" content="0; URL=kettle.html"><p>Redirecting to kettle.html</p>'
     (folder / "old.html").write_text(moved)  # never shown: not a document, and not malformed either
@@ -916,6 +917,7 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
             "- Steel\n\n- Glass\n\n```\nkettle.boil()\n```",
         ),
         ("menu.htm", "Caf\u00e9 menu", "Caf\u00e9 au lait."),
+        ("notes.html", "notes", "Descale monthly."),
         ("notice.html", "notice", "We moved."),
     ]
     assert corpus.rejected == [
@@ -931,7 +933,7 @@ def test_an_html_page_is_the_text_a_reader_sees_in_markdown(tmp_path):
         },
     ]
     (folder / "broken.html").unlink()
-    assert len(list(read_corpus("textdir", str(folder), on_bad_row="error").docs)) == 4
+    assert len(list(read_corpus("textdir", str(folder), on_bad_row="error").docs)) == 5
 
 
 GUIDE = """# Guide

@@ -144,10 +144,11 @@ DEFAULT_TITLES = {"untitled", "presentation", "powerpoint presentation"}
 
 
 def document_title(stated: str | None) -> str | None:
-    """A PDF's, Word document's or presentation's title property, or None where it states none or names
-    a file or a job, not the document: one word holding a digit (a producer's "Untitled-1", "Document1",
-    a typesetting job's "sag-39-3-4-0902-21:sag-0"), an application's default ("Untitled",
-    "PowerPoint Presentation"), or a file's name ("Microsoft Word - draft.docx").
+    """A document's stated title (a PDF's, Word document's or presentation's title property, an HTML
+    page's ``<title>``), or None where it states none or names a file or a job, not the document: one
+    word holding a digit (a producer's "Untitled-1", "Document1", a typesetting job's
+    "sag-39-3-4-0902-21:sag-0"), an application's default ("Untitled", "PowerPoint Presentation"), or a
+    file's name ("Microsoft Word - draft.docx").
 
     >>> titles = ["Folding in the cell ", "Document1", "Microsoft Word - draft.docx", "Presentation", ""]
     >>> [document_title(title) for title in titles]
@@ -1058,7 +1059,7 @@ def html_text(html: str) -> tuple[str | None, str]:
     hidden elements; only its main content where it marks one with ``main`` or ``role="main"``, else no
     site navigation, banner or footer outside an ``article``),
     headings as ``#`` headings, list items as ``- `` lines, ``pre`` blocks fenced, a blank line between
-    blocks; its title the first heading, else its ``<title>``.
+    blocks; its title the first heading, else its ``<title>`` where that is a title (``document_title``).
 
     >>> page = (
     ...     "<html><head><title>fs | Node.js</title><style>p {color: red}</style></head><body>"
@@ -1089,8 +1090,7 @@ def html_text(html: str) -> tuple[str | None, str]:
     if parser.redirect is not None:
         raise NotAPage(f"a page that redirects at once (to {parser.redirect})")
     text = "\n\n".join(parser.blocks)
-    stated = " ".join("".join(parser.title or []).split()) or None
-    return first_heading(text) or stated, text
+    return first_heading(text) or document_title(" ".join("".join(parser.title or []).split())), text
 
 
 STYLE_HEADING = re.compile(r"heading ([1-6])", re.IGNORECASE)  # Word's and OpenDocument's "Heading N"
