@@ -323,6 +323,7 @@ def test_a_markdown_file_is_read_as_it_renders_without_html_comments_and_titled_
         "```sh\n# fetch the sources\ngit clone repo\n```\n\n"
         "## `session.close()`\n\n<!-- YAML\nadded: v8.4.0\n-->\n\n"
         "Closes the session. <!-- TODO: link -->\n\n```html\n<!-- an example -->\n```\n"
+        "````md\n```html\n<!-- inside a longer fence -->\n```\n````\n"
     )
     (tmp_path / "api.md").write_text(page)
     (tmp_path / "notes.txt").write_text("Plain text: <!-- shown as written -->")
@@ -330,7 +331,8 @@ def test_a_markdown_file_is_read_as_it_renders_without_html_comments_and_titled_
     assert docs["api.md"]["title"] == "`session.close()`"  # not the shell comment in the fence
     assert docs["api.md"]["text"] == (
         "```sh\n# fetch the sources\ngit clone repo\n```\n\n"
-        "## `session.close()`\n\nCloses the session.\n\n```html\n<!-- an example -->\n```"
+        "## `session.close()`\n\nCloses the session.\n\n```html\n<!-- an example -->\n```\n"
+        "````md\n```html\n<!-- inside a longer fence -->\n```\n````"
     )
     assert docs["notes.txt"]["text"] == "Plain text: <!-- shown as written -->"
 

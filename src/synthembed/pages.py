@@ -67,7 +67,7 @@ ASSET_SUFFIXES = {
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
 # an ATX heading and its text, without a closing run of # ("## Install ##"; "# C#" keeps its #)
 ATX_HEADING = re.compile(r"^#{1,6}\s+(.+?)(?:\s+#+)?\s*$")
-CODE_FENCES = ("```", "~~~")
+CODE_FENCE = re.compile(r"(`{3,}|~{3,})(.*)")  # its marks, then its language
 HTML_COMMENT = r"<!--.*?-->"
 # what MDX adds to Markdown: JSX comments, ESM blocks (import and export statements at a line's start, up to
 # a blank line), and JSX tags (a component's or an HTML element's, their attributes' strings and {...}
@@ -98,18 +98,36 @@ class UnreadableFile(ValueError):
 
 
 def fenced_lines(text: str) -> Iterator[tuple[str, bool]]:
-    """Each line of a text, with whether it belongs to a fenced code block (its fences included).
+    """Each line of a text, with whether it belongs to a fenced code block (its fences included). As in
+    CommonMark, a block ends at a fence of its opening fence's character, at least as long and with no
+    language after it, so a longer fence holds shorter ones (``fenced_code``).
 
     >>> [fenced for _, fenced in fenced_lines("# Run\\n```sh\\n# a comment\\n```\\nDone.")]
     [False, True, True, True, False]
+    >>> [fenced for _, fenced in fenced_lines("````md\\n```sh\\n# a comment\\n```\\n````\\n# Done")]
+    [True, True, True, True, True, False]
     """
     fence = None
     for line in text.splitlines():
-        stripped = line.strip()
-        is_fence = stripped.startswith(CODE_FENCES)
-        yield line, fence is not None or is_fence
-        if is_fence:
-            fence = stripped[:3] if fence is None else (None if stripped[:3] == fence else fence)
+        marks = CODE_FENCE.match(line.strip())
+        yield line, fence is not None or marks is not None
+        if marks and fence is None:
+            fence = marks[1]
+        elif marks and marks[1][0] == fence[0] and len(marks[1]) >= len(fence) and not marks[2].strip():
+            fence = None
+
+
+def fenced_code(code: str, language: str = "") -> str:
+    """A fenced code block of ``code``, fenced by more backticks than it holds in a row (three at least),
+    so that no line of it ends the block.
+
+    >>> print(fenced_code('print("```")', "python"))
+    ````python
+    print("```")
+    ````
+    """
+    fence = "`" * max(3, 1 + max(map(len, re.findall("`+", code)), default=0))
+    return f"{fence}{language}\n{code}\n{fence}"
 
 
 def as_text(text: str) -> str:
@@ -121,7 +139,7 @@ def as_text(text: str) -> str:
     \\# apt-get install libtalloc-dev
     #1 in sales
     """
-    return re.sub(r"^(?=#{1,6}\s)", r"\\", text, flags=re.MULTILINE)
+    return re.sub(f"^(?={MARKDOWN_HEADING.pattern})", r"\\", text, flags=re.MULTILINE)
 
 
 def first_heading(markdown: str) -> str | None:
@@ -612,7 +630,7 @@ def adoc_as_markdown(adoc: str) -> tuple[str | None, str]:
             if line[0] in "-./+" and line != "--":  # a verbatim block: its lines as written
                 end = next((k for k in range(i, len(lines)) if lines[k].rstrip() == line), len(lines))
                 if line[0] in "-.":
-                    kept += [f"```{language}", *lines[i:end], "```"]
+                    kept.append(fenced_code("\n".join(lines[i:end]), language))
                 elif line[0] == "+":  # passed through to the page's HTML
                     kept.append(html_text("\n".join(lines[i:end]))[1])
                 i = end + 1
@@ -645,7 +663,7 @@ def adoc_as_markdown(adoc: str) -> tuple[str | None, str]:
         if block_start and indented and not (ADOC_LIST_ITEM.fullmatch(line) or ADOC_TERM.fullmatch(line)):
             end = next((k for k in range(i, len(lines)) if not lines[k].strip()), len(lines))
             paragraph = textwrap.dedent("\n".join(lines[i - 1 : end])).rstrip()  # a literal paragraph
-            kept += [f"```{language}", paragraph, "```"]
+            kept.append(fenced_code(paragraph, language))
             i, language = end, ""
             continue
         if line == "+":  # a list continuation: a block attached to the item follows
@@ -1034,7 +1052,7 @@ class HtmlText(HTMLParser):
         if tag == "pre" and self.pre is not None:
             code = "".join(self.pre).strip("\n")
             if code.strip():
-                self.blocks.append(f"```\n{code}\n```")
+                self.blocks.append(fenced_code(code))
             self.pre = None
         elif re.fullmatch(r"h[1-6]", tag) or (tag in BLOCK_ELEMENTS and not self.in_cell):
             self.end_block()
@@ -1122,8 +1140,7 @@ def styled_markdown(paragraphs: Iterable[tuple[str, str]]) -> Iterator[str]:
                 yield f"# {title}"
         elif kind == "code":
             if code := "\n".join(texts).strip("\n"):
-                fence = "`" * max(3, 1 + max(map(len, re.findall("`+", code)), default=0))
-                yield f"{fence}\n{code}\n{fence}"
+                yield fenced_code(code)
         else:
             yield from (text for text in texts if text)
 
@@ -1529,7 +1546,7 @@ def notebook_markdown(notebook: str) -> str:
         source = cell.get("source", "") if isinstance(cell, dict) else ""
         text = ("".join(source) if isinstance(source, list) else str(source)).strip("\n")
         if text.strip():
-            blocks.append(f"```{language}\n{text}\n```" if cell.get("cell_type") == "code" else text)
+            blocks.append(fenced_code(text, language) if cell.get("cell_type") == "code" else text)
     return "\n\n".join(blocks)
 
 
