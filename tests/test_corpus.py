@@ -825,6 +825,90 @@ Crash report
     )
 
 
+def test_a_latex_paper_is_read_as_its_text_and_structure_in_markdown(tmp_path):
+    paper = r"""% !TEX program = pdflatex
+\documentclass[11pt]{article}
+\usepackage{amsmath,listings}
+\newcommand{\ours}{\textsc{KettleNet}}
+\newcommand{\vect}[1]{\mathbf{#1}}
+\def\papertitle{Descaling with \ours}
+\title{\papertitle\thanks{Preprint.}}
+\author{J. Doe \and R. Roe}
+\begin{document}
+\maketitle
+\begin{abstract}
+We show that \ours{} removes limescale in na\"ive kettles.
+\end{abstract}
+\section{Introduction}\label{sec:intro}
+Limescale~\cite{doe2020} costs energy---about 10\,\%
+% a comment in the text
+of it, see Section~\ref{sec:method}.\footnote{Measured at home.}
+
+\# 1 cause: hard water.
+\subsection*{Setup}
+\begin{itemize}
+  \item Fill it with vinegar.
+  \item Boil it:
+  \begin{enumerate}
+    \item once;
+    \item twice.
+  \end{enumerate}
+\end{itemize}
+\begin{description}
+  \item[Limescale] the white crust.
+\end{description}
+\begin{table}[h]
+  \centering
+  \begin{tabular}{lr}
+    \hline
+    Litres & Minutes \\
+    1.7 & 3 \\
+  \end{tabular}
+  \caption{Boiling \emph{times}.}
+\end{table}
+\begin{lstlisting}[language=Python, caption={Descaling}]
+# not a heading
+kettle.descale()  % not a comment
+\end{lstlisting}
+%\begin{verbatim}
+Its loss is $\vect{x}^2$, see \url{https://example.com/kettle} and \href{https://example.com}{our site}.
+\end{document}
+"""
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "main.tex").write_text(paper)
+    (tmp_path / "paper" / "refs.bib").write_text("@article{doe2020, title={Limescale}}\n")
+    (tmp_path / "paper" / "method.tex").write_text("\\section{Method}\\label{sec:method}\nWe boil it.\n")
+    notes = "\\documentclass{article}\n\\usepackage[latin1]{inputenc}\n\\begin{document}\nCaf\xe9 au lait.\n"
+    (tmp_path / "notes.tex").write_bytes(f"{notes}\\end{{document}}\n".encode("latin-1"))
+    corpus = read_corpus("textdir", str(tmp_path))
+    docs = {d["doc_id"]: (d["title"], d["text"]) for d in corpus.docs}
+    assert docs == {
+        "notes.tex": ("notes", "Café au lait."),
+        "paper/main.tex": (
+            "Descaling with KettleNet",
+            "We show that KettleNet removes limescale in naïve kettles.\n\n"
+            "# Introduction\n\n"
+            "Limescale costs energy—about 10 % of it, see Section.\n\n"
+            "\\# 1 cause: hard water.\n\n"
+            "## Setup\n\n"
+            "- Fill it with vinegar.\n- Boil it:\n\n  1. once;\n  1. twice.\n\n"
+            "Limescale\nthe white crust.\n\n"
+            "Litres Minutes\n1.7 3\n\n"
+            "Boiling times.\n\n"
+            "```python\n# not a heading\nkettle.descale()  % not a comment\n```\n\n"
+            "Its loss is $\\vect{x}^2$, see https://example.com/kettle and our site.",
+        ),
+        "paper/method.tex": ("Method", "# Method\n\nWe boil it."),
+    }
+    assert corpus.rejected == [
+        {
+            "location": str(tmp_path / "paper" / "refs.bib"),
+            "doc_id": None,
+            "reason": "an asset, not a page ('.bib')",
+        }
+    ]
+
+
 def test_a_notebook_is_the_markdown_of_its_cells_and_one_that_is_not_a_bad_row_at_its_line(tmp_path):
     cells = [
         {
@@ -1100,8 +1184,8 @@ def test_a_compressed_page_is_read_as_its_page(tmp_path):
         ("kettle/manual.pdf.xz", "Manual", "Descale it monthly."),
     ]
     reads = (
-        "textdir reads .txt, .md, .markdown, .mdx, .rst, .adoc, .asciidoc, .ipynb, .pdf, .docx, .odt,"
-        " .pptx, .epub, .html and .htm"
+        "textdir reads .txt, .md, .markdown, .mdx, .rst, .adoc, .asciidoc, .tex, .ltx, .ipynb, .pdf, .docx,"
+        " .odt, .pptx, .epub, .html and .htm"
     )
     assert [(row["location"], row["reason"]) for row in corpus.rejected] == [
         (

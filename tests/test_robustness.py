@@ -214,8 +214,8 @@ CASES = [
         "notes/slides.key: unsupported file type '.key'",
         {
             "notes/slides.key": "unsupported file type '.key'"
-            " (textdir reads .txt, .md, .markdown, .mdx, .rst, .adoc, .asciidoc, .ipynb, .pdf, .docx, .odt,"
-            " .pptx, .epub, .html and .htm, each plain or compressed: .gz, .bz2, .xz)"
+            " (textdir reads .txt, .md, .markdown, .mdx, .rst, .adoc, .asciidoc, .tex, .ltx, .ipynb, .pdf,"
+            " .docx, .odt, .pptx, .epub, .html and .htm, each plain or compressed: .gz, .bz2, .xz)"
         },
         source="textdir",
         path="notes",

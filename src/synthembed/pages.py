@@ -2,10 +2,11 @@
 
 Markdown is read as it renders (no front matter, no HTML comments, no site generator's marks, one kind of
 heading; MDX without its JSX), a notebook as the Markdown of its cells, reStructuredText with its section
-titles as Markdown headings, a PDF as its text layer in paragraphs and headings without page furniture,
-a Word or OpenDocument text as its paragraphs, lists and tables, a presentation as its slides' titles,
-text, tables and speaker notes, an EPUB book as its chapters, an HTML page as the text a reader sees.
-``read_page`` picks the reader by the file's suffix.
+titles as Markdown headings, AsciiDoc as Asciidoctor renders it, LaTeX as its text and structure, a PDF
+as its text layer in paragraphs and headings without page furniture, a Word or OpenDocument text as its
+paragraphs, lists and tables, a presentation as its slides' titles, text, tables and speaker notes, an
+EPUB book as its chapters, an HTML page as the text a reader sees. ``read_page`` picks the reader by the
+file's suffix.
 """
 
 from __future__ import annotations
@@ -40,16 +41,32 @@ from pptx.shapes.base import BaseShape
 from pptx.shapes.group import GroupShape
 from pptx.slide import Slide
 from pptx.text.text import TextFrame
+from pylatexenc.latex2text import EnvironmentTextSpec, LatexNodes2Text, MacroTextSpec, SpecialsTextSpec
+from pylatexenc.latex2text import get_default_latex_context_db as get_default_latex_text_context
+from pylatexenc.latexwalker import (
+    LatexCharsNode,
+    LatexCommentNode,
+    LatexEnvironmentNode,
+    LatexGroupNode,
+    LatexMacroNode,
+    LatexNode,
+    LatexSpecialsNode,
+    LatexWalker,
+)
+from pylatexenc.latexwalker import get_default_latex_context_db as get_default_latex_walker_context
+from pylatexenc.macrospec import LatexContextDb, MacroSpec, std_macro
 
 T = TypeVar("T")
 HTML_SUFFIXES = (".html", ".htm")
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdx")
 ADOC_SUFFIXES = (".adoc", ".asciidoc")
+LATEX_SUFFIXES = (".tex", ".ltx")
 TEXT_SUFFIXES = (
     ".txt",
     *MARKDOWN_SUFFIXES,
     ".rst",
     *ADOC_SUFFIXES,
+    *LATEX_SUFFIXES,
     ".ipynb",
     ".pdf",
     ".docx",
@@ -59,10 +76,12 @@ TEXT_SUFFIXES = (
     *HTML_SUFFIXES,
 )
 READ_SUFFIXES = ", ".join(TEXT_SUFFIXES[:-1]) + f" and {TEXT_SUFFIXES[-1]}"
-# the assets beside the pages of a site or a docs folder: images, fonts, styles, scripts, media
+# the assets beside the pages of a site, a docs folder or a paper: images, fonts, styles, scripts, media
 ASSET_SUFFIXES = {
     *(".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".bmp", ".tif", ".tiff"),
     *(".woff", ".woff2", ".ttf", ".otf", ".eot", ".css", ".js", ".map", ".mp3", ".mp4", ".webm", ".wav"),
+    # a LaTeX project's classes, styles, bibliographies and build files
+    *(".cls", ".sty", ".bst", ".bib", ".bbl", ".aux", ".log", ".toc", ".out", ".blg", ".synctex"),
 }
 MARKDOWN_HEADING = re.compile(r"#{1,6}\s")
 # an ATX heading and its text, without a closing run of # ("## Install ##"; "# C#" keeps its #)
@@ -682,6 +701,425 @@ def adoc_as_markdown(adoc: str) -> tuple[str | None, str]:
         block_start, language = False, ""
     markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
     return attributes.get("doctitle"), without_marks(markdown, ADOC_INLINE, adoc_inline_text)
+
+
+LATEX_DIVISIONS = ("part", "chapter", "section", "subsection", "subsubsection", "paragraph", "subparagraph")
+LATEX_CODE_ENVIRONMENTS = [
+    "verbatim",
+    "verbatim*",
+    "Verbatim",
+    "BVerbatim",
+    "LVerbatim",
+    "lstlisting",
+    "minted",
+]
+# a code environment ends at the first \end of its name: its text is never LaTeX, so it is taken out before
+# the rest is parsed
+LATEX_CODE = re.compile(
+    rf"\\begin\{{({'|'.join(map(re.escape, LATEX_CODE_ENVIRONMENTS))})\}}(.*?)\\end\{{\1\}}", re.S
+)
+LATEX_CODE_OPTIONS = re.compile(r"[ \t]*\[([^\]\n]*)\]")  # lstlisting's and fancyvrb's [language=Python]
+LATEX_LANGUAGE = re.compile(r"language\s*=\s*\{?(?:\[[^\]]*\])?([\w+#-]+)")  # language=[Sharp]C: C
+LATEX_SECTIONING = re.compile(rf"\\({'|'.join(LATEX_DIVISIONS)})\*?\s*[\[{{]")
+LATEX_LISTS = ["itemize", "enumerate", "description", "compactitem", "compactenum", "compactdesc"]
+LATEX_TABLES = ["tabular", "tabular*", "tabularx", "tabulary", "longtable"]
+# left out with their arguments, each spelled as pylatexenc reads a macro's arguments: * a star, [ an
+# optional and { a mandatory one
+LATEX_LEFT_OUT_MACROS = {
+    **dict.fromkeys(
+        [
+            "label",
+            "ref",
+            "eqref",
+            "pageref",
+            "autoref",
+            "cref",
+            "Cref",
+            "nameref",
+            "index",
+            "input",
+            "include",
+            "bibliography",
+            "bibliographystyle",
+            "email",
+            "keywords",
+            "date",
+            "thanks",
+            "footnotetext",
+            "orcid",
+            "runningtitle",
+            "runningauthor",
+            "shorttitle",
+            "shortauthors",
+            "titlerunning",
+            "authorrunning",
+            "markright",
+            "pagestyle",
+            "thispagestyle",
+            "pagenumbering",
+            "setcounter",
+            "addtocounter",
+            "color",
+        ],
+        "{",
+    ),
+    **dict.fromkeys(
+        [
+            "cite",
+            "citet",
+            "citep",
+            "citealp",
+            "citealt",
+            "citeauthor",
+            "citeyear",
+            "nocite",
+            "parencite",
+            "textcite",
+            "autocite",
+            "footcite",
+            "includegraphics",
+        ],
+        "*[[{",
+    ),
+    **dict.fromkeys(
+        [
+            "author",
+            "address",
+            "affiliation",
+            "affil",
+            "institute",
+            "bibitem",
+            "footnote",
+            "authornote",
+            "ccsdesc",
+            "received",
+        ],
+        "[{",
+    ),
+    **dict.fromkeys(["vspace", "hspace", "addvspace"], "*{"),
+    **dict.fromkeys(["newcommand", "renewcommand", "providecommand", "DeclareMathOperator"], "*{[[{"),
+    **dict.fromkeys(["newenvironment", "renewenvironment"], "*{[[{{"),
+    **dict.fromkeys(["setlength", "addtolength", "markboth", "definecolor", "newtheorem"], "{{"),
+    **dict.fromkeys(
+        [
+            "maketitle",
+            "tableofcontents",
+            "listoffigures",
+            "listoftables",
+            "newpage",
+            "clearpage",
+            "cleardoublepage",
+            "pagebreak",
+            "noindent",
+            "centering",
+            "hline",
+            "toprule",
+            "midrule",
+            "bottomrule",
+            "par",
+            "appendix",
+            "frontmatter",
+            "mainmatter",
+            "backmatter",
+            "printbibliography",
+            "raggedright",
+            "raggedleft",
+            "smallskip",
+            "medskip",
+            "bigskip",
+            "indent",
+            "footnotemark",
+        ],
+        "",
+    ),
+}
+LATEX_LEFT_OUT_ENVIRONMENTS = ["comment", "tikzpicture", "picture", "thebibliography", "titlepage", "CCSXML"]
+LATEX_LOGOS = {"TeX": "TeX", "LaTeX": "LaTeX", "LaTeXe": "LaTeX2e", "BibTeX": "BibTeX", "XeTeX": "XeTeX"}
+# before a heading that a sectioning command wrote, so that only other "# " lines are escaped
+HEADING_MARK = "\0"
+
+
+class LatexMarkdown(LatexNodes2Text):
+    """pylatexenc's text of LaTeX nodes, in Markdown: paragraphs as TeX breaks them, every environment a
+    block, a macro with no rule here its braced arguments' text. It keeps what a page states beside its
+    text: the highest sectioning command used (``top_division``), its titles and its code blocks."""
+
+    def __init__(self, top_division: int, code_blocks: list[str]) -> None:
+        super().__init__(latex_context=latex_text_context(), math_mode="verbatim")
+        self.top_division, self.code_blocks, self.titles = top_division, code_blocks, []
+
+    def chars_node_to_text(self, node: LatexCharsNode, textcol: int = 0) -> str:
+        # a blank line ends a paragraph, any other run of white space is one space
+        paragraphs = re.split(r"[ \t]*\n[ \t]*\n\s*", node.chars)
+        return "\n\n".join(re.sub(r"\s+", " ", paragraph) for paragraph in paragraphs)
+
+    def comment_node_to_text(self, node: LatexCommentNode) -> str:
+        # a comment takes its line's end with it, so "10\\%" then a comment line is "10 % of it"; a blank
+        # line after it still ends the paragraph
+        return "\n\n" if node.comment_post_space.count("\n") > 1 else ""
+
+    def macro_node_to_text(self, node: LatexMacroNode) -> str:
+        if self.latex_context.get_macro_spec(node.macroname) is None and node.nodeargd:
+            braced = [
+                arg
+                for arg in node.nodeargd.argnlist
+                if arg is not None and arg.isNodeType(LatexGroupNode) and arg.delimiters == ("{", "}")
+            ]
+            return " ".join(self._groupnodecontents_to_text(arg) for arg in braced)  # \textsf{aomart}: aomart
+        return super().macro_node_to_text(node)
+
+    def environment_node_to_text(self, node: LatexEnvironmentNode) -> str:
+        return f"\n\n{super().environment_node_to_text(node)}\n\n"
+
+    def argument_text(self, node: LatexMacroNode) -> str:
+        """The text of a macro's last argument, on one line (a title's ``\\\\`` breaks joined)."""
+        return " ".join(self.nodelist_to_text([node.nodeargd.argnlist[-1]]).split())
+
+
+def latex_division(node: LatexMacroNode, l2tobj: LatexMarkdown) -> str:
+    """A sectioning command as a Markdown heading, the highest one the page uses at level 1."""
+    level = min(6, max(1, LATEX_DIVISIONS.index(node.macroname) - l2tobj.top_division + 1))
+    heading = l2tobj.argument_text(node)
+    return f"\n\n{HEADING_MARK}{'#' * level} {heading}\n\n" if heading else "\n\n"
+
+
+def latex_title(node: LatexMacroNode, l2tobj: LatexMarkdown) -> str:
+    l2tobj.titles.append(l2tobj.argument_text(node))
+    return ""
+
+
+def latex_list(node: LatexEnvironmentNode, l2tobj: LatexMarkdown) -> str:
+    """A list environment's items as Markdown's, a description list's term a line of its own."""
+    marker = "1. " if node.environmentname in ("enumerate", "compactenum") else "- "
+    items: list[tuple[LatexMacroNode, list[LatexNode]]] = []
+    for child in node.nodelist:
+        if child.isNodeType(LatexMacroNode) and child.macroname == "item":
+            items.append((child, []))
+        elif items:
+            items[-1][1].append(child)
+    lines = []
+    for item, body in items:
+        label = item.nodeargd.argnlist[0] if item.nodeargd and item.nodeargd.argnlist else None
+        term = " ".join(l2tobj.nodelist_to_text([label]).split()) if label else ""
+        text = l2tobj.nodelist_to_text(body).strip()
+        if node.environmentname in ("description", "compactdesc"):
+            lines.append("\n".join(filter(None, [term, text])))
+            continue
+        first, *rest = " ".join(filter(None, [term, text])).split("\n")
+        indent = " " * len(marker)  # a nested list's lines under their item
+        lines.append(marker + first + "".join(f"\n{indent}{line}" if line.strip() else "\n" for line in rest))
+    return "\n\n" + "\n".join(lines) + "\n\n"
+
+
+def latex_table(node: LatexEnvironmentNode, l2tobj: LatexMarkdown) -> str:
+    """A tabular's rows (cells split at ``&``, rows at ``\\\\``) as ``table_text`` writes them."""
+    rows: list[list[str]] = [[]]
+    cell: list[LatexNode] = []
+    for child in [*node.nodelist, None]:  # None: the last cell's end
+        if child is None or (child.isNodeType(LatexSpecialsNode) and child.specials_chars == "&"):
+            rows[-1].append(l2tobj.nodelist_to_text(cell))
+            cell = []
+        elif child.isNodeType(LatexMacroNode) and child.macroname in ("\\", "tabularnewline"):
+            rows[-1].append(l2tobj.nodelist_to_text(cell))
+            rows.append([])
+            cell = []
+        else:
+            cell.append(child)
+    return f"\n\n{table_text(rows)}\n\n"
+
+
+def latex_code(environment: str, code: str) -> str:
+    """A code environment's text as fenced code, in the language its options name (``minted``'s
+    argument, ``lstlisting``'s ``language=``), without the blank lines and indent around it."""
+    language = ""
+    if environment == "minted" and (argument := re.match(r"\s*(?:\[[^\]]*\])?\s*\{([^}]*)\}", code)):
+        language, code = argument[1], code[argument.end() :]
+    elif options := LATEX_CODE_OPTIONS.match(code):
+        named = LATEX_LANGUAGE.search(options[1])
+        language, code = (named[1].lower() if named else ""), code[options.end() :]
+    return fenced_code(textwrap.dedent(re.sub(r"\A(?:[ \t]*\n)+|(?:\n[ \t]*)+\Z", "", code)), language)
+
+
+@functools.cache
+def latex_walker_context() -> LatexContextDb:
+    """How pylatexenc parses a page: its default macros and environments, and the arguments of those
+    this reader leaves out or reads (sectioning, titles, links, captions)."""
+    context = get_default_latex_walker_context()
+    context.add_context_category(
+        "synthembed",
+        prepend=True,
+        macros=[
+            std_macro(name, spec) if spec else MacroSpec(name, "")
+            for name, spec in LATEX_LEFT_OUT_MACROS.items()
+        ]
+        + [std_macro(name, "*[{") for name in LATEX_DIVISIONS]
+        + [
+            std_macro("title", "[{"),
+            std_macro("caption", "[{"),
+            std_macro("href", "[{{"),
+            std_macro("url", "{"),
+        ]
+        + [std_macro("synthembedcode", "{")],  # where a code block was taken out
+    )
+    return context
+
+
+@functools.cache
+def latex_text_context() -> LatexContextDb:
+    """How ``LatexMarkdown`` writes what was parsed: pylatexenc's defaults (accents, symbols, quotes,
+    dashes), and Markdown for sections, lists, tables, code, links and captions."""
+    context = get_default_latex_text_context()
+    context.add_context_category(
+        "synthembed",
+        prepend=True,
+        macros=[MacroTextSpec(name, simplify_repl=latex_division) for name in LATEX_DIVISIONS]
+        + [MacroTextSpec(name, discard=True) for name in LATEX_LEFT_OUT_MACROS]
+        + [MacroTextSpec(name, text) for name, text in LATEX_LOGOS.items()]
+        + [
+            MacroTextSpec("title", simplify_repl=latex_title),
+            MacroTextSpec("url", "%s"),
+            MacroTextSpec("href", "%(3)s"),
+            MacroTextSpec("caption", "\n\n%(2)s\n\n"),
+            MacroTextSpec("item", "\n- "),  # an item of a list environment this reader does not know
+            MacroTextSpec("verb", lambda node: f"`{node.nodeargd.verbatim_text}`" if node.nodeargd else ""),
+            MacroTextSpec(
+                "synthembedcode",
+                lambda node, l2tobj: (
+                    f"\n\n{l2tobj.code_blocks[int(node.nodeargd.argnlist[0].latex_verbatim()[1:-1])]}\n\n"
+                ),
+            ),
+        ],
+        environments=[EnvironmentTextSpec(name, simplify_repl=latex_list) for name in LATEX_LISTS]
+        + [EnvironmentTextSpec(name, simplify_repl=latex_table) for name in LATEX_TABLES]
+        + [EnvironmentTextSpec(name, discard=True) for name in LATEX_LEFT_OUT_ENVIRONMENTS],
+        specials=[SpecialsTextSpec("~", " ")],
+    )
+    return context
+
+
+LATEX_DEFINITION = re.compile(
+    r"\\(?:(?:provide|new)command\*?\s*\{?\\([A-Za-z]+)\}?|def\s*\\([A-Za-z]+))\s*(\[\d\]|#)?\s*\{"
+)
+
+
+def braced_end(tex: str, opening: int) -> int:
+    r"""The index after the brace that closes the one at ``opening`` (escaped braces not counted), or the
+    text's length where none does.
+
+    >>> braced_end(r"{a \{ {b}} c", 0)
+    10
+    """
+    depth = 0
+    for match in re.compile(r"\\.|[{}]", re.S).finditer(tex, opening):
+        if match[0] in "{}":
+            depth += 1 if match[0] == "{" else -1
+            if depth == 0:
+                return match.end()
+    return len(tex)
+
+
+def latex_abbreviations(preamble: str) -> dict[str, str]:
+    r"""The macros a preamble defines without parameters (``\newcommand{\ours}{FooNet}``,
+    ``\def\papertitle{...}``): the names and shorthands a paper's text is written in. Redefinitions
+    (``\renewcommand``) of LaTeX's own and a package's internal macros (``\@title``) change its layout,
+    not its words, and are left to TeX.
+
+    >>> latex_abbreviations(r"\newcommand{\ours}{\textsc{FooNet}}\def\ds{SciFact}\newcommand{\x}[1]{#1}")
+    {'ours': '\\textsc{FooNet}', 'ds': 'SciFact'}
+    """
+    definitions = {}
+    preamble = re.sub(r"(?<!\\)%.*", "", preamble)
+    for match in LATEX_DEFINITION.finditer(preamble):
+        if not match[3]:  # [1] or #1: a macro with parameters, which only TeX expands
+            definitions[match[1] or match[2]] = preamble[
+                match.end() : braced_end(preamble, match.end() - 1) - 1
+            ]
+    return definitions
+
+
+def latex_as_markdown(tex: str) -> tuple[str | None, str]:
+    r"""(its ``\title``, its text in Markdown) of a LaTeX file: the body of its ``document`` environment
+    (all of a file without ``\documentclass``, a chapter that a main file inputs), its sectioning commands
+    ``#`` headings (the highest used at level 1), code environments (``verbatim``, ``lstlisting``,
+    ``minted``, fancyvrb's) fenced code in their language, lists and tables as Markdown and ``table_text``
+    write them, accents, symbols, quotes and dashes as Unicode (pylatexenc), math as written, links and
+    captions their text. The preamble's definitions, which a reader without TeX cannot expand, labels,
+    references, citations, footnotes, graphics, includes (the included file is a page of its own) and the
+    title block's authors and dates are left out.
+
+    >>> tex = "\n".join([
+    ...     r"\documentclass{article}", r"\newcommand{\kettle}{K-2}", r"\title{Kettle Care\thanks{Draft.}}",
+    ...     r"\begin{document}", r"\maketitle", r"\section{Descaling}\label{sec:d}",
+    ...     r"Descale it monthly~\cite{doe}, see Section~\ref{sec:d}. It holds", r"$1.7\,l$ at 100\,\%.",
+    ...     "", r"\begin{itemize}", r"  \item Fill it with vinegar.", r"  \item[Then] Boil \emph{twice}.",
+    ...     r"\end{itemize}", r"\begin{lstlisting}[language=Python]", "  kettle.descale()  # 100%",
+    ...     r"\end{lstlisting}", r"\end{document}",
+    ... ])
+    >>> title, markdown = latex_as_markdown(tex)
+    >>> title
+    'Kettle Care'
+    >>> print(markdown)
+    # Descaling
+    <BLANKLINE>
+    Descale it monthly, see Section. It holds $1.7\,l$ at 100 %.
+    <BLANKLINE>
+    - Fill it with vinegar.
+    - Then Boil twice.
+    <BLANKLINE>
+    ```python
+    kettle.descale()  # 100%
+    ```
+    """
+    code_blocks: list[str] = []
+
+    def taken_out(match: re.Match[str]) -> str:
+        line = tex[tex.rfind("\n", 0, match.start()) + 1 : match.start()]
+        if re.search(r"(?<!\\)%", line):
+            return match[0]  # commented out
+        code_blocks.append(latex_code(match[1], match[2]))
+        return rf"\synthembedcode{{{len(code_blocks) - 1}}}"
+
+    tex = LATEX_CODE.sub(taken_out, tex)
+    preamble = ""
+    documentclass = re.search(r"^[^%\n]*?\\documentclass\b", tex, re.MULTILINE)
+    first_environment = re.search(r"^[^%\n]*?\\begin\{", tex, re.MULTILINE)
+    # a \documentclass after an environment's start is an example inside a code environment of a class's own
+    if documentclass and not (first_environment and first_environment.start() < documentclass.start()):
+        begin = re.compile(r"^([^%\n]*?)\\begin\{document\}", re.MULTILINE).search(tex, documentclass.end())
+        if begin:
+            preamble, tex = tex[: begin.start() + len(begin[1])], tex[begin.end() :]
+            tex = tex[:end] if (end := tex.rfind(r"\end{document}")) >= 0 else tex
+    if abbreviations := latex_abbreviations(preamble):
+        names = re.compile(rf"\\({'|'.join(map(re.escape, abbreviations))})(?![A-Za-z@])")
+        for _ in range(3):  # an abbreviation may use another
+            preamble, tex = (
+                names.sub(lambda match: f"{{{abbreviations[match[1]]}}}", part) for part in (preamble, tex)
+            )
+    uncommented = re.sub(r"(?<!\\)%.*", "", tex)
+    used = {match[1] for match in LATEX_SECTIONING.finditer(uncommented)}
+    l2tobj = LatexMarkdown(min(map(LATEX_DIVISIONS.index, used), default=2), code_blocks)
+    context = latex_walker_context()
+    for node in LatexWalker(preamble, latex_context=context, tolerant_parsing=True).get_latex_nodes()[0]:
+        if node.isNodeType(LatexMacroNode) and node.macroname == "title":  # the preamble is read for it alone
+            latex_title(node, l2tobj)
+    text = l2tobj.nodelist_to_text(
+        LatexWalker(tex, latex_context=context, tolerant_parsing=True).get_latex_nodes()[0]
+    )
+    lines = []
+    for line, fenced in fenced_lines(text):
+        if fenced:
+            lines.append(line.rstrip())
+            continue
+        # a list item keeps its indent, other lines lose TeX's; a space left before punctuation, or beside
+        # another, where a citation or reference stood goes
+        line = re.sub(r"(?<=\w) +(?=[,.](?:\s|$))", "", re.sub(r"(?<=\S)  +", " ", line.rstrip()))
+        if line.strip().startswith(HEADING_MARK):
+            lines.append(line.strip()[len(HEADING_MARK) :])
+        else:
+            lines.append(as_text(line if re.match(r"\s*(?:-|\d+\.) ", line) else line.strip()))
+    # a heading inside a table cell or caption is text there
+    markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines).replace(HEADING_MARK, "")).strip("\n")
+    return document_title(l2tobj.titles[0] if l2tobj.titles else None), markdown
 
 
 def without_page_furniture(pages: list[list[str]], min_pages: int = 3) -> list[list[str]]:
@@ -1507,7 +1945,7 @@ def epub_text(data: bytes) -> tuple[str | None, str]:
                 encrypted = {ref.get("URI") for ref in encryption.iterfind(".//enc:CipherReference", EPUB)}
                 if encrypted & set(chapters):
                     raise UnreadableFile("encrypted EPUB (its chapters need a DRM key)")
-            texts = [html_text(decoded(book.read(chapter), html=True))[1] for chapter in chapters]
+            texts = [html_text(decoded(book.read(chapter), "html"))[1] for chapter in chapters]
             return package.findtext("opf:metadata/dc:title", namespaces=EPUB), texts
 
     title, chapters = zipped_document(data, "EPUB book", ".mobi", read)
@@ -1550,23 +1988,33 @@ def notebook_markdown(notebook: str) -> str:
     return "\n\n".join(blocks)
 
 
-HTML_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
+# where a page names its charset, and in how many of its first bytes: an HTML page in a <meta>, a LaTeX
+# file in its inputenc package's option
+CHARSET_DECLARATIONS = {
+    "html": (re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE), 2048),
+    "latex": (re.compile(rb"^[^%\n]*?\\usepackage\[([\w-]+)\]\{inputenc\}", re.MULTILINE), 65536),
+}
+LATEX_CHARSETS = {"ansinew": "cp1252", "applemac": "mac_roman", "utf8": "utf-8", "utf8x": "utf-8"}
 
 
-def decoded(raw: bytes, html: bool = False) -> str:
-    """A file's text: UTF-8 without a byte order mark or, for an HTML page that names its charset in a
-    ``<meta>`` of its first 2,048 bytes, that charset.
+def decoded(raw: bytes, declaring: str | None = None) -> str:
+    """A file's text: UTF-8 without a byte order mark or, for a page of a kind that can name its charset
+    (``CHARSET_DECLARATIONS``: ``html``, ``latex``) and names one, that charset.
 
-    >>> decoded(b'<meta charset="windows-1252"><p>caf\\xe9</p>', html=True)
+    >>> decoded(b'<meta charset="windows-1252"><p>caf\\xe9</p>', "html")
     '<meta charset="windows-1252"><p>café</p>'
+    >>> decoded(b"\\\\usepackage[latin1]{inputenc} Caf\\xe9", "latex")
+    '\\\\usepackage[latin1]{inputenc} Café'
     """
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        declared = HTML_CHARSET.search(raw[:2048]) if html else None
+        declaration, within = CHARSET_DECLARATIONS[declaring] if declaring else (None, 0)
+        declared = declaration.search(raw[:within]) if declaration else None
         if declared is None:
             raise UnreadableFile(f"not UTF-8 ({err.reason} at byte {err.start})") from err
         charset = declared[1].decode("ascii", "replace")
+        charset = LATEX_CHARSETS.get(charset, charset)
     try:
         return raw.decode(charset)
     except (LookupError, UnicodeDecodeError) as err:
@@ -1585,11 +2033,12 @@ def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
     or else its first heading; a Jupyter notebook (.ipynb) as the Markdown of its cells
     (``notebook_markdown``), rendered the same way; a .rst file without its comments, its section titles
     written as ``#`` headings (``rst_as_markdown``), an AsciiDoc page (.adoc, .asciidoc) as Asciidoctor
-    renders it, titled by its ``doctitle`` attribute (``adoc_as_markdown``), and a .txt file as written,
+    renders it, titled by its ``doctitle`` attribute (``adoc_as_markdown``), a LaTeX file (.tex, .ltx) as
+    its text in Markdown, titled by its ``\\title`` (``latex_as_markdown``), and a .txt file as written,
     each titled by its first heading.
     """
     if suffix in HTML_SUFFIXES:
-        return html_text(decoded(data, html=True))
+        return html_text(decoded(data, "html"))
     stated: Any = None
     if suffix == ".pdf":
         stated, text = pdf_text(data)
@@ -1602,7 +2051,7 @@ def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
     elif suffix == ".epub":
         stated, text = epub_text(data)
     else:
-        text = decoded(data)
+        text = decoded(data, "latex" if suffix in LATEX_SUFFIXES else None)
     if suffix == ".ipynb":
         text = atx_headings(
             markdown_links_as_text(without_site_marks(without_html_comments(notebook_markdown(text))))
@@ -1617,6 +2066,8 @@ def read_page(suffix: str, data: bytes) -> tuple[str | None, str]:
         text = rst_as_markdown(text)
     elif suffix in ADOC_SUFFIXES:
         stated, text = adoc_as_markdown(text)
+    elif suffix in LATEX_SUFFIXES:
+        stated, text = latex_as_markdown(text)
     if isinstance(stated, str) and stated.strip():
         return stated.strip(), text
     return first_heading(text), text
