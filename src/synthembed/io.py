@@ -174,6 +174,9 @@ def setup_logging(log_path: str | Path | None) -> None:
         handlers=handlers,
         force=True,
     )
+    # pylatexenc reports every LaTeX slip it reads past (an unmatched brace of a class's macro) at INFO:
+    # thousands of lines for a folder of papers, none of them the reader's failure
+    logging.getLogger("pylatexenc").setLevel(logging.WARNING)
 
 
 def report_input_errors() -> None:

@@ -54,7 +54,7 @@ from pylatexenc.latexwalker import (
     LatexWalker,
 )
 from pylatexenc.latexwalker import get_default_latex_context_db as get_default_latex_walker_context
-from pylatexenc.macrospec import LatexContextDb, MacroSpec, std_macro
+from pylatexenc.macrospec import EnvironmentSpec, LatexContextDb, MacroSpec, std_macro
 
 T = TypeVar("T")
 HTML_SUFFIXES = (".html", ".htm")
@@ -961,6 +961,8 @@ def latex_walker_context() -> LatexContextDb:
         ]
         + [std_macro("synthembedcode", "{")],  # where a code block was taken out
     )
+    # a class's or package's own environment: its options (\begin{exercise}[points=4]) are no text
+    context.set_unknown_environment_spec(EnvironmentSpec("", "["))
     return context
 
 
