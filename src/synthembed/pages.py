@@ -884,6 +884,7 @@ def latex_division(node: LatexMacroNode, l2tobj: LatexMarkdown) -> str:
 
 
 def latex_title(node: LatexMacroNode, l2tobj: LatexMarkdown) -> str:
+    """A ``\\title``, kept as the page's title and not written in its text."""
     l2tobj.titles.append(l2tobj.argument_text(node))
     return ""
 
