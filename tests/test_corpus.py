@@ -872,6 +872,8 @@ kettle.descale()  % not a comment
 \end{lstlisting}
 %\begin{verbatim}
 Its loss is $\vect{x}^2$, see \url{https://example.com/kettle} and \href{https://example.com}{our site}.
+
+\kettlenote[width=3cm]{Keep it dry.}
 \end{document}
 """
     (tmp_path / "paper").mkdir()
@@ -896,7 +898,8 @@ Its loss is $\vect{x}^2$, see \url{https://example.com/kettle} and \href{https:/
             "Litres Minutes\n1.7 3\n\n"
             "Boiling times.\n\n"
             "```python\n# not a heading\nkettle.descale()  % not a comment\n```\n\n"
-            "Its loss is $\\vect{x}^2$, see https://example.com/kettle and our site.",
+            "Its loss is $\\vect{x}^2$, see https://example.com/kettle and our site.\n\n"
+            "Keep it dry.",  # a class's macro: its text, not its options
         ),
         "paper/method.tex": ("Method", "# Method\n\nWe boil it."),
     }

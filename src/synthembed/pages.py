@@ -720,6 +720,8 @@ LATEX_CODE = re.compile(
 )
 LATEX_CODE_OPTIONS = re.compile(r"[ \t]*\[([^\]\n]*)\]")  # lstlisting's and fancyvrb's [language=Python]
 LATEX_LANGUAGE = re.compile(r"language\s*=\s*\{?(?:\[[^\]]*\])?([\w+#-]+)")  # language=[Sharp]C: C
+# a class's macro's options, right after it: brackets on its line, unnested, as its options are written
+LATEX_MACRO_OPTIONS = re.compile(r"\A(?:\[[^\[\]\n]{0,80}\])+")
 LATEX_SECTIONING = re.compile(rf"\\({'|'.join(LATEX_DIVISIONS)})\*?\s*[\[{{]")
 LATEX_LISTS = ["itemize", "enumerate", "description", "compactitem", "compactenum", "compactdesc"]
 LATEX_TABLES = ["tabular", "tabular*", "tabularx", "tabulary", "longtable"]
@@ -847,6 +849,20 @@ class LatexMarkdown(LatexNodes2Text):
     def __init__(self, top_division: int, code_blocks: list[str]) -> None:
         super().__init__(latex_context=latex_text_context(), math_mode="verbatim")
         self.top_division, self.code_blocks, self.titles = top_division, code_blocks, []
+        self.options_follow = False  # the node before was a macro no parser knows, whose options are no text
+
+    def node_to_text(self, node: LatexNode | None, prev_node_hint: Any = None, textcol: int = 0) -> str:
+        options_follow, self.options_follow = self.options_follow, False
+        text = super().node_to_text(node, prev_node_hint, textcol)
+        if options_follow and node is not None and node.isNodeType(LatexCharsNode):
+            text = LATEX_MACRO_OPTIONS.sub("", text, count=1)  # \blindtext[2][1]
+        self.options_follow = bool(
+            node is not None
+            and node.isNodeType(LatexMacroNode)
+            and not (node.nodeargd and node.nodeargd.argnlist)
+            and self.latex_context.get_macro_spec(node.macroname) is None
+        )
+        return text
 
     def chars_node_to_text(self, node: LatexCharsNode, textcol: int = 0) -> str:
         # a blank line ends a paragraph, any other run of white space is one space
