@@ -722,6 +722,7 @@ LATEX_CODE_OPTIONS = re.compile(r"[ \t]*\[([^\]\n]*)\]")  # lstlisting's and fan
 LATEX_LANGUAGE = re.compile(r"language\s*=\s*\{?(?:\[[^\]]*\])?([\w+#-]+)")  # language=[Sharp]C: C
 # a class's macro's options, right after it: brackets on its line, unnested, as its options are written
 LATEX_MACRO_OPTIONS = re.compile(r"\A(?:\[[^\[\]\n]{0,80}\])+")
+LATEX_COMMENT = re.compile(r"(?<!\\)%.*")  # to the line's end; an escaped \% is a percent sign
 LATEX_SECTIONING = re.compile(rf"\\({'|'.join(LATEX_DIVISIONS)})\*?\s*[\[{{]")
 LATEX_LISTS = ["itemize", "enumerate", "description", "compactitem", "compactenum", "compactdesc"]
 LATEX_TABLES = ["tabular", "tabular*", "tabularx", "tabulary", "longtable"]
@@ -1047,7 +1048,7 @@ def latex_abbreviations(preamble: str) -> dict[str, str]:
     {'ours': '\\textsc{FooNet}', 'ds': 'SciFact'}
     """
     definitions = {}
-    preamble = re.sub(r"(?<!\\)%.*", "", preamble)
+    preamble = LATEX_COMMENT.sub("", preamble)
     for match in LATEX_DEFINITION.finditer(preamble):
         if not match[3]:  # [1] or #1: a macro with parameters, which only TeX expands
             definitions[match[1] or match[2]] = preamble[
@@ -1093,7 +1094,7 @@ def latex_as_markdown(tex: str) -> tuple[str | None, str]:
 
     def taken_out(match: re.Match[str]) -> str:
         line = tex[tex.rfind("\n", 0, match.start()) + 1 : match.start()]
-        if re.search(r"(?<!\\)%", line):
+        if LATEX_COMMENT.search(line):
             return match[0]  # commented out
         code_blocks.append(latex_code(match[1], match[2]))
         return rf"\synthembedcode{{{len(code_blocks) - 1}}}"
@@ -1114,7 +1115,7 @@ def latex_as_markdown(tex: str) -> tuple[str | None, str]:
             preamble, tex = (
                 names.sub(lambda match: f"{{{abbreviations[match[1]]}}}", part) for part in (preamble, tex)
             )
-    uncommented = re.sub(r"(?<!\\)%.*", "", tex)
+    uncommented = LATEX_COMMENT.sub("", tex)
     used = {match[1] for match in LATEX_SECTIONING.finditer(uncommented)}
     l2tobj = LatexMarkdown(min(map(LATEX_DIVISIONS.index, used), default=2), code_blocks)
     context = latex_walker_context()
@@ -1132,11 +1133,11 @@ def latex_as_markdown(tex: str) -> tuple[str | None, str]:
         # a list item keeps its indent, other lines lose TeX's; a space left before punctuation, or beside
         # another, where a citation or reference stood goes
         line = re.sub(r"(?<=\w) +(?=[,.](?:\s|$))", "", re.sub(r"(?<=\S)  +", " ", line.rstrip()))
-        if line.strip().startswith(HEADING_MARK):
-            lines.append(line.strip()[len(HEADING_MARK) :])
+        if line.strip().startswith(HEADING_MARK):  # the mark goes below, with any other
+            lines.append(line.strip())
         else:
             lines.append(as_text(line if re.match(r"\s*(?:-|\d+\.) ", line) else line.strip()))
-    # a heading inside a table cell or caption is text there
+    # a heading's mark goes, and so does one inside a table cell or caption, where the heading is text
     markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines).replace(HEADING_MARK, "")).strip("\n")
     return document_title(l2tobj.titles[0] if l2tobj.titles else None), markdown
 
